@@ -1,0 +1,187 @@
+"""All of ray_judge's configuration, read from the environment in one place.
+
+Other modules take a :class:`JudgeConfig`; none of them reads ``os.environ`` for settings.
+Every variable is listed in :data:`ENV_VARS` (the README's table is generated from the
+same words).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .spec import DEFAULT_SPEC, BackendSpec, parse_ccode_model_overrides
+
+__all__ = ["ENV_VARS", "JudgeConfig", "forwarded_env", "is_secret_name", "redact"]
+
+#: name -> (default shown to users, meaning)
+ENV_VARS: dict[str, tuple[str, str]] = {
+    "CLAUDE_CLI_PATH": ("`claude` on PATH", "Claude Code CLI executable"),
+    "LLM_JUDGE_NAME": (DEFAULT_SPEC, "backend used when no override file exists"),
+    "LLM_JUDGE_BACKEND_FILE": ("./.judge_backend", "the override file (made absolute at start)"),
+    "LLM_JUDGE_BACKEND_TTL": ("5", "seconds between reads of the override file"),
+    "LLM_JUDGE_CCODE_MODEL": (
+        "built-in ids",
+        "model id for ccode aliases: `ID` for all, or `ccode-4-sonnet=ID,ccode-4-opus=ID`",
+    ),
+    "LLM_JUDGE_RUBRIC_FILE": ("built-in rubric", "judging instructions template"),
+    "LLM_JUDGE_SCORE_MAX": ("10", "top of the `SCORE: N` scale; scores are divided by it"),
+    "LLM_JUDGE_MAX_INPUT_CHARS": ("20000", "longest prompt/response/reference sent (truncated)"),
+    "LLM_JUDGE_MAX_TOKENS": ("1024", "max output tokens per verdict (LiteLLM)"),
+    "LLM_JUDGE_TIMEOUT": ("120", "seconds for one attempt (process killed / request cancelled)"),
+    "LLM_JUDGE_DEADLINE": ("300", "seconds for one request, all retries included"),
+    "LLM_JUDGE_MAX_ATTEMPTS": ("4", "attempts per request (1 = no retry)"),
+    "LLM_JUDGE_BACKOFF": ("1", "base seconds of exponential backoff with full jitter"),
+    "LLM_JUDGE_MAX_BACKOFF": ("60", "longest wait between attempts"),
+    "LLM_JUDGE_NUM_WORKERS": ("CPUs of the node (2..8)", "worker actors running backend calls"),
+    "LLM_JUDGE_MAX_IN_FLIGHT_CCODE": ("2 x CPUs", "cluster-wide concurrent `claude` calls"),
+    "LLM_JUDGE_MAX_IN_FLIGHT_LITELLM": ("256", "cluster-wide concurrent LiteLLM calls"),
+    "LLM_JUDGE_WORKER_CPUS": ("0", "CPUs each worker actor reserves from Ray"),
+    "LLM_JUDGE_ACTOR_NAME": ("judge", "name of the singleton actor"),
+    "LLM_JUDGE_NAMESPACE": ("ray_judge", "Ray namespace of the singleton"),
+}
+
+_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH)", re.IGNORECASE)
+# What a judge and its workers need from the environment of whoever starts them.
+_FORWARD = re.compile(
+    r"^(CLAUDE_|ANTHROPIC_|LLM_JUDGE_|LITELLM_|OPENAI_|AZURE_|GEMINI_|GOOGLE_|VERTEX|"
+    r"MISTRAL_|COHERE_|GROQ_|TOGETHER|DEEPSEEK_|XAI_|OPENROUTER_|FIREWORKS|HOSTED_VLLM_|"
+    r"VLLM_API|OLLAMA_|HF_TOKEN|HUGGINGFACE_|AWS_|BEDROCK_|DISABLE_|HTTPS?_PROXY|NO_PROXY|"
+    r"https?_proxy|no_proxy|SSL_CERT_|REQUESTS_CA_BUNDLE)"
+)
+
+
+def is_secret_name(name: str) -> bool:
+    return bool(_SECRET_NAME.search(name))
+
+
+def redact(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` with every secret-looking value replaced, for display."""
+    return {k: ("***" if is_secret_name(k) else v) for k, v in env.items()}
+
+
+def forwarded_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The part of ``environ`` that the judge and its workers must see."""
+    environ = os.environ if environ is None else environ
+    return {k: v for k, v in environ.items() if _FORWARD.match(k)}
+
+
+def _number(environ: Mapping[str, str], name: str, default: float, *, low: float,
+            integer: bool = False) -> Any:
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return int(default) if integer else float(default)
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{name} must be {kind}, got {raw!r}", name=name, value=raw) from None
+    if not (math.isfinite(value) and value >= low):
+        raise ConfigError(f"{name} must be >= {low} and finite, got {raw!r}", name=name, value=raw)
+    return value
+
+
+def _default_workers() -> int:
+    return max(2, min(8, os.cpu_count() or 2))
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """Settings of a judge; :meth:`from_env` is the only place the environment is read."""
+
+    default_spec: BackendSpec = field(default_factory=lambda: BackendSpec.parse(DEFAULT_SPEC))
+    default_source: str = "default"  # "env" when LLM_JUDGE_NAME set it
+    backend_file: Path = field(default_factory=lambda: Path(".judge_backend").absolute())
+    ttl_s: float = 5.0
+    claude_cli_path: str = "claude"
+    ccode_models: Mapping[str, str] = field(default_factory=dict)
+    rubric_file: Path | None = None
+    score_max: float = 10.0
+    max_input_chars: int = 20_000
+    max_tokens: int = 1024
+    timeout_s: float = 120.0
+    deadline_s: float = 300.0
+    max_attempts: int = 4
+    backoff_s: float = 1.0
+    max_backoff_s: float = 60.0
+    num_workers: int = field(default_factory=_default_workers)
+    max_in_flight_ccode: int = field(default_factory=lambda: 2 * (os.cpu_count() or 2))
+    max_in_flight_litellm: int = 256
+    worker_cpus: float = 0.0
+    actor_name: str = "judge"
+    namespace: str = "ray_judge"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *,
+                 cwd: Path | None = None) -> JudgeConfig:
+        """Read every ``LLM_JUDGE_*`` variable; raise :class:`ConfigError` naming a bad one."""
+        env = os.environ if environ is None else environ
+        base = Path.cwd() if cwd is None else cwd
+        name = env.get("LLM_JUDGE_NAME", "").strip()
+        if name:
+            try:
+                default_spec = BackendSpec.parse(name)
+            except ConfigError as exc:
+                raise ConfigError(f"LLM_JUDGE_NAME: {exc}", name="LLM_JUDGE_NAME",
+                                  value=name) from None
+        else:
+            default_spec = BackendSpec.parse(DEFAULT_SPEC)
+        file_raw = env.get("LLM_JUDGE_BACKEND_FILE", "").strip() or ".judge_backend"
+        backend_file = Path(os.path.expanduser(file_raw))
+        if not backend_file.is_absolute():
+            backend_file = base / backend_file
+        rubric_raw = env.get("LLM_JUDGE_RUBRIC_FILE", "").strip()
+        rubric_file = None
+        if rubric_raw:
+            rubric_file = Path(os.path.expanduser(rubric_raw))
+            if not rubric_file.is_absolute():
+                rubric_file = base / rubric_file
+        workers = env.get("LLM_JUDGE_NUM_WORKERS", "").strip()
+        in_flight_ccode = env.get("LLM_JUDGE_MAX_IN_FLIGHT_CCODE", "").strip()
+        config = cls(
+            default_spec=default_spec,
+            default_source="env" if name else "default",
+            backend_file=Path(os.path.normpath(backend_file)),
+            ttl_s=_number(env, "LLM_JUDGE_BACKEND_TTL", 5.0, low=0.0),
+            claude_cli_path=env.get("CLAUDE_CLI_PATH", "").strip() or "claude",
+            ccode_models=parse_ccode_model_overrides(env.get("LLM_JUDGE_CCODE_MODEL")),
+            rubric_file=rubric_file,
+            score_max=_number(env, "LLM_JUDGE_SCORE_MAX", 10.0, low=1.0),
+            max_input_chars=_number(env, "LLM_JUDGE_MAX_INPUT_CHARS", 20_000, low=100,
+                                    integer=True),
+            max_tokens=_number(env, "LLM_JUDGE_MAX_TOKENS", 1024, low=16, integer=True),
+            timeout_s=_number(env, "LLM_JUDGE_TIMEOUT", 120.0, low=0.1),
+            deadline_s=_number(env, "LLM_JUDGE_DEADLINE", 300.0, low=0.1),
+            max_attempts=_number(env, "LLM_JUDGE_MAX_ATTEMPTS", 4, low=1, integer=True),
+            backoff_s=_number(env, "LLM_JUDGE_BACKOFF", 1.0, low=0.0),
+            max_backoff_s=_number(env, "LLM_JUDGE_MAX_BACKOFF", 60.0, low=0.0),
+            num_workers=(_number(env, "LLM_JUDGE_NUM_WORKERS", 0, low=1, integer=True)
+                         if workers else _default_workers()),
+            max_in_flight_ccode=(
+                _number(env, "LLM_JUDGE_MAX_IN_FLIGHT_CCODE", 0, low=1, integer=True)
+                if in_flight_ccode else 2 * (os.cpu_count() or 2)),
+            max_in_flight_litellm=_number(env, "LLM_JUDGE_MAX_IN_FLIGHT_LITELLM", 256, low=1,
+                                          integer=True),
+            worker_cpus=_number(env, "LLM_JUDGE_WORKER_CPUS", 0.0, low=0.0),
+            actor_name=env.get("LLM_JUDGE_ACTOR_NAME", "").strip() or "judge",
+            namespace=env.get("LLM_JUDGE_NAMESPACE", "").strip() or "ray_judge",
+        )
+        return config
+
+    def max_in_flight(self, spec: BackendSpec) -> int:
+        return self.max_in_flight_ccode if spec.kind == "ccode" else self.max_in_flight_litellm
+
+    def describe(self) -> dict[str, Any]:
+        """A display-safe dict of the settings (no secrets live here, but paths do)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = str(value) if isinstance(value, (Path, BackendSpec)) else (
+                dict(value) if isinstance(value, Mapping) else value)
+        return out

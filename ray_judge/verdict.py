@@ -1,0 +1,153 @@
+"""What goes into a judge (:class:`JudgeRequest`) and what comes out (:class:`Verdict`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Any
+
+__all__ = ["JudgeRequest", "Status", "Verdict"]
+
+
+class Status(str, Enum):
+    """Why a Verdict has, or lacks, a score. Compares equal to its string value."""
+
+    OK = "ok"
+    PARSE_ERROR = "parse_error"
+    TIMEOUT = "timeout"
+    RATE_LIMITED = "rate_limited"
+    USAGE_LIMITED = "usage_limited"
+    AUTH_ERROR = "auth_error"
+    BACKEND_ERROR = "backend_error"
+    INVALID_INPUT = "invalid_input"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_TEXT_FIELDS = ("prompt", "response", "reference", "rubric")
+_REQUIRED = ("prompt", "response")
+
+
+def _where(index: int | None) -> str:
+    return "request" if index is None else f"request[{index}]"
+
+
+@dataclass(frozen=True)
+class JudgeRequest:
+    """One rollout to grade.
+
+    ``prompt`` is the task the policy was given, ``response`` the policy's output
+    (untrusted), ``reference`` the ground truth if any, ``rubric`` replaces the default
+    judging instructions for this request, ``metadata`` is returned untouched.
+    """
+
+    prompt: str
+    response: str
+    reference: str | None = None
+    rubric: str | None = None
+    metadata: Any = None
+
+    def __post_init__(self) -> None:
+        self._check(None)
+
+    def _check(self, index: int | None) -> None:
+        for name in _TEXT_FIELDS:
+            value = getattr(self, name)
+            if value is None and name not in _REQUIRED:
+                continue
+            if not isinstance(value, str):
+                raise TypeError(
+                    f"{_where(index)}.{name} must be a string, got {type(value).__name__}: "
+                    f"{_preview(value)}"
+                )
+
+    @classmethod
+    def from_mapping(cls, item: object, index: int | None = None) -> JudgeRequest:
+        """Build from a dict such as ``{"prompt": p, "response": r, "reference": g}``.
+
+        Raises ``TypeError``/``ValueError`` naming the index and the field.
+        """
+        if isinstance(item, JudgeRequest):
+            return item
+        if not isinstance(item, Mapping):
+            raise TypeError(
+                f"{_where(index)} must be a dict with 'prompt' and 'response', "
+                f"got {type(item).__name__}: {_preview(item)}"
+            )
+        unknown = sorted(str(k) for k in item if k not in (*_TEXT_FIELDS, "metadata"))
+        if unknown:
+            raise ValueError(
+                f"{_where(index)} has unknown field(s) {unknown}; "
+                "known: prompt, response, reference, rubric, metadata"
+            )
+        for name in _REQUIRED:
+            if name not in item:
+                raise ValueError(f"{_where(index)} is missing the field {name!r}")
+        try:
+            return cls(**{k: item[k] for k in item})
+        except TypeError as exc:
+            if index is None:
+                raise
+            raise TypeError(str(exc).replace("request.", f"{_where(index)}.", 1)) from None
+
+
+def _preview(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The judge's answer for one request.
+
+    A failure is never a number: ``score`` is ``None`` whenever ``status`` is not ``ok``,
+    so ``verdict.score or 0.0`` is a choice the caller makes, visibly.
+    """
+
+    score: float | None
+    status: Status
+    error: str | None = None
+    backend: str | None = None
+    model: str | None = None
+    raw: str | None = None
+    latency_s: float = 0.0
+    attempts: int = 0
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    cached: bool = False
+    metadata: Any = None
+    #: seconds the backend asked us to wait (429 Retry-After), when it said
+    retry_after: float | None = None
+    #: epoch seconds when a usage limit lifts, when the backend said
+    resets_at: float | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        status = Status(self.status)
+        object.__setattr__(self, "status", status)
+        if status is Status.OK:
+            if self.score is None or not (
+                isinstance(self.score, (int, float)) and math.isfinite(self.score)
+            ):
+                raise ValueError(f"an ok Verdict needs a finite score, got {self.score!r}")
+            if not 0.0 <= self.score <= 1.0:
+                raise ValueError(f"score must be within [0, 1], got {self.score!r}")
+            object.__setattr__(self, "score", float(self.score))
+        elif self.score is not None:
+            raise ValueError(f"a {status.value} Verdict must not carry a score ({self.score!r})")
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+    def with_(self, **changes: Any) -> Verdict:
+        """A copy with ``changes`` applied (dataclasses.replace, re-validated)."""
+        return replace(self, **changes)
+
+    @classmethod
+    def failure(cls, status: Status | str, error: str, **fields: Any) -> Verdict:
+        return cls(score=None, status=Status(status), error=error, **fields)
