@@ -1,0 +1,170 @@
+"""The backend interface: one attempt (:meth:`Backend.complete`), and the judging around it.
+
+A backend implements only ``complete``: send a system and a user message, return the
+model's text or raise a :class:`~ray_judge.errors.BackendCallError` subclass that says
+what went wrong. :meth:`Backend.judge` is shared by every backend: it renders the
+prompt, retries politely within the request's deadline, parses the score, and always
+returns a :class:`~ray_judge.verdict.Verdict` (it never raises for a failed call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..config import JudgeConfig
+from ..errors import BackendCallError, BackendTimeoutError, RubricError, ScoreParseError
+from ..parsing import normalise, parse_score
+from ..rubric import JudgePrompt, Rubric, load_rubric
+from ..spec import BackendSpec
+from ..verdict import JudgeRequest, Status, Verdict
+
+__all__ = ["Backend", "Completion", "RetryPolicy"]
+
+logger = logging.getLogger(__name__)
+
+# Grace on top of an attempt's own timeout before the shared layer gives up on a backend
+# that failed to enforce it (a bug, but one that must not hang a training run).
+_SAFETY_GRACE_S = 5.0
+
+
+@dataclass(frozen=True)
+class Completion:
+    """The model's answer to one attempt."""
+
+    text: str
+    model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded, polite retries: exponential backoff with full jitter, Retry-After honoured."""
+
+    max_attempts: int = 4
+    timeout_s: float = 120.0
+    deadline_s: float = 300.0
+    backoff_s: float = 1.0
+    max_backoff_s: float = 60.0
+
+    @classmethod
+    def from_config(cls, config: JudgeConfig) -> RetryPolicy:
+        return cls(config.max_attempts, config.timeout_s, config.deadline_s,
+                   config.backoff_s, config.max_backoff_s)
+
+    def delay(self, attempt: int, retry_after: float | None, rng: Callable[[], float]) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        jitter = rng() * min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+        return max(jitter, retry_after or 0.0)
+
+
+class Backend(ABC):
+    """A judge backend. Subclasses implement :meth:`complete` and maybe :meth:`aclose`."""
+
+    kind: ClassVar[str]
+
+    def __init__(
+        self,
+        spec: BackendSpec,
+        config: JudgeConfig,
+        *,
+        rubric: Rubric | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.spec = spec
+        self.config = config
+        self.model = spec.model(config.ccode_models)
+        self.rubric = rubric if rubric is not None else load_rubric(config)
+        self.policy = RetryPolicy.from_config(config)
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.spec)!r}, model={self.model!r})"
+
+    @abstractmethod
+    async def complete(self, prompt: JudgePrompt, *, timeout: float) -> Completion:
+        """Make one attempt within ``timeout`` seconds; raise BackendCallError on failure."""
+
+    async def aclose(self) -> None:  # noqa: B027 - most backends hold nothing to release
+        """Release processes and connections. Safe to call twice."""
+
+    async def judge(self, request: JudgeRequest, *, deadline: float | None = None) -> Verdict:
+        """Grade one request. Never raises for a failed call; the Verdict says what happened.
+
+        ``deadline`` is an absolute time on this backend's clock; by default the
+        configured per-request budget from now.
+        """
+        start = self._clock()
+        deadline = start + self.policy.deadline_s if deadline is None else deadline
+        base = {"backend": str(self.spec), "model": self.model, "metadata": request.metadata}
+        try:
+            rubric = self.rubric if request.rubric is None else Rubric.from_text(
+                request.rubric, self.rubric.score_max, source="request rubric")
+            prompt = rubric.render(request, self.config.max_input_chars)
+        except (RubricError, ValueError, TypeError) as exc:
+            return Verdict.failure(Status.INVALID_INPUT, str(exc), **base)
+
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                return Verdict.failure(
+                    Status.TIMEOUT, f"deadline of {self.policy.deadline_s:g}s passed before "
+                    f"attempt {attempt}", attempts=attempt - 1,
+                    latency_s=self._clock() - start, **base)
+            try:
+                completion = await self._attempt(prompt, min(self.policy.timeout_s, remaining))
+            except BackendCallError as exc:
+                failure = exc
+            except Exception as exc:  # a bug in a backend must not kill the caller
+                logger.exception("unexpected error in %s", self)
+                failure = BackendCallError(f"unexpected {type(exc).__name__}: {exc}")
+            else:
+                return self._verdict(completion, rubric, attempt, start, base)
+
+            wait = self.policy.delay(attempt, failure.retry_after, self._rng)
+            out_of_time = self._clock() + wait >= deadline
+            if not failure.retryable or attempt >= self.policy.max_attempts or out_of_time:
+                return Verdict.failure(
+                    failure.status, str(failure) or type(failure).__name__,
+                    raw=failure.raw, attempts=attempt, latency_s=self._clock() - start,
+                    retry_after=failure.retry_after, resets_at=failure.resets_at, **base)
+            logger.debug("%s attempt %d failed (%s); retrying in %.2fs", self, attempt,
+                         failure.status, wait)
+            await self._sleep(wait)
+
+    async def _attempt(self, prompt: JudgePrompt, timeout: float) -> Completion:
+        try:
+            return await asyncio.wait_for(self.complete(prompt, timeout=timeout),
+                                          timeout + _SAFETY_GRACE_S)
+        except asyncio.TimeoutError:
+            raise BackendTimeoutError(
+                f"no answer within {timeout:.1f}s", backend=str(self.spec)) from None
+
+    def _verdict(self, completion: Completion, rubric: Rubric, attempt: int, start: float,
+                 base: dict) -> Verdict:
+        usage = {
+            "raw": completion.text, "attempts": attempt, "latency_s": self._clock() - start,
+            "input_tokens": completion.input_tokens, "output_tokens": completion.output_tokens,
+            "cost_usd": completion.cost_usd,
+        }
+        if completion.model:
+            base = {**base, "model": completion.model}
+        try:
+            score = normalise(parse_score(completion.text, rubric.score_max), rubric.score_max)
+        except ScoreParseError as exc:
+            return Verdict.failure(Status.PARSE_ERROR, str(exc), **usage, **base)
+        return Verdict(score=score, status=Status.OK, **usage, **base)

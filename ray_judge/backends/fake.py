@@ -1,0 +1,61 @@
+"""A backend that needs no model: for tests, dry runs and benchmarks of the pool itself.
+
+It goes through the same :meth:`Backend.judge` as the real backends (rubric, retries,
+parsing), so only the model call is fake.
+
+Example:
+    >>> backend = FakeBackend(spec, config, handler=lambda prompt: "Fine.\\nSCORE: 7")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..rubric import JudgePrompt
+from .base import Backend, Completion
+
+__all__ = ["FakeBackend"]
+
+Handler = Callable[[JudgePrompt], "str | Completion | Awaitable[str | Completion]"]
+
+
+def _stable_score(prompt: JudgePrompt) -> str:
+    # Deterministic, so repeated runs and cache tests see the same verdicts.
+    digest = hashlib.sha256(prompt.user.encode()).digest()
+    return f"Deterministic fake verdict.\nSCORE: {digest[0] % 11}"
+
+
+class FakeBackend(Backend):
+    """Answers with ``handler(prompt)`` (text or Completion), or a stable pseudo-score.
+
+    ``handler`` may raise a BackendCallError subclass to play a failing model, and may be
+    async. ``latency_s`` adds a sleep per call. ``calls`` counts attempts.
+    """
+
+    kind = "fake"
+
+    def __init__(self, *args: Any, handler: Handler | None = None, latency_s: float = 0.0,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.handler = handler
+        self.latency_s = latency_s
+        self.calls = 0
+        self.closed = False
+
+    async def complete(self, prompt: JudgePrompt, *, timeout: float) -> Completion:
+        self.calls += 1
+        if self.latency_s:
+            await asyncio.sleep(min(self.latency_s, timeout + 1.0))
+        out = _stable_score(prompt) if self.handler is None else self.handler(prompt)
+        if asyncio.iscoroutine(out) or isinstance(out, asyncio.Future):
+            out = await out
+        if isinstance(out, Completion):
+            return out
+        return Completion(text=str(out), model=self.model, input_tokens=len(prompt.user) // 4,
+                          output_tokens=len(str(out)) // 4, cost_usd=0.0)
+
+    async def aclose(self) -> None:
+        self.closed = True
