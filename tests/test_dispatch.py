@@ -1,0 +1,158 @@
+"""The singleton's scheduler without Ray: limits, order, switching, lost workers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ray_judge.dispatch import Dispatcher, Slots, WorkerLost
+from ray_judge.spec import BackendSpec
+from ray_judge.verdict import JudgeRequest, Status, Verdict
+
+A = BackendSpec.parse("litellm:openai/a")
+B = BackendSpec.parse("litellm:openai/b")
+
+
+def _requests(n: int) -> list[JudgeRequest]:
+    return [JudgeRequest(f"p{i}", f"r{i}", metadata=i) for i in range(n)]
+
+
+class Workers:
+    """Fake workers that record concurrency per backend and the calls they got."""
+
+    def __init__(self, latency: float = 0.01) -> None:
+        self.latency = latency
+        self.calls: list[tuple[int, str, int]] = []
+        self.active: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+        self.fail_next: list[Exception] = []
+
+    async def send(self, worker: int, spec: str, requests: list[JudgeRequest]) -> list[Verdict]:
+        self.calls.append((worker, spec, len(requests)))
+        if self.fail_next:
+            raise self.fail_next.pop(0)
+        self.active[spec] = self.active.get(spec, 0) + len(requests)
+        self.peak[spec] = max(self.peak.get(spec, 0), self.active[spec])
+        await asyncio.sleep(self.latency)
+        self.active[spec] -= len(requests)
+        return [Verdict(score=0.5, status=Status.OK, backend=spec, metadata=r.metadata)
+                for r in requests]
+
+
+def _dispatcher(workers: Workers, *, spec=lambda: A, limit=8, n_workers=2,
+                **kw) -> Dispatcher:
+    return Dispatcher(num_workers=n_workers, send=workers.send, resolve=spec,
+                      limit_for=lambda s: limit, **kw)
+
+
+def test_batch_keeps_order_and_costs_one_call_per_worker() -> None:
+    async def main() -> None:
+        workers = Workers()
+        d = _dispatcher(workers, limit=256)
+        verdicts = await asyncio.gather(*d.submit(_requests(256)))
+        assert [v.metadata for v in verdicts] == list(range(256))
+        assert sorted(w for w, _, _ in workers.calls) == [0, 1]
+        assert sum(n for _, _, n in workers.calls) == 256
+
+    asyncio.run(main())
+
+
+def test_global_limit_holds_across_workers_and_excess_waits() -> None:
+    async def main() -> None:
+        workers = Workers(latency=0.005)
+        d = _dispatcher(workers, limit=5, n_workers=4)
+        verdicts = await asyncio.gather(*d.submit(_requests(200)))
+        assert len(verdicts) == 200 and all(v.ok for v in verdicts)
+        assert workers.peak[str(A)] == 5  # reached, never exceeded
+        assert d.in_flight() == {str(A): 0} and d.queued == 0
+
+    asyncio.run(main())
+
+
+def test_concurrent_single_calls_coalesce() -> None:
+    async def main() -> None:
+        workers = Workers()
+        d = _dispatcher(workers, limit=1000)
+        futures = [d.submit([r])[0] for r in _requests(100)]
+        await asyncio.gather(*futures)
+        assert len(workers.calls) <= 4  # 100 calls became a handful of micro-batches
+
+    asyncio.run(main())
+
+
+def test_switch_sends_queued_requests_to_the_new_backend() -> None:
+    async def main() -> None:
+        current = [A]
+        workers = Workers(latency=0.02)
+        d = _dispatcher(workers, spec=lambda: current[0], limit=2)
+        first = d.submit(_requests(2))  # fill A's two slots
+        await asyncio.sleep(0.005)
+        rest = d.submit(_requests(6))  # queued behind them
+        current[0] = B
+        done = await asyncio.gather(*first, *rest)
+        assert [v.backend for v in done[:2]] == [str(A)] * 2  # in flight: finish on A
+        assert {v.backend for v in done[2:]} == {str(B)}  # not started: go to B
+
+    asyncio.run(main())
+
+
+def test_lost_worker_requeues_then_gives_up_with_a_failure_not_a_number() -> None:
+    async def main() -> None:
+        workers = Workers()
+        workers.fail_next = [WorkerLost("killed")]
+        d = _dispatcher(workers, n_workers=1)
+        (v,) = await asyncio.gather(*d.submit(_requests(1)))
+        assert v.ok  # served again after the loss
+
+        workers.fail_next = [WorkerLost("killed")] * 10
+        d2 = _dispatcher(workers, n_workers=1, max_lost=3)
+        (v2,) = await asyncio.gather(*d2.submit(_requests(1)))
+        assert v2.status is Status.BACKEND_ERROR and v2.score is None
+        assert "died 4 times" in (v2.error or "")
+
+    asyncio.run(main())
+
+
+def test_a_failing_send_fails_every_waiting_future() -> None:
+    async def main() -> None:
+        workers = Workers()
+        workers.fail_next = [RuntimeError("boom")]
+        d = _dispatcher(workers, n_workers=1)
+        verdicts = await asyncio.wait_for(asyncio.gather(*d.submit(_requests(3))), 5)
+        assert {v.status for v in verdicts} == {Status.BACKEND_ERROR}
+        assert all(v.score is None and "boom" in (v.error or "") for v in verdicts)
+        # and the dispatcher still works afterwards
+        (ok,) = await asyncio.gather(*d.submit(_requests(1)))
+        assert ok.ok
+
+    asyncio.run(main())
+
+
+def test_on_verdict_error_does_not_cost_the_caller_its_verdict() -> None:
+    async def main() -> None:
+        def explode(v: Verdict) -> None:
+            raise RuntimeError("metrics down")
+
+        d = _dispatcher(Workers(), on_verdict=explode)
+        (v,) = await asyncio.gather(*d.submit(_requests(1)))
+        assert v.ok
+
+    asyncio.run(main())
+
+
+def test_slots_take_several_and_time_out() -> None:
+    async def main() -> None:
+        slots = Slots(3)
+        assert await slots.take(5, 0.01) == 3
+        assert await slots.take(1, 0.01) == 0
+        slots.give_back(2)
+        assert await slots.take(5, 0.01) == 2
+
+    asyncio.run(main())
+
+
+def test_rejects_zero_workers() -> None:
+    with pytest.raises(ValueError, match="num_workers must be an integer >= 1, got 0"):
+        Dispatcher(num_workers=0, send=Workers().send, resolve=lambda: A,
+                   limit_for=lambda s: 1)
