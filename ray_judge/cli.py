@@ -1,0 +1,247 @@
+"""The command lines: ``switch_judge_backend.py`` / ``switch-judge-backend``, and ``ray-judge``.
+
+Layout, top to bottom: the hook that notifies a running judge, helpers, the four switch
+commands (``litellm``, ``ccode``, ``show``, ``remove``) on :data:`switch_app`, then
+:data:`app` (``ray-judge``), which mounts them as ``ray-judge switch ...`` and is where the
+pool's own commands go, then the entry points.
+
+Nothing here imports ray or litellm at import time: switching must answer in a blink,
+also on a login node where importing ray takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, NoReturn
+
+import typer
+
+from .config import JudgeConfig
+from .errors import JudgeError
+from .resolver import (
+    BackendResolver,
+    Resolution,
+    permission_warnings,
+    remove_override,
+    write_override,
+)
+from .spec import CCODE_MODELS, DEFAULT_SPEC, LITELLM_PREFIX, BackendSpec
+
+__all__ = ["Notifier", "app", "main", "notify_running_judge", "switch_app", "switch_main"]
+
+#: ``notify(config, spec)`` after the override file was written (``spec``) or removed
+#: (``None``); returns a line to print, or ``None`` to print nothing.
+Notifier = Callable[[JudgeConfig, "BackendSpec | None"], "str | None"]
+
+
+def notify_running_judge(config: JudgeConfig, spec: BackendSpec | None) -> str | None:
+    """Tell a running judge that the override file changed, so it switches now.
+
+    Called after every write and after every remove that deleted a file. A judge re-reads
+    the file within ``config.ttl_s`` anyway; notifying only makes the switch immediate,
+    so a failure here never fails the command. Until the pool exists this does nothing;
+    an implementation must import ray inside this function, never at module level.
+
+    Returns:
+        A line for the user, or ``None`` to print nothing.
+    """
+    return None
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _fail(message: str) -> NoReturn:
+    # One line, whatever the OS or a parser put in the message, so scripts can grep it.
+    typer.echo(f"error: {' '.join(message.splitlines())}", err=True)
+    raise typer.Exit(code=1)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn ray_judge's own errors (bad env, bad spec, unwritable file) into one line."""
+    try:
+        yield
+    except JudgeError as exc:
+        _fail(str(exc))
+
+
+def _load_config() -> JudgeConfig:
+    # The CLI prints the resolver's warnings itself (``show``); without a handler,
+    # Python's last-resort handler would print them a second time on stderr.
+    library_logger = logging.getLogger("ray_judge")
+    if not library_logger.handlers:
+        library_logger.addHandler(logging.NullHandler())
+    with _user_errors():
+        return JudgeConfig.from_env()
+
+
+def _litellm_spec(model: str) -> BackendSpec:
+    text = model.strip()
+    if text.startswith(LITELLM_PREFIX):  # a whole spec pasted from a file or the README
+        text = text[len(LITELLM_PREFIX):]
+    if text in CCODE_MODELS:
+        _fail(f"{model!r} is a Claude Code alias, not a LiteLLM model; use: ccode {text}")
+    with _user_errors():
+        return BackendSpec.litellm(text)
+
+
+def _ccode_spec(alias: str) -> BackendSpec:
+    name = alias.strip()
+    for candidate in (name, f"ccode-{name}"):  # ``4-opus`` is short for ``ccode-4-opus``
+        if candidate in CCODE_MODELS:
+            return BackendSpec.ccode(candidate)
+    _fail(f"unknown Claude Code alias {alias!r}; known: {', '.join(sorted(CCODE_MODELS))}")
+
+
+def _sends(config: JudgeConfig, spec: BackendSpec) -> str:
+    model = spec.model(config.ccode_models)
+    if spec.kind == "ccode":
+        return f"{model} to the Claude Code CLI ({config.claude_cli_path} --model)"
+    return f"{model} to LiteLLM"
+
+
+def _report_effective(config: JudgeConfig) -> None:
+    resolution = BackendResolver(config).resolve()
+    typer.echo(f"Effective judge backend: {resolution.spec} ({resolution.where})")
+    if resolution.problem:
+        typer.echo(f"Problem: {resolution.problem}")
+
+
+def _notify(config: JudgeConfig, spec: BackendSpec | None) -> None:
+    typer.echo(f"A running judge that reads this file follows within {config.ttl_s:g} s.")
+    try:
+        message = notify_running_judge(config, spec)
+    except Exception as exc:  # the file is already right; a failed nudge is only a delay
+        message = f"note: could not notify a running judge ({exc}); it follows within the TTL"
+    if message:
+        typer.echo(message)
+
+
+def _show_text(config: JudgeConfig, resolution: Resolution, warnings: list[str]) -> str:
+    lines = [
+        f"Judge backend: {resolution.spec}",
+        f"  source:  {resolution.where}",
+        f"  sends:   {_sends(config, resolution.spec)}",
+    ]
+    if resolution.source != "file":
+        state = "present but ignored" if resolution.path.exists() else "not present"
+        lines.append(f"  file:    {resolution.path} ({state})")
+    if resolution.problem:
+        lines.append(f"  problem: {resolution.problem}")
+        lines.append("           (ignored; a running judge keeps its last good backend)")
+    lines += [f"  warning: {w}; whoever can write it can change the reward" for w in warnings]
+    return "\n".join(lines)
+
+
+def _show_json(config: JudgeConfig, resolution: Resolution, warnings: list[str]) -> str:
+    return json.dumps({
+        "backend": str(resolution.spec),
+        "kind": resolution.spec.kind,
+        "model": resolution.spec.model(config.ccode_models),
+        "source": resolution.source,
+        "source_description": resolution.where,
+        "file": str(resolution.path),
+        "file_exists": resolution.path.exists(),
+        "problem": resolution.problem,
+        "warnings": warnings,
+        "ttl_s": config.ttl_s,
+    })
+
+
+# ------------------------------------------------------------------- switch commands
+
+switch_app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Switch the LLM judge's backend while it runs, through the override file "
+    "(.judge_backend in the current directory, or $LLM_JUDGE_BACKEND_FILE).",
+)
+
+
+@switch_app.command("litellm")
+def switch_litellm(
+    model: Annotated[str, typer.Argument(
+        help="LiteLLM model string, e.g. anthropic/claude-3-opus-20240229", show_default=False,
+    )],
+) -> None:
+    """Use LiteLLM with MODEL (writes litellm:MODEL to the override file)."""
+    config = _load_config()
+    _write(config, _litellm_spec(model))
+
+
+@switch_app.command("ccode")
+def switch_ccode(
+    alias: Annotated[str, typer.Argument(
+        help=f"Claude Code alias: {', '.join(sorted(CCODE_MODELS))} ('ccode-' may be left out)",
+    )] = DEFAULT_SPEC,
+) -> None:
+    """Use the Claude Code CLI (writes the alias, ccode-4-sonnet by default)."""
+    config = _load_config()
+    _write(config, _ccode_spec(alias))
+
+
+def _write(config: JudgeConfig, spec: BackendSpec) -> None:
+    with _user_errors():
+        path = write_override(config.backend_file, spec)
+    typer.echo(f"Wrote {spec} to {path}")
+    _report_effective(config)
+    _notify(config, spec)
+
+
+@switch_app.command("show")
+def show(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object, for scripts.")] = False,
+) -> None:
+    """Show the effective backend, where it comes from, and any problem with the file."""
+    config = _load_config()
+    resolution = BackendResolver(config).resolve()
+    warnings = permission_warnings(resolution.path)
+    render = _show_json if as_json else _show_text
+    typer.echo(render(config, resolution, warnings))
+
+
+@switch_app.command("remove")
+def remove() -> None:
+    """Delete the override file, reverting to LLM_JUDGE_NAME or the default."""
+    config = _load_config()
+    with _user_errors():
+        removed = remove_override(config.backend_file)
+    if not removed:
+        typer.echo(f"No override file at {config.backend_file}; nothing to remove.")
+        _report_effective(config)
+        return
+    typer.echo(f"Removed override file {config.backend_file}")
+    _report_effective(config)
+    _notify(config, None)
+
+
+# ------------------------------------------------------------------------ ray-judge
+
+app = typer.Typer(
+    name="ray-judge",
+    no_args_is_help=True,
+    add_completion=False,
+    help="An LLM-as-a-judge pool for RL training on Ray that switches backends live.",
+)
+app.add_typer(switch_app, name="switch",
+              help="Switch the judge backend (same commands as switch_judge_backend.py).")
+app.command("show", help="Show the effective backend (same as `switch show`).")(show)
+
+# The pool's lifecycle commands (start, stop, status) are registered on ``app`` here.
+
+
+# ---------------------------------------------------------------------- entry points
+
+
+def main() -> None:
+    """Run ``ray-judge``."""
+    app()
+
+
+def switch_main() -> None:
+    """Run ``switch-judge-backend`` (also ``python switch_judge_backend.py``)."""
+    switch_app()
