@@ -34,7 +34,7 @@ __all__ = ["Notifier", "app", "main", "notify_running_judge", "switch_app", "swi
 
 #: ``notify(config, spec)`` after the override file was written (``spec``) or removed
 #: (``None``); returns a line to print, or ``None`` to print nothing.
-Notifier = Callable[[JudgeConfig, "BackendSpec | None"], "str | None"]
+Notifier = Callable[[JudgeConfig, BackendSpec | None], str | None]
 
 
 def notify_running_judge(config: JudgeConfig, spec: BackendSpec | None) -> str | None:
@@ -70,13 +70,18 @@ def _user_errors() -> Iterator[None]:
 
 
 def _load_config() -> JudgeConfig:
-    # The CLI prints the resolver's warnings itself (``show``); without a handler,
-    # Python's last-resort handler would print them a second time on stderr.
+    _mute_last_resort_logging()
+    with _user_errors():
+        return JudgeConfig.from_env()
+
+
+def _mute_last_resort_logging() -> None:
+    # The commands print the resolver's problems themselves; with no handler anywhere,
+    # Python's last-resort handler would print each a second time, raw, on stderr.
+    # A NullHandler stops only that: records still reach any handler set up later.
     library_logger = logging.getLogger("ray_judge")
     if not library_logger.handlers:
         library_logger.addHandler(logging.NullHandler())
-    with _user_errors():
-        return JudgeConfig.from_env()
 
 
 def _litellm_spec(model: str) -> BackendSpec:
