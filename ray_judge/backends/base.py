@@ -110,9 +110,8 @@ class Backend(ABC):
         deadline = start + self.policy.deadline_s if deadline is None else deadline
         base = {"backend": str(self.spec), "model": self.model, "metadata": request.metadata}
         try:
-            rubric = self.rubric if request.rubric is None else Rubric.from_text(
-                request.rubric, self.rubric.score_max, source="request rubric")
-            prompt = rubric.render(request, self.config.max_input_chars)
+            # render() applies request.rubric (validated, cached) when the request has one
+            prompt = self.rubric.render(request, self.config.max_input_chars)
         except (RubricError, ValueError, TypeError) as exc:
             return Verdict.failure(Status.INVALID_INPUT, str(exc), **base)
 
@@ -133,7 +132,7 @@ class Backend(ABC):
                 logger.exception("unexpected error in %s", self)
                 failure = BackendCallError(f"unexpected {type(exc).__name__}: {exc}")
             else:
-                return self._verdict(completion, rubric, attempt, start, base)
+                return self._verdict(completion, attempt, start, base)
 
             wait = self.policy.delay(attempt, failure.retry_after, self._rng)
             out_of_time = self._clock() + wait >= deadline
@@ -154,7 +153,7 @@ class Backend(ABC):
             raise BackendTimeoutError(
                 f"no answer within {timeout:.1f}s", backend=str(self.spec)) from None
 
-    def _verdict(self, completion: Completion, rubric: Rubric, attempt: int, start: float,
+    def _verdict(self, completion: Completion, attempt: int, start: float,
                  base: dict) -> Verdict:
         usage = {
             "raw": completion.text, "attempts": attempt, "latency_s": self._clock() - start,
@@ -164,7 +163,8 @@ class Backend(ABC):
         if completion.model:
             base = {**base, "model": completion.model}
         try:
-            score = normalise(parse_score(completion.text, rubric.score_max), rubric.score_max)
+            scale = self.rubric.score_max
+            score = normalise(parse_score(completion.text, scale), scale)
         except ScoreParseError as exc:
             return Verdict.failure(Status.PARSE_ERROR, str(exc), **usage, **base)
         return Verdict(score=score, status=Status.OK, **usage, **base)

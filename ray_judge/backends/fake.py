@@ -28,11 +28,21 @@ def _stable_score(prompt: JudgePrompt) -> str:
     return f"Deterministic fake verdict.\nSCORE: {digest[0] % 11}"
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 class FakeBackend(Backend):
     """Answers with ``handler(prompt)`` (text or Completion), or a stable pseudo-score.
 
     ``handler`` may raise a BackendCallError subclass to play a failing model, and may be
-    async. ``latency_s`` adds a sleep per call. ``calls`` counts attempts.
+    async. ``latency_s`` adds a sleep per call; when the backend is built from a spec
+    alone (through the registry, in a pool dry run) a model name ending in ``@<seconds>``,
+    e.g. ``litellm:fake/slow@0.2``, sets it. ``calls`` counts attempts.
     """
 
     kind = "fake"
@@ -41,7 +51,8 @@ class FakeBackend(Backend):
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.handler = handler
-        self.latency_s = latency_s
+        _, at, seconds = self.model.rpartition("@")
+        self.latency_s = latency_s or (float(seconds) if at and _is_number(seconds) else 0.0)
         self.calls = 0
         self.closed = False
 

@@ -1,0 +1,71 @@
+"""ray_judge: an LLM-as-a-judge pool for RL training on Ray, switchable without a restart.
+
+The pool functions (``start_judge``, ``get_judge``, ``stop_judge``) import Ray on first
+use, so ``import ray_judge`` stays cheap for the switch CLI.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .config import JudgeConfig
+from .errors import (
+    AuthError,
+    BackendCallError,
+    BackendTimeoutError,
+    BackendUnavailableError,
+    ConfigError,
+    InvalidSpecError,
+    JudgeError,
+    JudgeNotRunningError,
+    OverrideFileError,
+    PermanentBackendError,
+    RateLimitedError,
+    RubricError,
+    ScoreParseError,
+    TransientBackendError,
+    UsageLimitedError,
+)
+from .spec import BackendSpec
+from .verdict import JudgeRequest, Status, Verdict
+
+if TYPE_CHECKING:
+    from .service import get_judge, start_judge, stop_judge
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthError",
+    "BackendCallError",
+    "BackendSpec",
+    "BackendTimeoutError",
+    "BackendUnavailableError",
+    "ConfigError",
+    "InvalidSpecError",
+    "JudgeConfig",
+    "JudgeError",
+    "JudgeNotRunningError",
+    "JudgeRequest",
+    "OverrideFileError",
+    "PermanentBackendError",
+    "RateLimitedError",
+    "RubricError",
+    "ScoreParseError",
+    "Status",
+    "TransientBackendError",
+    "UsageLimitedError",
+    "Verdict",
+    "get_judge",
+    "start_judge",
+    "stop_judge",
+]
+
+_LAZY = {"get_judge", "start_judge", "stop_judge"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from . import service
+
+        return getattr(service, name)
+    raise AttributeError(f"module 'ray_judge' has no attribute {name!r}")

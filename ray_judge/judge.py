@@ -1,0 +1,180 @@
+"""The singleton actor ``judge``: backend resolution, the queue, workers, status, metrics.
+
+Use :func:`ray_judge.start_judge` to create it; rollout workers anywhere in the cluster
+get it with ``ray.get_actor("judge", namespace="ray_judge")``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from .config import JudgeConfig
+from .dispatch import Dispatcher, WorkerLost
+from .metrics import JudgeMetrics
+from .resolver import BackendResolver
+from .stats import JudgeStats
+from .verdict import JudgeRequest, Verdict
+from .worker import JudgeWorker
+
+__all__ = ["CONTROL_GROUP", "Judge"]
+
+logger = logging.getLogger(__name__)
+
+CONTROL_GROUP = "control"
+_WorkerActor = ray.remote(JudgeWorker)
+
+
+def _batch(items: object) -> list[JudgeRequest]:
+    if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, (list, tuple)):
+        raise TypeError(f"score_batch expects a list of dicts, got {type(items).__name__}")
+    return [JudgeRequest.from_mapping(item, index=i) for i, item in enumerate(items)]
+
+
+@ray.remote(concurrency_groups={CONTROL_GROUP: 4})
+class Judge:
+    """The judge singleton. Create it through :func:`ray_judge.start_judge`.
+
+    Scoring methods run on the default concurrency group; ``status`` and
+    ``refresh_backend`` on their own, so they answer at once with thousands queued.
+    """
+
+    def __init__(self, env: Mapping[str, str], cwd: str,
+                 registry: Mapping[str, str] | None = None) -> None:
+        os.environ.update(env)
+        self.config = JudgeConfig.from_env(os.environ, cwd=Path(cwd))
+        self.resolver = BackendResolver(self.config)
+        self.started_at = time.time()
+        self.stats = JudgeStats()
+        self.metrics = JudgeMetrics()
+        self._current: str | None = None
+        self._switches = 0
+        self._pid = os.getpid()
+        node_id = ray.get_runtime_context().get_node_id()
+        placement = NodeAffinitySchedulingStrategy(node_id=node_id, soft=True)
+        self.workers = [
+            _WorkerActor.options(
+                num_cpus=self.config.worker_cpus, max_restarts=-1, max_task_retries=0,
+                max_concurrency=100_000, scheduling_strategy=placement,
+            ).remote(i, dict(env), cwd, dict(registry or {}))
+            for i in range(self.config.num_workers)
+        ]
+        self.dispatcher = Dispatcher(
+            num_workers=len(self.workers), send=self._send, resolve=self._resolve,
+            limit_for=self.config.max_in_flight, on_verdict=self._record)
+        spec = self._resolve()
+        logger.info("judge started: backend %s, %d workers, override file %s",
+                    spec, len(self.workers), self.config.backend_file)
+
+    def __repr__(self) -> str:
+        return f"Judge(backend={self._current})"
+
+    # -- scoring -----------------------------------------------------------------------
+
+    async def score(self, prompt: str, response: str, reference: str | None = None,
+                    rubric: str | None = None, metadata: Any = None) -> Verdict:
+        """Grade one response. Raises TypeError/ValueError for malformed arguments."""
+        request = JudgeRequest(prompt, response, reference, rubric, metadata)
+        (future,) = self.dispatcher.submit([request])
+        return await future
+
+    async def score_batch(self, items: list[Mapping[str, Any]]) -> list[Verdict]:
+        """Grade many responses; Verdicts come back in the order of ``items``."""
+        requests = _batch(items)
+        if not requests:
+            return []
+        return list(await asyncio.gather(*self.dispatcher.submit(requests)))
+
+    # -- control -----------------------------------------------------------------------
+
+    @ray.method(concurrency_group=CONTROL_GROUP)
+    def status(self) -> dict[str, Any]:
+        """Backend, where it comes from, load, counts, latency and cost."""
+        resolution = self.resolver.resolve()
+        workers_alive = len(self.workers)
+        return {
+            "backend": str(resolution.spec),
+            "model": resolution.spec.model(self.config.ccode_models),
+            "source": resolution.source,
+            "override_file": str(resolution.path),
+            "override_problem": resolution.problem,
+            "in_flight": self.dispatcher.in_flight(),
+            "queued": self.dispatcher.queued,
+            "workers": workers_alive,
+            "switches": self._switches,
+            "started_at": self.started_at,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "pid": self._pid,
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "limits": {"ccode": self.config.max_in_flight_ccode,
+                       "litellm": self.config.max_in_flight_litellm},
+            **self.stats.snapshot(),
+        }
+
+    @ray.method(concurrency_group=CONTROL_GROUP)
+    def refresh_backend(self) -> dict[str, Any]:
+        """Re-read the override file now (the switch CLI calls this after writing it)."""
+        resolution = self.resolver.refresh()
+        return {"backend": str(resolution.spec), "source": resolution.source,
+                "override_file": str(resolution.path), "problem": resolution.problem}
+
+    @ray.method(concurrency_group=CONTROL_GROUP)
+    async def workers_info(self, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+        """Index, pid and liveness of each worker actor (for dashboards and tests)."""
+
+        async def one(i: int, worker: Any) -> dict[str, Any]:
+            try:
+                pid = await asyncio.wait_for(worker.ping.remote(), timeout_s)
+            except Exception as exc:
+                return {"index": i, "alive": False, "error": type(exc).__name__}
+            return {"index": i, "alive": True, "pid": pid}
+
+        return list(await asyncio.gather(*(one(i, w) for i, w in enumerate(self.workers))))
+
+    @ray.method(concurrency_group=CONTROL_GROUP)
+    def ping(self) -> str:
+        return "pong"
+
+    async def shutdown(self) -> None:
+        """Close the workers' backends (kills CLI processes); the caller then kills actors."""
+        await asyncio.gather(*(w.aclose.remote() for w in self.workers),
+                             return_exceptions=True)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _resolve(self):  # noqa: ANN202 - BackendSpec; kept short for the hot path
+        spec = self.resolver.resolve().spec
+        text = str(spec)
+        if text != self._current:
+            switched = self._current is not None
+            if switched:
+                self._switches += 1
+            self._current = text
+            self.metrics.set_current(text, switched=switched)
+        return spec
+
+    async def _send(self, worker: int, spec: str, requests: list[JudgeRequest]) -> list[Verdict]:
+        self._gauge(spec)
+        try:
+            return await self.workers[worker].judge_batch.remote(spec, requests)
+        except (ActorDiedError, ActorUnavailableError, RayActorError) as exc:
+            raise WorkerLost(f"worker {worker}: {type(exc).__name__}") from None
+        finally:
+            self._gauge(spec)
+
+    def _record(self, verdict: Verdict) -> None:
+        self.stats.record(verdict)
+        self.metrics.record(verdict)
+
+    def _gauge(self, spec: str) -> None:
+        self.metrics.set_in_flight(spec, self.dispatcher.in_flight().get(spec, 0),
+                                   self.dispatcher.queued)

@@ -1,0 +1,104 @@
+"""Start, find and stop the judge singleton: the public face of the Ray actors.
+
+Example:
+    >>> import ray, ray_judge
+    >>> ray.init(address="auto")
+    >>> judge = ray_judge.start_judge()
+    >>> verdict = ray.get(judge.score.remote("What is 2+2?", "4", reference="4"))
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .config import JudgeConfig, forwarded_env
+from .errors import JudgeNotRunningError
+
+__all__ = ["get_judge", "start_judge", "stop_judge"]
+
+#: Pending calls the singleton accepts at once; beyond it Ray queues them on the caller.
+MAX_PENDING_CALLS = 100_000
+
+
+def _ensure_ray() -> Any:
+    import ray
+
+    if not ray.is_initialized():
+        # "auto" joins the cluster launch.sh or `ray start` made; with none, start one.
+        address = os.environ.get("RAY_ADDRESS") or None
+        ray.init(address=address, log_to_driver=False)
+    return ray
+
+
+def _names(config: JudgeConfig, name: str | None, namespace: str | None) -> tuple[str, str]:
+    return name or config.actor_name, namespace or config.namespace
+
+
+def start_judge(*, name: str | None = None, namespace: str | None = None,
+                env: Mapping[str, str] | None = None,
+                backend_registry: Mapping[str, str] | None = None,
+                timeout_s: float = 120.0) -> Any:
+    """Get the running judge, or start it (detached, pinned to this node) and wait for it.
+
+    Args:
+        name: actor name (default ``LLM_JUDGE_ACTOR_NAME`` or ``judge``).
+        namespace: Ray namespace (default ``LLM_JUDGE_NAMESPACE`` or ``ray_judge``).
+        env: environment for the judge and its workers; by default the ``LLM_JUDGE_*``,
+            ``CLAUDE_*``, provider and ``LITELLM_*`` variables of this process.
+        backend_registry: replace backend classes by kind, e.g.
+            ``{"ccode": "ray_judge.backends.fake:FakeBackend"}`` for a dry run.
+        timeout_s: how long to wait for the judge to answer.
+
+    Returns:
+        The actor handle. If a judge already runs under that name it is returned as is
+        (its settings are the ones it was started with).
+    """
+    ray = _ensure_ray()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from .judge import Judge
+
+    environ = dict(os.environ if env is None else env)
+    config = JudgeConfig.from_env(environ)  # fail here, in the caller, on a bad setting
+    name, namespace = _names(config, name, namespace)
+    handle = Judge.options(
+        name=name, namespace=namespace, lifetime="detached", get_if_exists=True,
+        max_restarts=-1, max_task_retries=0, num_cpus=0, max_concurrency=MAX_PENDING_CALLS,
+        # The override file lives on this node's file system: keep the judge beside it.
+        scheduling_strategy=NodeAffinitySchedulingStrategy(
+            node_id=ray.get_runtime_context().get_node_id(), soft=False),
+    ).remote(forwarded_env(environ), str(Path.cwd()), dict(backend_registry or {}))
+    ray.get(handle.ping.remote(), timeout=timeout_s)
+    return handle
+
+
+def get_judge(*, name: str | None = None, namespace: str | None = None) -> Any:
+    """The running judge's handle; :class:`JudgeNotRunningError` when there is none."""
+    ray = _ensure_ray()
+    config = JudgeConfig.from_env()
+    name, namespace = _names(config, name, namespace)
+    try:
+        return ray.get_actor(name, namespace=namespace)
+    except ValueError:
+        raise JudgeNotRunningError(
+            f"no judge actor {name!r} in namespace {namespace!r}; start one with "
+            "ray_judge.start_judge() or ./launch.sh", name=name, namespace=namespace) from None
+
+
+def stop_judge(*, name: str | None = None, namespace: str | None = None,
+               timeout_s: float = 30.0) -> bool:
+    """Stop the judge and its workers (CLI processes are killed). False if none ran."""
+    ray = _ensure_ray()
+    try:
+        handle = get_judge(name=name, namespace=namespace)
+    except JudgeNotRunningError:
+        return False
+    try:
+        ray.get(handle.shutdown.remote(), timeout=timeout_s)
+    except Exception:  # stopping must work on a sick judge too
+        pass
+    ray.kill(handle, no_restart=True)
+    return True

@@ -1,0 +1,75 @@
+"""The worker actor: runs backend calls (CLI subprocesses, LiteLLM requests) for the judge.
+
+Workers hold no scheduling state: the singleton decides what runs where and how much.
+A worker keeps one backend object per spec it has served (a CLI scratch directory, an
+imported litellm) and grades each micro-batch concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from .backends import Backend, create_backend
+from .config import JudgeConfig
+from .errors import JudgeError
+from .spec import BackendSpec
+from .verdict import JudgeRequest, Status, Verdict
+
+__all__ = ["JudgeWorker"]
+
+logger = logging.getLogger(__name__)
+
+
+class JudgeWorker:
+    """Body of a worker actor (``ray.remote`` is applied by the judge that starts it)."""
+
+    def __init__(self, index: int, env: Mapping[str, str], cwd: str,
+                 registry: Mapping[str, str] | None = None) -> None:
+        # Ray starts actors with the raylet's environment, not the driver's: the judge
+        # hands over what the person who started it had set.
+        os.environ.update(env)
+        self.index = index
+        self.config = JudgeConfig.from_env(os.environ, cwd=Path(cwd))
+        self.registry = dict(registry or {})
+        self._backends: dict[str, Backend] = {}
+        self._broken: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"JudgeWorker({self.index})"
+
+    def _backend(self, spec_text: str) -> Backend:
+        backend = self._backends.get(spec_text)
+        if backend is None:
+            backend = create_backend(BackendSpec.parse(spec_text), self.config,
+                                     registry=self.registry)
+            self._backends[spec_text] = backend
+        return backend
+
+    async def judge_batch(self, spec_text: str, requests: list[JudgeRequest]) -> list[Verdict]:
+        """Grade ``requests`` with backend ``spec_text``; one Verdict per request, in order."""
+        try:
+            backend = self._backend(spec_text)
+        except (JudgeError, ImportError, OSError) as exc:
+            # e.g. CLAUDE_CLI_PATH missing on this node: every item says so, clearly.
+            message = f"backend {spec_text} unavailable on worker {self.index}: {exc}"
+            if self._broken.get(spec_text) != message:
+                logger.error("%s", message)
+                self._broken[spec_text] = message
+            return [Verdict.failure(Status.BACKEND_ERROR, message, backend=spec_text,
+                                    metadata=r.metadata) for r in requests]
+        return list(await asyncio.gather(*(backend.judge(r) for r in requests)))
+
+    async def ping(self) -> int:
+        return os.getpid()
+
+    async def aclose(self) -> None:
+        backends, self._backends = self._backends, {}
+        for backend in backends.values():
+            try:
+                await backend.aclose()
+            except Exception:
+                logger.exception("closing %r failed", backend)
