@@ -1,0 +1,166 @@
+"""What the fake provider puts on the wire: Anthropic Messages and OpenAI chat bodies.
+
+Pure functions from (request body, text, ids) to bytes, so the server module holds only
+the HTTP plumbing. Shapes follow the providers' public API references closely enough for
+the official SDKs, LiteLLM and the Claude Code CLI to parse them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+ANTHROPIC = "anthropic"
+OPENAI = "openai"
+
+# Deltas are split so that clients must really accumulate a stream, as with a real model.
+_CHUNK_CHARS = 24
+
+_ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+_OPENAI_ERRORS = {  # status -> (type, code)
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("permission_error", None),
+    404: ("invalid_request_error", "model_not_found"),
+    429: ("rate_limit_exceeded", "rate_limit_exceeded"),
+}
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def _text_chars(obj: Any) -> int:
+    if isinstance(obj, str):
+        return len(obj)
+    if isinstance(obj, dict):
+        return sum(_text_chars(v) for v in obj.values())
+    if isinstance(obj, list):
+        return sum(_text_chars(v) for v in obj)
+    return 0
+
+
+def input_tokens(body: dict[str, Any]) -> int:
+    """Roughly chars/4 of everything the model would read (system, messages, tools)."""
+    chars = _text_chars([body.get("system"), body.get("messages"), body.get("tools")])
+    return max(1, chars // 4)
+
+
+def output_tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+def _chunks(text: str) -> Iterator[str]:
+    for start in range(0, len(text), _CHUNK_CHARS):
+        yield text[start:start + _CHUNK_CHARS]
+
+
+def error_body(fmt: str, status: int, message: str) -> bytes:
+    """An error in the provider's own format, so SDKs classify it as they would for real."""
+    if fmt == ANTHROPIC:
+        kind = _ANTHROPIC_ERROR_TYPES.get(
+            status, "api_error" if status >= 500 else "invalid_request_error")
+        return _dumps({"type": "error", "error": {"type": kind, "message": message},
+                       "request_id": f"req_fake_{int(time.time() * 1e6)}"}).encode()
+    kind, code = _OPENAI_ERRORS.get(
+        status, ("server_error", None) if status >= 500 else ("invalid_request_error", None))
+    return _dumps({"error": {"message": message, "type": kind, "param": None,
+                             "code": code}}).encode()
+
+
+def message(fmt: str, body: dict[str, Any], text: str, ident: str) -> bytes:
+    """A complete, non-streamed answer."""
+    model = body.get("model") or "fake-model"
+    n_in, n_out = input_tokens(body), output_tokens(text)
+    if fmt == ANTHROPIC:
+        return _dumps({
+            "id": f"msg_{ident}", "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+            "stop_sequence": None, "usage": {"input_tokens": n_in, "output_tokens": n_out},
+        }).encode()
+    return _dumps({
+        "id": f"chatcmpl-{ident}", "object": "chat.completion", "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                     "logprobs": None, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": n_in, "completion_tokens": n_out,
+                  "total_tokens": n_in + n_out},
+    }).encode()
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {_dumps(data)}\n\n".encode()
+
+
+def _chunk(ident: str, model: str, created: int, delta: dict[str, Any],
+           finish: str | None) -> bytes:
+    data = {"id": f"chatcmpl-{ident}", "object": "chat.completion.chunk", "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+    return f"data: {_dumps(data)}\n\n".encode()
+
+
+def stream(fmt: str, body: dict[str, Any], text: str, ident: str) -> Iterator[bytes]:
+    """The SSE events of a streamed answer, one ``bytes`` per event."""
+    model = body.get("model") or "fake-model"
+    n_in, n_out = input_tokens(body), output_tokens(text)
+    if fmt == ANTHROPIC:
+        yield _sse("message_start", {"type": "message_start", "message": {
+            "id": f"msg_{ident}", "type": "message", "role": "assistant", "model": model,
+            "content": [], "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": n_in, "output_tokens": 1}}})
+        yield _sse("content_block_start", {"type": "content_block_start", "index": 0,
+                                           "content_block": {"type": "text", "text": ""}})
+        yield _sse("ping", {"type": "ping"})
+        for piece in _chunks(text):
+            yield _sse("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                               "delta": {"type": "text_delta", "text": piece}})
+        yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+        yield _sse("message_delta", {"type": "message_delta",
+                                     "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                     "usage": {"output_tokens": n_out}})
+        yield _sse("message_stop", {"type": "message_stop"})
+        return
+    created = int(time.time())
+    yield _chunk(ident, model, created, {"role": "assistant", "content": ""}, None)
+    for piece in _chunks(text):
+        yield _chunk(ident, model, created, {"content": piece}, None)
+    yield _chunk(ident, model, created, {}, "stop")
+    if (body.get("stream_options") or {}).get("include_usage"):
+        usage = {"id": f"chatcmpl-{ident}", "object": "chat.completion.chunk",
+                 "created": created, "model": model, "choices": [],
+                 "usage": {"prompt_tokens": n_in, "completion_tokens": n_out,
+                           "total_tokens": n_in + n_out}}
+        yield f"data: {_dumps(usage)}\n\n".encode()
+    yield b"data: [DONE]\n\n"
+
+
+def malformed_message(fmt: str) -> bytes:
+    """A 200 body cut off mid-JSON, as from a proxy that died halfway."""
+    if fmt == ANTHROPIC:
+        return b'{"id":"msg_broken","type":"message","content":[{"type":"text","text":"SCO'
+    return b'{"id":"chatcmpl-broken","object":"chat.completion","choices":[{"index":0,"mes'
+
+
+def malformed_stream(fmt: str, body: dict[str, Any], ident: str) -> Iterator[bytes]:
+    """A stream that starts well, then sends an event whose data is not JSON and ends."""
+    if fmt == ANTHROPIC:
+        yield next(stream(fmt, body, "", ident))
+        yield b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"de\n\n'
+        return
+    yield b'data: {"id":"chatcmpl-broken","object":"chat.completion.chunk","choices":[{"de\n\n'
+
+
+def count_tokens(body: dict[str, Any]) -> bytes:
+    return _dumps({"input_tokens": input_tokens(body)}).encode()

@@ -1,0 +1,583 @@
+"""A fake LLM provider on 127.0.0.1, for tests and benchmarks that must not reach a network.
+
+It speaks the Anthropic Messages API (``POST /v1/messages``, streamed or not, and
+``/v1/messages/count_tokens``) and OpenAI chat completions (``POST /v1/chat/completions``),
+answers ``HEAD /`` (the Claude Code CLI's warm-up), and records every request. What the
+next model calls get is scripted with :class:`Behaviour` values: an answer, an error in
+the provider's own format, a subscription usage limit, a hang, a dropped connection or a
+malformed body.
+
+Example:
+    >>> with FakeLLMServer(latency_s=0.05) as server:
+    ...     server.script(Behaviour.error(429, retry_after=2), Behaviour.ok("SCORE: 9"))
+    ...     # point the client at server.url, e.g. OPENAI_API_BASE=f"{server.url}/v1"
+
+Run as a process (benchmarks, end-to-end tests)::
+
+    python -m ray_judge.testing.fake_llm --port 0 --latency 0.05
+    # prints "READY http://127.0.0.1:PORT", serves until SIGTERM/SIGINT; control it with
+    # POST /_fake/script, POST /_fake/default, GET /_fake/requests, POST /_fake/reset
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from aiohttp import web
+
+from . import _wire
+
+__all__ = ["DEFAULT_TEXT", "Behaviour", "FakeLLMServer", "RecordedRequest", "main"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TEXT = "The response matches the reference.\nSCORE: 8"
+_JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """How the fake answers one model call.
+
+    ``text`` is the answer (or, with an error ``status``, the error message, rendered
+    in the format of the route that was called). ``body`` overrides the whole body.
+    ``hang`` never answers (until the client leaves or the server stops), ``drop``
+    closes the connection without a response, ``malformed`` answers 200 with a body
+    that is not JSON (or a broken SSE stream). ``delay_s`` is added to the server's
+    latency before any of this.
+    """
+
+    text: str = DEFAULT_TEXT
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: str | None = None
+    delay_s: float = 0.0
+    hang: bool = False
+    drop: bool = False
+    malformed: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            raise TypeError(f"Behaviour.text must be a string, got {type(self.text).__name__}")
+        if not (isinstance(self.status, int) and 100 <= self.status <= 599):
+            raise ValueError(f"Behaviour.status must be an HTTP status 100..599, got "
+                             f"{self.status!r}")
+        if not (isinstance(self.delay_s, (int, float)) and self.delay_s >= 0):
+            raise ValueError(f"Behaviour.delay_s must be a number >= 0, got {self.delay_s!r}")
+        if self.body is not None and not isinstance(self.body, str):
+            raise TypeError(f"Behaviour.body must be a string or None, got "
+                            f"{type(self.body).__name__}")
+        headers = dict(self.headers)
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+            raise TypeError(f"Behaviour.headers must map str to str, got {headers!r}")
+        object.__setattr__(self, "headers", headers)  # a private copy: callers keep theirs
+
+    @classmethod
+    def ok(cls, text: str = DEFAULT_TEXT, *, delay_s: float = 0.0) -> Behaviour:
+        return cls(text=text, delay_s=delay_s)
+
+    @classmethod
+    def error(cls, status: int, message: str = "fake provider error", *,
+              retry_after: float | str | None = None) -> Behaviour:
+        """An error in the called provider's format; ``retry_after`` in seconds or an HTTP-date."""
+        headers = {}
+        if retry_after is not None:
+            headers["retry-after"] = (retry_after if isinstance(retry_after, str)
+                                      else f"{retry_after:g}")
+        return cls(text=message, status=status, headers=headers)
+
+    @classmethod
+    def usage_limit(cls, reset_epoch: int) -> Behaviour:
+        """A subscription 5-hour limit: 429 with Anthropic's unified rate-limit headers."""
+        reset = str(int(reset_epoch))
+        return cls(
+            text="This request would exceed your account's rate limit. Please try again later.",
+            status=429,
+            headers={
+                "anthropic-ratelimit-unified-status": "rejected",
+                "anthropic-ratelimit-unified-reset": reset,
+                "anthropic-ratelimit-unified-representative-claim": "five_hour",
+                "anthropic-ratelimit-unified-5h-status": "rejected",
+                "anthropic-ratelimit-unified-5h-reset": reset,
+                "anthropic-ratelimit-unified-5h-utilization": "1.0",
+            },
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict for the control API."""
+        out = asdict(self)
+        out["headers"] = dict(self.headers)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Behaviour:
+        """The inverse of :meth:`to_dict`; unknown keys are an error, missing ones default."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"a behaviour must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown behaviour field(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    @property
+    def _plain_default(self) -> bool:
+        return (self.status == 200 and self.body is None and self.text == DEFAULT_TEXT
+                and not (self.hang or self.drop or self.malformed))
+
+
+def _hang(cls: type[Behaviour]) -> Behaviour:
+    """Never answer, until the client goes away or the server stops."""
+    return cls(hang=True)
+
+
+def _drop(cls: type[Behaviour]) -> Behaviour:
+    """Close the TCP connection without sending a response."""
+    return cls(drop=True)
+
+
+def _malformed(cls: type[Behaviour]) -> Behaviour:
+    """Answer 200 with a body that is not JSON (or an SSE stream that breaks)."""
+    return cls(malformed=True)
+
+
+# ``hang``, ``drop`` and ``malformed`` are fields on instances and constructors on the
+# class: an instance keeps its bool in ``__dict__``, which wins over a classmethod. They
+# are attached after @dataclass has read the fields, so the fields' defaults stay False.
+Behaviour.hang = classmethod(_hang)  # type: ignore[assignment,method-assign]
+Behaviour.drop = classmethod(_drop)  # type: ignore[assignment,method-assign]
+Behaviour.malformed = classmethod(_malformed)  # type: ignore[assignment,method-assign]
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the fake received it.
+
+    Header names are lower-cased; ``body`` is None when it was not a JSON object; ``at``
+    is the arrival time (``time.time()``).
+    """
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: dict[str, Any] | None
+    at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RecordedRequest:
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+
+class FakeLLMServer:
+    """The fake provider, serving from its own event loop in a daemon thread.
+
+    Args:
+        host: interface to bind; keep the default, tests must stay on loopback.
+        port: 0 picks a free port (read it from :attr:`port` / :attr:`url`).
+        latency_s: added before every model call's answer.
+        reply: computes the answer text from the request body whenever the behaviour in
+            effect is the plain default answer (benchmarks, cache tests).
+        max_recorded: the newest requests kept in :attr:`requests`.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, latency_s: float = 0.0,
+                 reply: Callable[[dict[str, Any]], str] | None = None,
+                 max_recorded: int = 10_000) -> None:
+        self.host = host
+        self.latency_s = latency_s
+        self.reply = reply
+        self._requested_port = port
+        self._port: int | None = None
+        self._lock = threading.Lock()
+        self._script: deque[Behaviour] = deque()
+        self._default = Behaviour()
+        self._records: deque[RecordedRequest] = deque(maxlen=max_recorded)
+        self._model_calls = 0
+        self._ids = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._hangs: set[asyncio.Future[None]] = set()
+        self._start_error: BaseException | None = None
+
+    # -- public control --------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("FakeLLMServer is not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def default(self) -> Behaviour:
+        return self._default
+
+    @default.setter
+    def default(self, behaviour: Behaviour) -> None:
+        if not isinstance(behaviour, Behaviour):
+            raise TypeError(f"default must be a Behaviour, got {type(behaviour).__name__}")
+        with self._lock:
+            self._default = behaviour
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of the recorded requests, oldest first (control routes excluded)."""
+        with self._lock:
+            return list(self._records)
+
+    @property
+    def model_calls(self) -> int:
+        """Model calls answered or in progress since the last :meth:`reset`."""
+        return self._model_calls
+
+    def script(self, *behaviours: Behaviour) -> None:
+        """Queue behaviours: the next model calls get these, one each, then :attr:`default`."""
+        for b in behaviours:
+            if not isinstance(b, Behaviour):
+                raise TypeError(f"script() takes Behaviour values, got {type(b).__name__}")
+        with self._lock:
+            self._script.extend(behaviours)
+
+    def clear(self) -> None:
+        """Forget the recorded requests."""
+        with self._lock:
+            self._records.clear()
+
+    def reset(self) -> None:
+        """Forget requests, the script and the call count; the default answers again."""
+        with self._lock:
+            self._records.clear()
+            self._script.clear()
+            self._default = Behaviour()
+            self._model_calls = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> FakeLLMServer:
+        """Start serving; returns once the port is listening."""
+        if self._thread is not None:
+            raise RuntimeError("FakeLLMServer already started")
+        _raise_fd_limit()
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True,
+                                        name="fake-llm-server")
+        self._thread.start()
+        ready.wait()
+        if self._start_error is not None:
+            self._thread.join()
+            self._thread = None
+            raise RuntimeError(f"fake LLM server failed to start on {self.host}:"
+                               f"{self._requested_port}: {self._start_error}"
+                               ) from self._start_error
+        return self
+
+    def stop(self) -> None:
+        """Stop serving: pending hangs end, connections close. Safe to call twice."""
+        thread, loop = self._thread, self._loop
+        if thread is None or loop is None:
+            return
+        self._thread = None
+        if loop.is_running():
+            try:
+                asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout=10)
+            finally:
+                loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+
+    def __enter__(self) -> FakeLLMServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self.url if self._port is not None else "not started"
+        return f"FakeLLMServer({where}, model_calls={self._model_calls})"
+
+    def _run(self, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._listen())
+        except BaseException as exc:
+            self._start_error = exc
+            ready.set()
+            loop.close()
+            return
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    async def _listen(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/messages", self._anthropic)
+        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+        app.router.add_post("/v1/chat/completions", self._openai)
+        app.router.add_post("/chat/completions", self._openai)
+        app.router.add_get("/", self._root)  # and HEAD: the Claude Code CLI's warm-up
+        app.router.add_post("/_fake/script", self._control_script)
+        app.router.add_post("/_fake/default", self._control_default)
+        app.router.add_post("/_fake/reset", self._control_reset)
+        app.router.add_get("/_fake/requests", self._control_requests)
+        app.router.add_get("/_fake/stats", self._control_stats)
+        app.router.add_route("*", "/{tail:.*}", self._not_found)
+        # handler_cancellation: a hanging handler ends when its client goes away.
+        # A short shutdown_timeout: stop() must not wait for long delays to run out.
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
+                               shutdown_timeout=0.5)
+        await runner.setup()
+        # A deep backlog: thousands of clients connecting at once must not see SYN drops.
+        site = web.TCPSite(runner, self.host, self._requested_port, backlog=4096,
+                           reuse_address=True)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = runner.addresses[0][1]
+
+    async def _shutdown(self) -> None:
+        for fut in list(self._hangs):
+            fut.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # -- model calls -----------------------------------------------------------------
+
+    def _record(self, request: web.Request, body: dict[str, Any] | None) -> None:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        rec = RecordedRequest(request.method, request.path, dict(request.query), headers, body,
+                              time.time())
+        with self._lock:
+            self._records.append(rec)
+
+    def _next(self) -> Behaviour:
+        with self._lock:
+            self._model_calls += 1
+            return self._script.popleft() if self._script else self._default
+
+    async def _body(self, request: web.Request) -> dict[str, Any] | None:
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+
+    async def _anthropic(self, request: web.Request) -> web.StreamResponse:
+        return await self._model_call(request, _wire.ANTHROPIC)
+
+    async def _openai(self, request: web.Request) -> web.StreamResponse:
+        return await self._model_call(request, _wire.OPENAI)
+
+    async def _model_call(self, request: web.Request, fmt: str) -> web.StreamResponse:
+        body = await self._body(request)
+        self._record(request, body)
+        if body is None:
+            return _error(fmt, 400, "request body must be a JSON object")
+        behaviour = self._next()
+        delay = self.latency_s + behaviour.delay_s
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if behaviour.hang:
+            await self._hang()
+        if behaviour.drop:
+            return _drop_connection(request)
+        headers = {"request-id": f"req_fake_{next(self._ids)}", **behaviour.headers}
+        if behaviour.body is not None:
+            headers.setdefault("content-type", _JSON)
+            return web.Response(status=behaviour.status, text=behaviour.body, headers=headers)
+        if behaviour.status >= 400:
+            return _error(fmt, behaviour.status, behaviour.text, headers)
+        ident = f"fake{next(self._ids)}"
+        streamed = body.get("stream") is True
+        if behaviour.malformed:
+            if streamed:
+                return await _send_stream(request, _wire.malformed_stream(fmt, body, ident),
+                                          behaviour.status, headers)
+            return _json(_wire.malformed_message(fmt), behaviour.status, headers)
+        text = behaviour.text
+        if self.reply is not None and behaviour._plain_default:
+            try:
+                text = self.reply(body)
+            except Exception as exc:  # a broken reply hook must show up in the test
+                logger.exception("fake LLM reply hook failed")
+                return _error(fmt, 500, f"reply hook failed: {exc!r}", headers)
+        if streamed:
+            return await _send_stream(request, _wire.stream(fmt, body, text, ident),
+                                      behaviour.status, headers)
+        return _json(_wire.message(fmt, body, text, ident), behaviour.status, headers)
+
+    async def _hang(self) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._hangs.add(fut)
+        try:
+            await fut  # cancelled by stop(), or with the handler when the client leaves
+        finally:
+            self._hangs.discard(fut)
+
+    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        body = await self._body(request)
+        self._record(request, body)
+        if body is None:
+            return _error(_wire.ANTHROPIC, 400, "request body must be a JSON object")
+        return _json(_wire.count_tokens(body))
+
+    async def _root(self, request: web.Request) -> web.StreamResponse:
+        self._record(request, None)
+        return web.Response(text="ok")
+
+    async def _not_found(self, request: web.Request) -> web.StreamResponse:
+        self._record(request, await self._body(request))
+        return _json(json.dumps({"error": {"type": "not_found_error", "message":
+                                 f"no route {request.method} {request.path}"}}).encode(), 404)
+
+    # -- control API (used by FakeLLMProcess; not recorded) ----------------------------
+
+    async def _control_script(self, request: web.Request) -> web.StreamResponse:
+        try:
+            items = await request.json()
+            if not isinstance(items, list):
+                raise TypeError("expected a JSON list of behaviours")
+            self.script(*(Behaviour.from_dict(item) for item in items))
+        except (ValueError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"pending": len(self._script)})
+
+    async def _control_default(self, request: web.Request) -> web.StreamResponse:
+        try:
+            self.default = Behaviour.from_dict(await request.json())
+        except (ValueError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(self.default.to_dict())
+
+    async def _control_reset(self, request: web.Request) -> web.StreamResponse:
+        self.reset()
+        return web.json_response({"reset": True})
+
+    async def _control_requests(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response([r.to_dict() for r in self.requests])
+
+    async def _control_stats(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"model_calls": self.model_calls,
+                                  "pending": len(self._script)})
+
+
+def _json(payload: bytes, status: int = 200,
+          headers: Mapping[str, str] | None = None) -> web.Response:
+    merged = {"content-type": _JSON, **(headers or {})}
+    return web.Response(status=status, body=payload, headers=merged)
+
+
+def _error(fmt: str, status: int, message: str,
+           headers: Mapping[str, str] | None = None) -> web.Response:
+    return _json(_wire.error_body(fmt, status, message), status, headers)
+
+
+def _drop_connection(request: web.Request) -> web.Response:
+    # Closing the transport before the handler returns means aiohttp has nowhere to write
+    # the response: the client sees the connection end with no status line at all.
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response(status=500)
+
+
+async def _send_stream(request: web.Request, events: Any, status: int,
+                       headers: Mapping[str, str]) -> web.StreamResponse:
+    response = web.StreamResponse(status=status, headers={
+        "content-type": "text/event-stream", "cache-control": "no-cache", **headers})
+    await response.prepare(request)
+    for event in events:
+        await response.write(event)
+    await response.write_eof()
+    return response
+
+
+def __getattr__(name: str) -> Any:
+    # FakeLLMProcess lives in .process (it imports this module); offer it here too.
+    if name == "FakeLLMProcess":
+        from .process import FakeLLMProcess
+
+        return FakeLLMProcess
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _raise_fd_limit() -> None:
+    # Thousands of concurrent connections need as many descriptors; the soft limit is
+    # often 1024 while the hard limit allows far more.
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        except (OSError, ValueError):
+            logger.debug("could not raise RLIMIT_NOFILE to %d", want)
+
+
+def _wait_for_eof(stop: threading.Event) -> None:
+    # os.read on the raw descriptor: a daemon thread blocked inside sys.stdin's buffered
+    # reader makes the interpreter abort at exit.
+    while os.read(0, 4096):
+        pass
+    stop.set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT, after printing ``READY <url>`` on stdout."""
+    parser = argparse.ArgumentParser(prog="python -m ray_judge.testing.fake_llm",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per model call")
+    parser.add_argument("--max-recorded", type=int, default=10_000)
+    parser.add_argument("--exit-on-stdin-eof", action="store_true",
+                        help="stop when stdin closes (the parent died); FakeLLMProcess sets it")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if args.exit_on_stdin_eof:
+        threading.Thread(target=_wait_for_eof, args=(stop,), daemon=True,
+                         name="stdin-watch").start()
+    server = FakeLLMServer(args.host, args.port, latency_s=args.latency,
+                           max_recorded=args.max_recorded).start()
+    print(f"READY {server.url}", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
