@@ -42,13 +42,21 @@ def notify_running_judge(config: JudgeConfig, spec: BackendSpec | None) -> str |
 
     Called after every write and after every remove that deleted a file. A judge re-reads
     the file within ``config.ttl_s`` anyway; notifying only makes the switch immediate,
-    so a failure here never fails the command. Until the pool exists this does nothing;
-    an implementation must import ray inside this function, never at module level.
+    so a failure here never fails the command. Ray is imported only when a cluster looks
+    reachable (``RAY_ADDRESS`` or a local ``ray start``), and the wait is bounded.
 
     Returns:
         A line for the user, or ``None`` to print nothing.
     """
-    return None
+    from .live import JudgeUnreachable, cluster_address, refresh_running_judge
+
+    if cluster_address() is None:
+        return "No Ray cluster found here (RAY_ADDRESS unset), so no running judge to notify."
+    try:
+        now = refresh_running_judge(config)
+    except JudgeUnreachable as exc:
+        return f"Could not notify a running judge: {exc}."
+    return f"Running judge notified: it now serves {now['backend']} (source: {now['source']})."
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -200,13 +208,56 @@ def _write(config: JudgeConfig, spec: BackendSpec) -> None:
 @switch_app.command("show")
 def show(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object, for scripts.")] = False,
+    live: Annotated[bool, typer.Option(
+        "--live/--no-live", help="Also ask a running judge for its load, counts and cost.",
+    )] = True,
 ) -> None:
     """Show the effective backend, where it comes from, and any problem with the file."""
     config = _load_config()
     resolution = BackendResolver(config).resolve()
     warnings = permission_warnings(resolution.path)
-    render = _show_json if as_json else _show_text
-    typer.echo(render(config, resolution, warnings))
+    judge, judge_error = _live_status(config) if live else (None, "not asked (--no-live)")
+    if as_json:
+        out = json.loads(_show_json(config, resolution, warnings))
+        out["judge"], out["judge_error"] = judge, judge_error
+        typer.echo(json.dumps(out))
+        return
+    typer.echo(_show_text(config, resolution, warnings))
+    typer.echo(format_live_status(judge) if judge else f"Running judge: {judge_error}")
+
+
+def _live_status(config: JudgeConfig) -> tuple[dict | None, str | None]:
+    from .live import JudgeUnreachable, cluster_address, live_status
+
+    if cluster_address() is None:
+        return None, "no Ray cluster found here (RAY_ADDRESS unset)"
+    try:
+        return live_status(config), None
+    except JudgeUnreachable as exc:
+        return None, str(exc)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}s"
+
+
+def format_live_status(status: dict) -> str:
+    """A person's view of the judge's ``status()``."""
+    in_flight = sum(status.get("in_flight", {}).values())
+    lines = [
+        f"Running judge: serving {status['backend']} (source: {status['source']}), "
+        f"up {status['uptime_s']:.0f}s, {status['workers']} workers",
+        f"  load:     {in_flight} in flight, {status['queued']} queued",
+        f"  verdicts: {status['total']} (p50 {_seconds(status['latency_p50_s'])}, "
+        f"p95 {_seconds(status['latency_p95_s'])}), {status['retries']} retries, "
+        f"{status['switches']} switches, cost ${status['cost_usd']:.4f}",
+    ]
+    for backend, counts in status.get("counts", {}).items():
+        detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        lines.append(f"    {backend}: {detail}")
+    if status.get("override_problem"):
+        lines.append(f"  problem:  {status['override_problem']}")
+    return "\n".join(lines)
 
 
 @switch_app.command("remove")
@@ -236,7 +287,58 @@ app.add_typer(switch_app, name="switch",
               help="Switch the judge backend (same commands as switch_judge_backend.py).")
 app.command("show", help="Show the effective backend (same as `switch show`).")(show)
 
-# The pool's lifecycle commands (start, stop, status) are registered on ``app`` here.
+
+
+def _connect_ray() -> None:
+    from .live import cluster_address
+
+    address = cluster_address()
+    if address is None:
+        _fail("no Ray cluster found here: start one with ./launch.sh or `ray start --head`, "
+              "or set RAY_ADDRESS")
+    import ray
+
+    ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+
+
+@app.command("start")
+def start() -> None:
+    """Start the judge on the running Ray cluster (or report the one already running)."""
+    config = _load_config()
+    _connect_ray()
+    from .service import start_judge
+
+    with _user_errors():
+        handle = start_judge()
+    import ray
+
+    typer.echo(f"Judge {config.actor_name!r} is up in namespace {config.namespace!r}.")
+    typer.echo(format_live_status(ray.get(handle.status.remote(), timeout=30)))
+
+
+@app.command("stop")
+def stop() -> None:
+    """Stop the judge and its workers (CLI processes are killed); Ray keeps running."""
+    config = _load_config()
+    _connect_ray()
+    from .service import stop_judge
+
+    if stop_judge():
+        typer.echo(f"Stopped judge {config.actor_name!r} in namespace {config.namespace!r}.")
+    else:
+        typer.echo(f"No judge {config.actor_name!r} in namespace {config.namespace!r} runs.")
+
+
+@app.command("status")
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object, for scripts.")] = False,
+) -> None:
+    """The running judge's backend, load, counts, latency and cost."""
+    config = _load_config()
+    judge, error = _live_status(config)
+    if judge is None:
+        _fail(f"no running judge: {error}")
+    typer.echo(json.dumps(judge) if as_json else format_live_status(judge))
 
 
 # ---------------------------------------------------------------------- entry points
@@ -250,3 +352,7 @@ def main() -> None:
 def switch_main() -> None:
     """Run ``switch-judge-backend`` (also ``python switch_judge_backend.py``)."""
     switch_app()
+
+
+if __name__ == "__main__":
+    main()

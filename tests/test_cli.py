@@ -45,6 +45,7 @@ def test_litellm_writes_the_spec_and_confirms(backend_file) -> None:
         f"Wrote litellm:{CLAUDE3} to {backend_file}",
         f"Effective judge backend: litellm:{CLAUDE3} (override file {backend_file})",
         "A running judge that reads this file follows within 5 s.",
+        "No Ray cluster found here (RAY_ADDRESS unset), so no running judge to notify.",
     ]
     assert result.stderr == ""
 
@@ -104,6 +105,7 @@ def test_show_default(backend_file) -> None:
         "  source:  built-in default",
         "  sends:   claude-sonnet-4-20250514 to the Claude Code CLI (claude --model)",
         f"  file:    {backend_file} (not present)",
+        "Running judge: no Ray cluster found here (RAY_ADDRESS unset)",
     ]
 
 
@@ -122,6 +124,7 @@ def test_show_file(backend_file) -> None:
         "Judge backend: litellm:openai/gpt-4o",
         f"  source:  override file {backend_file}",
         "  sends:   openai/gpt-4o to LiteLLM",
+        "Running judge: no Ray cluster found here (RAY_ADDRESS unset)",
     ]
 
 
@@ -162,6 +165,8 @@ def test_show_json(backend_file) -> None:
         "problem": None,
         "warnings": [],
         "ttl_s": 5.0,
+        "judge": None,
+        "judge_error": "no Ray cluster found here (RAY_ADDRESS unset)",
     }
     assert result.stdout.count("\n") == 1
 
@@ -250,8 +255,9 @@ def test_a_failing_notify_does_not_fail_the_switch(monkeypatch, backend_file) ->
     assert backend_file.read_text() == f"litellm:{CLAUDE3}\n"
 
 
-def test_default_notify_prints_nothing() -> None:
-    assert cli.notify_running_judge(None, None) is None  # type: ignore[arg-type]
+def test_notify_without_a_cluster_says_so_without_importing_ray() -> None:
+    message = cli.notify_running_judge(None, None)  # type: ignore[arg-type]
+    assert message == "No Ray cluster found here (RAY_ADDRESS unset), so no running judge to notify."
 
 
 # ------------------------------------------------------------------------ ray-judge

@@ -134,13 +134,20 @@ def test_actor_survives_a_bad_input_storm(judge) -> None:
 
 def test_switch_by_file_and_refresh_reaches_new_requests(judge, judge_env) -> None:
     _, path = judge_env
-    env = {**os.environ, "LLM_JUDGE_BACKEND_FILE": str(path)}
+    # A real `switch_judge_backend.py` against this cluster: it writes the file, then
+    # notifies the judge, so the very next request is served by the new backend (the
+    # TTL of 5 s has not passed).
+    env = {**os.environ, "LLM_JUDGE_BACKEND_FILE": str(path),
+           "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     out = subprocess.run(
         [sys.executable, str(REPO / "switch_judge_backend.py"), "litellm", "fake/second"],
         env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    ray.get(judge.refresh_backend.remote())
+    assert "Running judge notified: it now serves litellm:fake/second (source: file)" in out.stdout
     assert ray.get(judge.score.remote("p", "r")).backend == "litellm:fake/second"
+    shown = subprocess.run([sys.executable, str(REPO / "switch_judge_backend.py"), "show"],
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert "Running judge: serving litellm:fake/second (source: file)" in shown.stdout, shown
     status = ray.get(judge.status.remote())
     assert status["source"] == "file" and status["switches"] >= 1
     path.unlink()

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# launch.sh: bring up Ray and the judge, run a command against them, tidy up.
+#
+#   ./launch.sh                      start Ray (if none is reachable) and the judge, print
+#                                    the status and how to stop, return
+#   ./launch.sh CMD ARGS...          same, then run CMD with RAY_ADDRESS set; stop what
+#                                    this script started when CMD ends
+#   ./launch.sh --keep CMD ARGS...   leave Ray and the judge running after CMD
+#   ./launch.sh --stop               stop the judge, and Ray if this machine runs a head
+#
+# Options (before CMD): --keep, --host IP (default 127.0.0.1: nothing listens beyond this
+# machine; pass the node's address for a multi-node cluster), --port N (GCS, 6379),
+# --dashboard-port N (8265). The caller's environment (CLAUDE_CLI_PATH, LLM_JUDGE_*,
+# provider keys and bases, LITELLM_*) reaches the judge and its workers.
+set -euo pipefail
+
+PYTHON=${PYTHON:-python}
+HOST=127.0.0.1
+PORT=6379
+DASHBOARD_PORT=8265
+KEEP=0
+STOP=0
+
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --keep) KEEP=1; shift ;;
+    --stop) STOP=1; shift ;;
+    --host) HOST=${2:?--host needs an address}; shift 2 ;;
+    --port) PORT=${2:?--port needs a number}; shift 2 ;;
+    --dashboard-port) DASHBOARD_PORT=${2:?--dashboard-port needs a number}; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    --) shift; break ;;
+    -*) echo "launch.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    *) break ;;
+  esac
+done
+
+if ! "$PYTHON" -c 'import ray_judge' 2>/dev/null; then
+  echo "launch.sh: '$PYTHON' cannot import ray_judge; install it first: pip install -e ." >&2
+  exit 2
+fi
+
+export RAY_USAGE_STATS_ENABLED=${RAY_USAGE_STATS_ENABLED:-0}
+if [[ "$HOST" == 127.* || "$HOST" == localhost ]]; then
+  # Ray's own switch for a single-machine cluster: without it Ray replaces 127.0.0.1 with
+  # the machine's network address and its processes talk over that interface.
+  export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+fi
+
+ray_judge() { "$PYTHON" -m ray_judge.cli "$@"; }
+
+if [[ $STOP == 1 ]]; then
+  ray_judge stop || true
+  ray stop || true
+  exit 0
+fi
+
+STARTED_RAY=0
+if [[ -n "${RAY_ADDRESS:-}" ]] || ray status >/dev/null 2>&1; then
+  echo "launch.sh: using the running Ray cluster${RAY_ADDRESS:+ at $RAY_ADDRESS}"
+else
+  echo "launch.sh: starting a Ray head on $HOST:$PORT (dashboard http://$HOST:$DASHBOARD_PORT)"
+  ray start --head --node-ip-address="$HOST" --port="$PORT" \
+    --include-dashboard=true --dashboard-host="$HOST" --dashboard-port="$DASHBOARD_PORT" \
+    --disable-usage-stats >/dev/null
+  STARTED_RAY=1
+  export RAY_ADDRESS="$HOST:$PORT"
+fi
+export RAY_ADDRESS=${RAY_ADDRESS:-auto}
+
+STARTED_JUDGE=0
+if ! ray_judge status >/dev/null 2>&1; then
+  STARTED_JUDGE=1
+fi
+cleanup() {
+  local code=$?
+  if [[ $KEEP == 0 ]]; then
+    if [[ $STARTED_JUDGE == 1 ]]; then ray_judge stop >/dev/null 2>&1 || true; fi
+    if [[ $STARTED_RAY == 1 ]]; then ray stop >/dev/null 2>&1 || true; fi
+  fi
+  exit "$code"
+}
+if [[ $# -gt 0 ]]; then trap cleanup EXIT INT TERM; fi
+
+ray_judge start
+
+if [[ $# -eq 0 ]]; then
+  echo
+  echo "Ray and the judge are up. RAY_ADDRESS=$RAY_ADDRESS"
+  echo "  status:  python -m ray_judge.cli status   (or: ray-judge status)"
+  echo "  switch:  python switch_judge_backend.py litellm MODEL | ccode | show | remove"
+  echo "  stop:    ./launch.sh --stop"
+  exit 0
+fi
+
+# Programs that call ray.init() without a namespace should still find the judge by its
+# bare name (ray.get_actor("judge")): Ray honours RAY_NAMESPACE only for ray:// clients,
+# so a sitecustomize shipped with ray_judge applies it to plain ray.init() as well.
+export RAY_NAMESPACE=${LLM_JUDGE_NAMESPACE:-ray_judge}
+SHIM=$("$PYTHON" -c 'import os, ray_judge; print(os.path.join(os.path.dirname(ray_judge.__file__), "_launch"))')
+export PYTHONPATH="$SHIM${PYTHONPATH:+:$PYTHONPATH}"
+
+set +e
+"$@"
+code=$?
+set -e
+exit $code
