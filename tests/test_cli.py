@@ -345,3 +345,22 @@ def test_console_scripts(tmp_path, script, args) -> None:
     done = run(*args, cwd=tmp_path, argv0=[path])
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["backend"] == "ccode-4-sonnet"
+
+
+def test_readme_lists_every_environment_variable() -> None:
+    from pathlib import Path
+
+    from ray_judge.config import ENV_VARS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    missing = [name for name in ENV_VARS if f"| `{name}` |" not in readme]
+    assert not missing, f"README's configuration table lacks {missing}"
+
+
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text().splitlines()
+    command = next(line for line in readme if line.rstrip().endswith("&& pytest"))
+    assert command in (root / ".ci" / "run").read_text().splitlines()
