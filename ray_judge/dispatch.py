@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 _RESOLVE_EVERY_S = 0.5
 
 
-class WorkerLost(Exception):  # noqa: N818 - it is an event, not a programming error
+class WorkerLost(Exception):
     """The worker died with the micro-batch; its items go back to the queue."""
 
 
@@ -214,7 +214,7 @@ class Dispatcher:
             self._load[worker] -= len(chunk)
             slots.give_back(len(chunk))
             self._wake_up()
-        for item, verdict in zip(chunk, verdicts):
+        for item, verdict in zip(chunk, verdicts, strict=True):
             self._deliver(item, verdict)
 
     def _requeue(self, worker: int, spec: str, chunk: list[_Item], exc: Exception) -> None:

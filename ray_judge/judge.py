@@ -22,6 +22,7 @@ from .config import JudgeConfig
 from .dispatch import Dispatcher, WorkerLost
 from .metrics import JudgeMetrics
 from .resolver import BackendResolver
+from .spec import BackendSpec
 from .stats import JudgeStats
 from .verdict import JudgeRequest, Verdict
 from .worker import JudgeWorker
@@ -151,7 +152,7 @@ class Judge:
 
     # -- internals ---------------------------------------------------------------------
 
-    def _resolve(self):  # noqa: ANN202 - BackendSpec; kept short for the hot path
+    def _resolve(self) -> BackendSpec:
         spec = self.resolver.resolve().spec
         text = str(spec)
         if text != self._current:

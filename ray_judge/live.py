@@ -26,7 +26,7 @@ T = TypeVar("T")
 DEFAULT_WAIT_S = 8.0
 
 
-class JudgeUnreachable(Exception):  # noqa: N818 - a state to report, not a bug
+class JudgeUnreachable(Exception):
     """No judge answered; the message says why in words a person can act on."""
 
 

@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +19,8 @@ from .config import JudgeConfig, forwarded_env
 from .errors import JudgeNotRunningError
 
 __all__ = ["get_judge", "start_judge", "stop_judge"]
+
+logger = logging.getLogger(__name__)
 
 #: Pending calls the singleton accepts at once; beyond it Ray queues them on the caller.
 MAX_PENDING_CALLS = 100_000
@@ -98,7 +101,7 @@ def stop_judge(*, name: str | None = None, namespace: str | None = None,
         return False
     try:
         ray.get(handle.shutdown.remote(), timeout=timeout_s)
-    except Exception:  # stopping must work on a sick judge too
-        pass
+    except Exception as exc:  # stopping must work on a sick judge too
+        logger.warning("judge did not shut down cleanly (%s); killing it", exc)
     ray.kill(handle, no_restart=True)
     return True

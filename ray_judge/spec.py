@@ -61,6 +61,14 @@ def _reject(text: str, why: str) -> InvalidSpecError:
     )
 
 
+def _check_characters(text: str, body: str) -> None:
+    for ch in body:
+        if ch.isspace():
+            raise _reject(text, "it contains whitespace or a line break inside")
+        if unicodedata.category(ch)[0] == "C":
+            raise _reject(text, f"it contains the control character {ch!r}")
+
+
 @dataclass(frozen=True, order=True)
 class BackendSpec:
     """A parsed judge backend.
@@ -108,11 +116,7 @@ class BackendSpec:
             raise _reject(text, "it is empty")
         if len(body) > MAX_SPEC_LENGTH:
             raise _reject(text, f"longer than {MAX_SPEC_LENGTH} characters")
-        for ch in body:
-            if ch.isspace():
-                raise _reject(text, "it contains whitespace or a line break inside")
-            if unicodedata.category(ch)[0] == "C":
-                raise _reject(text, f"it contains the control character {ch!r}")
+        _check_characters(text, body)
         if body.startswith(LITELLM_PREFIX):
             model = body[len(LITELLM_PREFIX) :]
             if not model:

@@ -14,7 +14,7 @@ import pytest
 os.environ["LITELLM_OFFLINE_MODE"] = "true"
 # Ray reads some settings when it is imported (e.g. the one that keeps it on 127.0.0.1):
 # set them before any test module imports ray.
-import tests.ray_cluster  # noqa: E402, F401
+import tests.ray_cluster  # noqa: F401
 
 
 @pytest.fixture(autouse=True)

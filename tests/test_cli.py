@@ -257,7 +257,8 @@ def test_a_failing_notify_does_not_fail_the_switch(monkeypatch, backend_file) ->
 
 def test_notify_without_a_cluster_says_so_without_importing_ray() -> None:
     message = cli.notify_running_judge(None, None)  # type: ignore[arg-type]
-    assert message == "No Ray cluster found here (RAY_ADDRESS unset), so no running judge to notify."
+    assert message == ("No Ray cluster found here (RAY_ADDRESS unset), "
+                       "so no running judge to notify.")
 
 
 # ------------------------------------------------------------------------ ray-judge

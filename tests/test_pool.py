@@ -141,12 +141,12 @@ def test_switch_by_file_and_refresh_reaches_new_requests(judge, judge_env) -> No
            "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     out = subprocess.run(
         [sys.executable, str(REPO / "switch_judge_backend.py"), "litellm", "fake/second"],
-        env=env, capture_output=True, text=True, timeout=60)
+        env=env, capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
     assert "Running judge notified: it now serves litellm:fake/second (source: file)" in out.stdout
     assert ray.get(judge.score.remote("p", "r")).backend == "litellm:fake/second"
     shown = subprocess.run([sys.executable, str(REPO / "switch_judge_backend.py"), "show"],
-                           env=env, capture_output=True, text=True, timeout=60)
+                           env=env, capture_output=True, text=True, timeout=60, check=False)
     assert "Running judge: serving litellm:fake/second (source: file)" in shown.stdout, shown
     status = ray.get(judge.status.remote())
     assert status["source"] == "file" and status["switches"] >= 1
