@@ -361,6 +361,7 @@ def test_behaviour_constructors_and_fields():
     b = Behaviour(headers=headers)
     headers["a"] = "changed"
     assert b.headers == {"a": "b"}
+    assert len({Behaviour.error(429, retry_after=1), Behaviour.error(429, retry_after=1)}) == 1
 
 
 @pytest.mark.parametrize("behaviour", [

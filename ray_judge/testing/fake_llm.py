@@ -85,6 +85,10 @@ class Behaviour:
             raise TypeError(f"Behaviour.headers must map str to str, got {headers!r}")
         object.__setattr__(self, "headers", headers)  # a private copy: callers keep theirs
 
+    def __hash__(self) -> int:  # the headers dict is not hashable; its items are
+        return hash((self.text, self.status, tuple(sorted(self.headers.items())), self.body,
+                     self.delay_s, self.hang, self.drop, self.malformed))
+
     @classmethod
     def ok(cls, text: str = DEFAULT_TEXT, *, delay_s: float = 0.0) -> Behaviour:
         return cls(text=text, delay_s=delay_s)
