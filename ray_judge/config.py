@@ -43,6 +43,16 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "LLM_JUDGE_MAX_IN_FLIGHT_CCODE": ("2 x CPUs", "cluster-wide concurrent `claude` calls"),
     "LLM_JUDGE_MAX_IN_FLIGHT_LITELLM": ("256", "cluster-wide concurrent LiteLLM calls"),
     "LLM_JUDGE_WORKER_CPUS": ("0", "CPUs each worker actor reserves from Ray"),
+    "LLM_JUDGE_FALLBACK": ("none", "comma-separated specs to fail over to, in order"),
+    "LLM_JUDGE_FAILOVER_RATE_LIMITED": (
+        "20", "rate_limited requests in a row (retries spent) that trigger a failover"),
+    "LLM_JUDGE_PROBE_INTERVAL": ("60", "seconds before a failed-over backend is probed again"),
+    "LLM_JUDGE_RPM_CCODE": ("0 (no limit)", "cluster-wide `claude` requests per minute"),
+    "LLM_JUDGE_RPM_LITELLM": ("0 (no limit)", "cluster-wide LiteLLM requests per minute"),
+    "LLM_JUDGE_TPM_CCODE": ("0 (no limit)", "cluster-wide `claude` tokens per minute"),
+    "LLM_JUDGE_TPM_LITELLM": ("0 (no limit)", "cluster-wide LiteLLM tokens per minute"),
+    "LLM_JUDGE_CACHE_SIZE": ("100000", "verdicts kept in memory (0 turns the cache off)"),
+    "LLM_JUDGE_CACHE_PATH": ("unset (memory only)", "SQLite file that keeps verdicts across restarts"),
     "LLM_JUDGE_ACTOR_NAME": ("judge", "name of the singleton actor"),
     "LLM_JUDGE_NAMESPACE": ("ray_judge", "Ray namespace of the singleton"),
 }
@@ -87,6 +97,26 @@ def _number(environ: Mapping[str, str], name: str, default: float, *, low: float
     return value
 
 
+def _fallback(raw: str) -> tuple[BackendSpec, ...]:
+    specs = []
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        try:
+            specs.append(BackendSpec.parse(part))
+        except ConfigError as exc:
+            raise ConfigError(f"LLM_JUDGE_FALLBACK: {exc}", name="LLM_JUDGE_FALLBACK",
+                              value=raw) from None
+    return tuple(specs)
+
+
+def _path(raw: str, base: Path) -> Path | None:
+    if not raw.strip():
+        return None
+    path = Path(os.path.expanduser(raw.strip()))
+    return path if path.is_absolute() else base / path
+
+
 def _default_workers() -> int:
     return max(2, min(8, os.cpu_count() or 2))
 
@@ -114,6 +144,15 @@ class JudgeConfig:
     max_in_flight_ccode: int = field(default_factory=lambda: 2 * (os.cpu_count() or 2))
     max_in_flight_litellm: int = 256
     worker_cpus: float = 0.0
+    fallback: tuple[BackendSpec, ...] = ()
+    failover_rate_limited: int = 20
+    probe_interval_s: float = 60.0
+    rpm_ccode: float = 0.0
+    rpm_litellm: float = 0.0
+    tpm_ccode: float = 0.0
+    tpm_litellm: float = 0.0
+    cache_size: int = 100_000
+    cache_path: Path | None = None
     actor_name: str = "judge"
     namespace: str = "ray_judge"
 
@@ -136,12 +175,7 @@ class JudgeConfig:
         backend_file = Path(os.path.expanduser(file_raw))
         if not backend_file.is_absolute():
             backend_file = base / backend_file
-        rubric_raw = env.get("LLM_JUDGE_RUBRIC_FILE", "").strip()
-        rubric_file = None
-        if rubric_raw:
-            rubric_file = Path(os.path.expanduser(rubric_raw))
-            if not rubric_file.is_absolute():
-                rubric_file = base / rubric_file
+        rubric_file = _path(env.get("LLM_JUDGE_RUBRIC_FILE", ""), base)
         workers = env.get("LLM_JUDGE_NUM_WORKERS", "").strip()
         in_flight_ccode = env.get("LLM_JUDGE_MAX_IN_FLIGHT_CCODE", "").strip()
         config = cls(
@@ -169,6 +203,16 @@ class JudgeConfig:
             max_in_flight_litellm=_number(env, "LLM_JUDGE_MAX_IN_FLIGHT_LITELLM", 256, low=1,
                                           integer=True),
             worker_cpus=_number(env, "LLM_JUDGE_WORKER_CPUS", 0.0, low=0.0),
+            fallback=_fallback(env.get("LLM_JUDGE_FALLBACK", "")),
+            failover_rate_limited=_number(env, "LLM_JUDGE_FAILOVER_RATE_LIMITED", 20, low=0,
+                                          integer=True),
+            probe_interval_s=_number(env, "LLM_JUDGE_PROBE_INTERVAL", 60.0, low=0.1),
+            rpm_ccode=_number(env, "LLM_JUDGE_RPM_CCODE", 0.0, low=0.0),
+            rpm_litellm=_number(env, "LLM_JUDGE_RPM_LITELLM", 0.0, low=0.0),
+            tpm_ccode=_number(env, "LLM_JUDGE_TPM_CCODE", 0.0, low=0.0),
+            tpm_litellm=_number(env, "LLM_JUDGE_TPM_LITELLM", 0.0, low=0.0),
+            cache_size=_number(env, "LLM_JUDGE_CACHE_SIZE", 100_000, low=0, integer=True),
+            cache_path=_path(env.get("LLM_JUDGE_CACHE_PATH", ""), base),
             actor_name=env.get("LLM_JUDGE_ACTOR_NAME", "").strip() or "judge",
             namespace=env.get("LLM_JUDGE_NAMESPACE", "").strip() or "ray_judge",
         )
@@ -176,6 +220,12 @@ class JudgeConfig:
 
     def max_in_flight(self, spec: BackendSpec) -> int:
         return self.max_in_flight_ccode if spec.kind == "ccode" else self.max_in_flight_litellm
+
+    def rpm(self, spec: BackendSpec) -> float:
+        return self.rpm_ccode if spec.kind == "ccode" else self.rpm_litellm
+
+    def tpm(self, spec: BackendSpec) -> float:
+        return self.tpm_ccode if spec.kind == "ccode" else self.tpm_litellm
 
     def describe(self) -> dict[str, Any]:
         """A display-safe dict of the settings (no secrets live here, but paths do)."""

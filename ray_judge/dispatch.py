@@ -1,17 +1,20 @@
-"""The singleton's scheduler: one queue, global in-flight limits, micro-batches to workers.
+"""The singleton's scheduler: one queue, global limits, micro-batches to workers.
 
 Every request, from ``score`` or ``score_batch``, becomes an item in one FIFO queue. A
-single dispatcher task takes as many items as the current backend has free slots,
-splits them into micro-batches over the least busy workers, and sends one call per
-micro-batch. So:
+single dispatcher task takes as many items as the current backend has free slots (and
+rate budget), answers those it can from the verdict cache or by joining an identical
+request already in flight, splits the rest into micro-batches over the least busy
+workers, and sends one call per micro-batch. So:
 
-* the in-flight limit is global (held here, not multiplied by the worker count);
+* limits are global (held here, not multiplied by the worker count);
 * excess requests wait in the queue; none is rejected because the pool is busy;
 * the backend is chosen when an item is dispatched, not when it arrived, so after a
   switch every request that has not started goes to the new backend, while those in
   flight finish on the old one;
 * a batch of N items costs one call per worker it lands on, and concurrent single
-  calls coalesce into micro-batches on the way to the workers.
+  calls coalesce into micro-batches on the way to the workers;
+* a verdict that says "this backend is out" (usage limit, bad credentials) can be
+  served again by the next backend instead of reaching the caller.
 
 The module knows nothing about Ray: workers are reached through a ``send`` callable,
 and a lost worker is reported by raising :class:`WorkerLost`.
@@ -26,6 +29,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from .cache import VerdictCache, as_cached
+from .limits import RateLimiter, Slots, TokenBudget
 from .spec import BackendSpec
 from .verdict import JudgeRequest, Status, Verdict
 
@@ -41,45 +46,18 @@ class WorkerLost(Exception):
     """The worker died with the micro-batch; its items go back to the queue."""
 
 
-class Slots:
-    """A counting semaphore that hands out several permits at once, to one taker."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.in_use = 0
-        self._freed = asyncio.Event()
-
-    @property
-    def free(self) -> int:
-        return self.limit - self.in_use
-
-    async def take(self, want: int, timeout: float) -> int:
-        """Take between 1 and ``want`` permits; 0 if none came free within ``timeout``."""
-        if self.free <= 0:
-            self._freed.clear()
-            try:
-                await asyncio.wait_for(self._freed.wait(), timeout)
-            except asyncio.TimeoutError:
-                return 0
-            if self.free <= 0:
-                return 0
-        n = min(want, self.free)
-        self.in_use += n
-        return n
-
-    def give_back(self, n: int) -> None:
-        self.in_use -= n
-        self._freed.set()
-
-
 @dataclass
 class _Item:
     request: JudgeRequest
     future: asyncio.Future[Verdict]
     lost: int = 0  # times a worker died while holding it
+    rerouted: int = 0  # times another backend was asked after this one gave up
+    key: str | None = None
+    followers: list[_Item] = field(default_factory=list)  # identical requests riding along
 
 
 Send = Callable[[int, str, list[JudgeRequest]], Awaitable[Sequence[Verdict]]]
+Route = Callable[[], "BackendSpec | tuple[BackendSpec, int | None]"]
 
 
 @dataclass
@@ -89,9 +67,15 @@ class Dispatcher:
     Args:
         num_workers: how many workers ``send`` can reach (indices ``0..n-1``).
         send: one micro-batch to one worker; returns one Verdict per request, in order.
-        resolve: the backend new requests go to now (cheap; called per dispatch round).
+        route: the backend new requests go to now, optionally with a cap on how many
+            items this round may take (a half-open circuit's single probe).
         limit_for: the global in-flight limit of a backend.
+        rpm_for / tpm_for: requests / tokens per minute of a backend (<= 0: no limit).
         on_verdict: called once per Verdict before its caller sees it (metrics, stats).
+        reroute: called with every Verdict a backend returned (so a failover policy can
+            learn from successes too); True means serve the request again, on the
+            backend ``route`` names next, at most ``max_reroutes`` times per request.
+        cache: verdict cache; ``key_for(spec, request)`` makes its keys.
         max_chunk: largest micro-batch. A round's items are split evenly over the
             workers, so a batch costs one call per worker up to this size.
         max_lost: times an item may lose its worker before it fails as ``backend_error``.
@@ -99,13 +83,22 @@ class Dispatcher:
 
     num_workers: int
     send: Send
-    resolve: Callable[[], BackendSpec]
+    route: Route
     limit_for: Callable[[BackendSpec], int]
-    on_verdict: Callable[[Verdict], None] = lambda v: None
+    rpm_for: Callable[[BackendSpec], float] = lambda spec: 0.0
+    tpm_for: Callable[[BackendSpec], float] = lambda spec: 0.0
+    on_verdict: Callable[[Verdict], None] = lambda verdict: None
+    reroute: Callable[[Verdict], bool] = lambda verdict: False
+    cache: VerdictCache | None = None
+    key_for: Callable[[BackendSpec, JudgeRequest], str] | None = None
     max_chunk: int = 256
     max_lost: int = 3
+    max_reroutes: int = 3
     _queue: deque[_Item] = field(default_factory=deque)
     _slots: dict[str, Slots] = field(default_factory=dict)
+    _rates: dict[str, RateLimiter] = field(default_factory=dict)
+    _budgets: dict[str, TokenBudget] = field(default_factory=dict)
+    _in_flight_keys: dict[str, _Item] = field(default_factory=dict)
     _load: list[int] = field(default_factory=list)
     _wake: asyncio.Event | None = None
     _task: asyncio.Task[None] | None = None
@@ -145,12 +138,17 @@ class Dispatcher:
         if self._wake is not None:
             self._wake.set()
 
-    def _slots_for(self, spec: BackendSpec) -> Slots:
+    def _limits(self, spec: BackendSpec) -> tuple[Slots, RateLimiter, TokenBudget]:
         key = str(spec)
-        slots = self._slots.get(key)
-        if slots is None:
-            slots = self._slots[key] = Slots(self.limit_for(spec))
-        return slots
+        if key not in self._slots:
+            self._slots[key] = Slots(self.limit_for(spec))
+            self._rates[key] = RateLimiter(self.rpm_for(spec))
+            self._budgets[key] = TokenBudget(self.tpm_for(spec))
+        return self._slots[key], self._rates[key], self._budgets[key]
+
+    def _current(self) -> tuple[BackendSpec, int | None]:
+        routed = self.route()
+        return routed if isinstance(routed, tuple) else (routed, None)
 
     async def _run(self) -> None:
         assert self._wake is not None
@@ -160,24 +158,54 @@ class Dispatcher:
                 await self._wake.wait()
                 continue
             try:
-                spec = self.resolve()
+                spec, cap = self._current()
             except Exception:  # the resolver keeps the last good spec; this is a bug guard
-                logger.exception("resolving the backend failed; retrying")
+                logger.exception("choosing the backend failed; retrying")
                 await asyncio.sleep(_RESOLVE_EVERY_S)
                 continue
-            slots = self._slots_for(spec)
-            n = await slots.take(len(self._queue), _RESOLVE_EVERY_S)
-            if n == 0:
+            await self._round(spec, cap)
+
+    async def _round(self, spec: BackendSpec, cap: int | None) -> None:
+        slots, rate, budget = self._limits(spec)
+        wait = budget.wait_s()
+        if wait > 0:  # over the tokens-per-minute budget: let it refill
+            await asyncio.sleep(min(wait, _RESOLVE_EVERY_S))
+            return
+        want = len(self._queue) if cap is None else min(cap, len(self._queue))
+        n = await slots.take(want, _RESOLVE_EVERY_S)
+        if n == 0:
+            return
+        allowed = await rate.take(n, _RESOLVE_EVERY_S)
+        batch = self._pop_misses(spec, allowed)
+        slots.give_back(n - len(batch))
+        for worker, chunk in self._split(batch):
+            task = asyncio.get_running_loop().create_task(
+                self._serve(worker, spec, chunk, slots, budget))
+            self._serving.add(task)
+            task.add_done_callback(self._serving.discard)
+
+    def _pop_misses(self, spec: BackendSpec, n: int) -> list[_Item]:
+        """Up to ``n`` items that need a backend call; cache hits and duplicates of a
+        request already in flight are settled on the way without using a slot."""
+        batch: list[_Item] = []
+        while self._queue and len(batch) < n:
+            item = self._queue.popleft()
+            if item.future.done():  # the caller went away
                 continue
-            items = [self._queue.popleft() for _ in range(n)]
-            live = [it for it in items if not it.future.done()]
-            if len(live) < n:
-                slots.give_back(n - len(live))
-            for worker, chunk in self._split(live):
-                task = asyncio.get_running_loop().create_task(
-                    self._serve(worker, spec, chunk, slots))
-                self._serving.add(task)
-                task.add_done_callback(self._serving.discard)
+            if self.cache is not None and self.cache.enabled and self.key_for is not None:
+                item.key = self.key_for(spec, item.request)
+                hit = self.cache.get(item.key)
+                if hit is not None:
+                    self._deliver(item, as_cached(hit, item.request))
+                    continue
+                leader = self._in_flight_keys.get(item.key)
+                if leader is not None:
+                    leader.followers.append(item)
+                    self.cache.deduplicated += 1
+                    continue
+                self._in_flight_keys[item.key] = item
+            batch.append(item)
+        return batch
 
     def _split(self, items: list[_Item]) -> list[tuple[int, list[_Item]]]:
         """Micro-batches of at most ``max_chunk``, each to the least loaded worker."""
@@ -194,7 +222,7 @@ class Dispatcher:
         return out
 
     async def _serve(self, worker: int, spec: BackendSpec, chunk: list[_Item],
-                     slots: Slots) -> None:
+                     slots: Slots, budget: TokenBudget) -> None:
         spec_text = str(spec)
         try:
             verdicts = list(await self.send(worker, spec_text, [it.request for it in chunk]))
@@ -202,7 +230,9 @@ class Dispatcher:
                 raise RuntimeError(f"worker {worker} returned {len(verdicts)} verdicts "
                                    f"for {len(chunk)} requests")
         except WorkerLost as exc:
-            self._requeue(worker, spec_text, chunk, exc)
+            logger.warning("judge worker %d lost with %d requests; re-queueing them (%s)",
+                           worker, len(chunk), exc)
+            self._requeue(chunk, spec_text, lost=True)
             return
         except Exception as exc:  # every waiting caller gets a Verdict, never a hang
             logger.exception("micro-batch of %d on worker %d failed", len(chunk), worker)
@@ -214,21 +244,54 @@ class Dispatcher:
             self._load[worker] -= len(chunk)
             slots.give_back(len(chunk))
             self._wake_up()
+        again = []
         for item, verdict in zip(chunk, verdicts, strict=True):
-            self._deliver(item, verdict)
+            budget.debit((verdict.input_tokens or 0) + (verdict.output_tokens or 0))
+            if self._reroute(verdict) and item.rerouted < self.max_reroutes:
+                item.rerouted += 1
+                again.append(item)
+            else:
+                self._settle(item, verdict)
+        if again:
+            self._requeue(again, spec_text, lost=False)
 
-    def _requeue(self, worker: int, spec: str, chunk: list[_Item], exc: Exception) -> None:
-        logger.warning("judge worker %d lost with %d requests; re-queueing them (%s)",
-                       worker, len(chunk), exc)
+    def _reroute(self, verdict: Verdict) -> bool:
+        try:
+            return self.reroute(verdict)
+        except Exception:
+            logger.exception("deciding on a failover failed; delivering the verdict")
+            return False
+
+    def _requeue(self, chunk: list[_Item], spec: str, *, lost: bool) -> None:
         for item in reversed(chunk):
-            item.lost += 1
+            self._forget(item)
+            item.lost += int(lost)
             if item.lost > self.max_lost:
-                self._deliver(item, Verdict.failure(
+                self._settle(item, Verdict.failure(
                     Status.BACKEND_ERROR,
                     f"judge workers died {item.lost} times while serving this request",
                     backend=spec, metadata=item.request.metadata))
-            else:
-                self._queue.appendleft(item)
+                continue
+            followers, item.followers = item.followers, []
+            for follower in reversed(followers):
+                self._queue.appendleft(follower)
+            self._queue.appendleft(item)
+        self._wake_up()
+
+    def _forget(self, item: _Item) -> None:
+        if item.key is not None and self._in_flight_keys.get(item.key) is item:
+            del self._in_flight_keys[item.key]
+
+    def _settle(self, item: _Item, verdict: Verdict) -> None:
+        """Deliver a leader's verdict to it and to the identical requests riding along."""
+        self._forget(item)
+        if self.cache is not None and item.key is not None:
+            self.cache.put(item.key, verdict)
+        self._deliver(item, verdict)
+        for follower in item.followers:
+            self._deliver(follower, as_cached(verdict, follower.request) if verdict.ok
+                          else verdict.with_(metadata=follower.request.metadata))
+        item.followers = []
 
     def _deliver(self, item: _Item, verdict: Verdict) -> None:
         try:

@@ -18,10 +18,13 @@ import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from .cache import VerdictCache, cache_key
 from .config import JudgeConfig
 from .dispatch import Dispatcher, WorkerLost
+from .failover import FailoverChain
 from .metrics import JudgeMetrics
 from .resolver import BackendResolver
+from .rubric import load_rubric
 from .spec import BackendSpec
 from .stats import JudgeStats
 from .verdict import JudgeRequest, Verdict
@@ -58,6 +61,7 @@ class Judge:
         self.stats = JudgeStats()
         self.metrics = JudgeMetrics()
         self._current: str | None = None
+        self._primary: BackendSpec | None = None
         self._switches = 0
         self._pid = os.getpid()
         node_id = ray.get_runtime_context().get_node_id()
@@ -69,10 +73,19 @@ class Judge:
             ).remote(i, dict(env), cwd, dict(registry or {}))
             for i in range(self.config.num_workers)
         ]
+        self.failover = FailoverChain(
+            self.config.fallback, probe_interval_s=self.config.probe_interval_s,
+            rate_limited_budget=self.config.failover_rate_limited)
+        rubric = load_rubric(self.config)  # also fails start-up on a bad rubric file
+        # Verdicts depend on the rubric: a changed rubric must not hit old entries.
+        self._rubric_id = f"{rubric.score_max}:{rubric.template}"
+        self.cache = VerdictCache(self.config.cache_size, self.config.cache_path)
         self.dispatcher = Dispatcher(
-            num_workers=len(self.workers), send=self._send, resolve=self._resolve,
-            limit_for=self.config.max_in_flight, on_verdict=self._record)
-        spec = self._resolve()
+            num_workers=len(self.workers), send=self._send, route=self._route,
+            limit_for=self.config.max_in_flight, rpm_for=self.config.rpm,
+            tpm_for=self.config.tpm, on_verdict=self._record, reroute=self._learn,
+            cache=self.cache, key_for=self._key)
+        spec, _ = self._route()
         logger.info("judge started: backend %s, %d workers, override file %s",
                     spec, len(self.workers), self.config.backend_file)
 
@@ -104,6 +117,7 @@ class Judge:
         workers_alive = len(self.workers)
         return {
             "backend": str(resolution.spec),
+            "serving": self._current,
             "model": resolution.spec.model(self.config.ccode_models),
             "source": resolution.source,
             "override_file": str(resolution.path),
@@ -112,6 +126,8 @@ class Judge:
             "queued": self.dispatcher.queued,
             "workers": workers_alive,
             "switches": self._switches,
+            "failover": self.failover.snapshot(),
+            "cache": self.cache.snapshot(),
             "started_at": self.started_at,
             "uptime_s": round(time.time() - self.started_at, 1),
             "pid": self._pid,
@@ -147,13 +163,19 @@ class Judge:
 
     async def shutdown(self) -> None:
         """Close the workers' backends (kills CLI processes); the caller then kills actors."""
+        self.cache.close()
         await asyncio.gather(*(w.aclose.remote() for w in self.workers),
                              return_exceptions=True)
 
     # -- internals ---------------------------------------------------------------------
 
-    def _resolve(self) -> BackendSpec:
-        spec = self.resolver.resolve().spec
+    def _route(self) -> tuple[BackendSpec, int | None]:
+        primary = self.resolver.resolve().spec
+        self._primary = primary
+        before = self.failover.failovers
+        spec, cap = self.failover.route(primary)
+        if self.failover.failovers != before:
+            self.metrics.failovers.inc(1)
         text = str(spec)
         if text != self._current:
             switched = self._current is not None
@@ -161,7 +183,16 @@ class Judge:
                 self._switches += 1
             self._current = text
             self.metrics.set_current(text, switched=switched)
-        return spec
+        return spec, cap
+
+    def _learn(self, verdict: Verdict) -> bool:
+        """Feed the failover chain; True when the request should go to another backend."""
+        self.failover.report(verdict)
+        return not verdict.ok and self.failover.can_reroute(verdict, self._primary)
+
+    def _key(self, spec: BackendSpec, request: JudgeRequest) -> str:
+        return cache_key(str(spec), spec.model(self.config.ccode_models), self._rubric_id,
+                         request)
 
     async def _send(self, worker: int, spec: str, requests: list[JudgeRequest]) -> list[Verdict]:
         self._gauge(spec)

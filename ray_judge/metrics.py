@@ -39,8 +39,13 @@ class JudgeMetrics:
         self.tokens = metrics.Counter(
             "judge_tokens_total", "Tokens reported by the backends.",
             tag_keys=("backend", "direction"))
+        self.failovers = metrics.Counter(
+            "judge_failovers_total", "Moves to a fallback backend (LLM_JUDGE_FALLBACK).")
+        self.cache_hits = metrics.Counter(
+            "judge_cache_hits_total", "Verdicts answered from the cache or a shared call.")
         self.current = metrics.Gauge(
-            "judge_current_backend", "1 for the backend new requests go to, 0 for the others.",
+            "judge_current_backend",
+            "1 for the backend new requests go to (after failover), 0 for the others.",
             tag_keys=("backend",))
         self._current: str | None = None
 
@@ -49,6 +54,7 @@ class JudgeMetrics:
         tags = {"backend": backend}
         self.requests.inc(1, {"backend": backend, "status": verdict.status.value})
         if verdict.cached:
+            self.cache_hits.inc(1)
             return
         self.latency.observe(verdict.latency_s, tags)
         if verdict.attempts > 1:

@@ -42,7 +42,7 @@ class Workers:
 
 def _dispatcher(workers: Workers, *, spec=lambda: A, limit=8, n_workers=2,
                 **kw) -> Dispatcher:
-    return Dispatcher(num_workers=n_workers, send=workers.send, resolve=spec,
+    return Dispatcher(num_workers=n_workers, send=workers.send, route=spec,
                       limit_for=lambda s: limit, **kw)
 
 
@@ -154,5 +154,138 @@ def test_slots_take_several_and_time_out() -> None:
 
 def test_rejects_zero_workers() -> None:
     with pytest.raises(ValueError, match="num_workers must be an integer >= 1, got 0"):
-        Dispatcher(num_workers=0, send=Workers().send, resolve=lambda: A,
+        Dispatcher(num_workers=0, send=Workers().send, route=lambda: A,
                    limit_for=lambda s: 1)
+
+
+# -- cache, dedupe, failover re-serve, rate limits ------------------------------------
+
+from ray_judge.cache import VerdictCache, cache_key  # noqa: E402
+from ray_judge.failover import FailoverChain  # noqa: E402
+from ray_judge.limits import RateLimiter, TokenBudget  # noqa: E402
+
+
+def _cached_dispatcher(workers: Workers, cache: VerdictCache, **kw) -> Dispatcher:
+    return _dispatcher(workers, cache=cache,
+                       key_for=lambda spec, r: cache_key(str(spec), "m", "rubric", r), **kw)
+
+
+def test_identical_requests_share_one_call_and_hit_the_cache_later() -> None:
+    async def main() -> None:
+        workers = Workers()
+        cache = VerdictCache(100)
+        d = _cached_dispatcher(workers, cache, limit=64)
+        same = [JudgeRequest("p", "same answer", metadata=i) for i in range(16)]
+        verdicts = await asyncio.gather(*d.submit(same))
+        assert sum(n for _, _, n in workers.calls) == 1  # one backend call for 16
+        assert [v.metadata for v in verdicts] == list(range(16))  # each its own metadata
+        assert sum(v.cached for v in verdicts) == 15 and all(v.ok for v in verdicts)
+        (again,) = await asyncio.gather(*d.submit([JudgeRequest("p", "same answer")]))
+        assert again.cached and again.score == verdicts[0].score
+        assert sum(n for _, _, n in workers.calls) == 1
+        assert cache.snapshot()["hits"] == 1 and cache.deduplicated == 15
+
+    asyncio.run(main())
+
+
+def test_failures_are_never_cached() -> None:
+    async def main() -> None:
+        class Failing(Workers):
+            async def send(self, worker, spec, requests):
+                self.calls.append((worker, spec, len(requests)))
+                return [Verdict.failure(Status.TIMEOUT, "slow", backend=spec) for _ in requests]
+
+        workers = Failing()
+        d = _cached_dispatcher(workers, VerdictCache(100))
+        for _ in range(3):
+            (v,) = await asyncio.gather(*d.submit([JudgeRequest("p", "r")]))
+            assert v.status is Status.TIMEOUT and not v.cached
+        assert len(workers.calls) == 3
+
+    asyncio.run(main())
+
+
+def test_usage_limited_request_is_served_again_by_the_fallback() -> None:
+    async def main() -> None:
+        chain = FailoverChain([B], probe_interval_s=3600)
+
+        class Limited(Workers):
+            async def send(self, worker, spec, requests):
+                self.calls.append((worker, spec, len(requests)))
+                if spec == str(A):
+                    return [Verdict.failure(Status.USAGE_LIMITED, "5-hour limit", backend=spec,
+                                            metadata=r.metadata) for r in requests]
+                return [Verdict(score=0.7, status=Status.OK, backend=spec, metadata=r.metadata)
+                        for r in requests]
+
+        def learn(v: Verdict) -> bool:
+            chain.report(v)
+            return not v.ok and chain.can_reroute(v, A)
+
+        workers = Limited()
+        d = _dispatcher(workers, spec=lambda: chain.route(A), reroute=learn)
+        verdicts = await asyncio.gather(*d.submit(_requests(5)))
+        assert all(v.ok and v.backend == str(B) for v in verdicts)
+        assert [v.metadata for v in verdicts] == list(range(5))
+        assert chain.failovers == 1
+        (later,) = await asyncio.gather(*d.submit(_requests(1)))
+        assert later.backend == str(B)  # the circuit stays open: no flip-flop back to A
+
+    asyncio.run(main())
+
+
+def test_usage_limited_without_a_fallback_reaches_the_caller_as_a_failure() -> None:
+    async def main() -> None:
+        chain = FailoverChain([])
+
+        class Limited(Workers):
+            async def send(self, worker, spec, requests):
+                return [Verdict.failure(Status.USAGE_LIMITED, "limit", backend=spec)
+                        for _ in requests]
+
+        def learn(v: Verdict) -> bool:
+            chain.report(v)
+            return not v.ok and chain.can_reroute(v, A)
+
+        d = _dispatcher(Limited(), spec=lambda: chain.route(A), reroute=learn)
+        (v,) = await asyncio.wait_for(asyncio.gather(*d.submit(_requests(1))), 5)
+        assert v.status is Status.USAGE_LIMITED and v.score is None
+
+    asyncio.run(main())
+
+
+def test_rate_limiter_burst_then_steady_rate() -> None:
+    now = [0.0]
+    rate = RateLimiter(60, clock=lambda: now[0])
+
+    async def main() -> None:
+        assert await rate.take(100, 0.01) == 60  # the burst
+        assert await rate.take(1, 0.0) == 0  # empty; would need ~1 s
+        now[0] += 5.0
+        assert await rate.take(100, 0.01) == 5  # 1 per second refilled
+
+    asyncio.run(main())
+    assert RateLimiter(0).available() > 10**6  # 0 = no limit
+
+
+def test_token_budget_blocks_until_refilled() -> None:
+    now = [0.0]
+    budget = TokenBudget(600, clock=lambda: now[0])
+    assert budget.wait_s() == 0.0
+    budget.debit(1200)  # a big verdict overdraws it
+    assert budget.wait_s() == pytest.approx(60.1, abs=0.2)
+    now[0] += 61
+    assert budget.wait_s() == 0.0
+
+
+def test_dispatch_respects_requests_per_minute() -> None:
+    async def main() -> None:
+        workers = Workers(latency=0.0)
+        d = _dispatcher(workers, limit=100, rpm_for=lambda s: 6)
+        futures = d.submit(_requests(8))
+        done, pending = await asyncio.wait(futures, timeout=0.5)
+        assert len(done) == 6 and len(pending) == 2  # the burst, then ~10 s per request
+        for f in pending:
+            f.cancel()
+
+    asyncio.run(main())

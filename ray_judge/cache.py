@@ -1,0 +1,153 @@
+"""The verdict cache: identical requests to the same judge get the same verdict once.
+
+Keyed by a hash of (backend spec, model, rubric, prompt, response, reference). Only
+``ok`` verdicts are stored, so a failure is always tried again. An in-memory LRU, and
+optionally an SQLite file so that a restarted judge keeps its verdicts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import sqlite3
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from .verdict import JudgeRequest, Verdict
+
+__all__ = ["VerdictCache", "as_cached", "cache_key"]
+
+logger = logging.getLogger(__name__)
+
+# Commit the disk cache at most this often: one fsync per verdict would cost more than
+# the lookups save; a crash loses at most this many seconds of verdicts.
+_COMMIT_EVERY_S = 1.0
+_STORED_FIELDS = ("score", "status", "backend", "model", "raw", "input_tokens",
+                  "output_tokens", "cost_usd")
+
+
+def cache_key(spec: str, model: str, rubric_id: str, request: JudgeRequest) -> str:
+    """A stable key; the parts are length-prefixed so no two requests can collide by
+    moving text from one field to the next."""
+    digest = hashlib.sha256()
+    parts = (spec, model, rubric_id, request.rubric, request.prompt, request.response,
+             request.reference)
+    for part in parts:
+        data = b"\x00" if part is None else b"\x01" + part.encode("utf-8", "surrogatepass")
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+class VerdictCache:
+    """LRU of ``ok`` verdicts, optionally backed by SQLite at ``path``."""
+
+    def __init__(self, max_entries: int = 100_000, path: Path | None = None) -> None:
+        self.max_entries = max_entries
+        self._memory: OrderedDict[str, Verdict] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+        self.deduplicated = 0
+        self._db: sqlite3.Connection | None = None
+        self._dirty = 0
+        self._last_commit = time.monotonic()
+        if path is not None:
+            self._db = self._open(path)
+
+    @staticmethod
+    def _open(path: Path) -> sqlite3.Connection:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("CREATE TABLE IF NOT EXISTS verdicts "
+                   "(key TEXT PRIMARY KEY, verdict TEXT NOT NULL, at REAL NOT NULL)")
+        db.execute("BEGIN")
+        return db
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_entries > 0
+
+    def get(self, key: str) -> Verdict | None:
+        verdict = self._memory.get(key)
+        if verdict is not None:
+            self._memory.move_to_end(key)
+        elif self._db is not None:
+            verdict = self._load(key)
+            if verdict is not None:
+                self._remember(key, verdict)
+        if verdict is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return verdict
+
+    def put(self, key: str, verdict: Verdict) -> None:
+        if not verdict.ok or verdict.cached:
+            return
+        self._remember(key, verdict)
+        if self._db is not None:
+            stored = {f: getattr(verdict, f) for f in _STORED_FIELDS}
+            stored["status"] = verdict.status.value
+            try:
+                self._db.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?)",
+                                 (key, json.dumps(stored), time.time()))
+                self._dirty += 1
+                self.flush(force=False)
+            except sqlite3.Error:
+                logger.exception("writing the verdict cache failed; continuing in memory")
+
+    def flush(self, *, force: bool = True) -> None:
+        if self._db is None or not self._dirty:
+            return
+        if force or time.monotonic() - self._last_commit >= _COMMIT_EVERY_S:
+            self._db.execute("COMMIT")
+            self._db.execute("BEGIN")
+            self._dirty = 0
+            self._last_commit = time.monotonic()
+
+    def _remember(self, key: str, verdict: Verdict) -> None:
+        self._memory[key] = verdict
+        self._memory.move_to_end(key)
+        while len(self._memory) > self.max_entries:
+            self._memory.popitem(last=False)
+
+    def _load(self, key: str) -> Verdict | None:
+        assert self._db is not None
+        try:
+            row = self._db.execute("SELECT verdict FROM verdicts WHERE key = ?",
+                                   (key,)).fetchone()
+            return None if row is None else Verdict(**json.loads(row[0]))
+        except (sqlite3.Error, ValueError, TypeError):
+            logger.exception("a verdict cache entry could not be read; ignoring it")
+            return None
+
+    def close(self) -> None:
+        if self._db is not None:
+            self.flush()
+            self._db.execute("COMMIT")
+            self._db.close()
+            self._db = None
+
+    def snapshot(self) -> dict[str, Any]:
+        lookups = self.hits + self.misses
+        return {
+            "enabled": self.enabled,
+            "entries": len(self._memory),
+            "hits": self.hits,
+            "misses": self.misses,
+            "deduplicated": self.deduplicated,
+            "hit_rate": round(self.hits / lookups, 4) if lookups else None,
+            "persistent": self._db is not None,
+        }
+
+
+def as_cached(verdict: Verdict, request: JudgeRequest) -> Verdict:
+    """The cached verdict as this request's answer: its own metadata, no cost again."""
+    return dataclasses.replace(verdict, cached=True, metadata=request.metadata, latency_s=0.0,
+                               attempts=0, cost_usd=None if verdict.cost_usd is None else 0.0)
