@@ -52,7 +52,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "LLM_JUDGE_TPM_CCODE": ("0 (no limit)", "cluster-wide `claude` tokens per minute"),
     "LLM_JUDGE_TPM_LITELLM": ("0 (no limit)", "cluster-wide LiteLLM tokens per minute"),
     "LLM_JUDGE_CACHE_SIZE": ("100000", "verdicts kept in memory (0 turns the cache off)"),
-    "LLM_JUDGE_CACHE_PATH": ("unset (memory only)", "SQLite file that keeps verdicts across restarts"),
+    "LLM_JUDGE_CACHE_PATH": (
+        "unset (memory only)", "SQLite file that keeps verdicts across restarts"),
     "LLM_JUDGE_ACTOR_NAME": ("judge", "name of the singleton actor"),
     "LLM_JUDGE_NAMESPACE": ("ray_judge", "Ray namespace of the singleton"),
 }
