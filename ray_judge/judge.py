@@ -201,12 +201,14 @@ class Judge:
         except (ActorDiedError, ActorUnavailableError, RayActorError) as exc:
             raise WorkerLost(f"worker {worker}: {type(exc).__name__}") from None
         finally:
-            self._gauge(spec)
+            # The dispatcher frees these slots only after we return: count them out now,
+            # or the gauge keeps the last busy value once the pool goes idle.
+            self._gauge(spec, done=len(requests))
 
     def _record(self, verdict: Verdict) -> None:
         self.stats.record(verdict)
         self.metrics.record(verdict)
 
-    def _gauge(self, spec: str) -> None:
-        self.metrics.set_in_flight(spec, self.dispatcher.in_flight().get(spec, 0),
-                                   self.dispatcher.queued)
+    def _gauge(self, spec: str, done: int = 0) -> None:
+        in_flight = self.dispatcher.in_flight().get(spec, 0) - done
+        self.metrics.set_in_flight(spec, max(0, in_flight), self.dispatcher.queued)
