@@ -1,0 +1,221 @@
+"""Reading what ``claude -p --output-format json`` printed: a Completion, or the error it was.
+
+The CLI prints one JSON object. Success is decided by ``is_error``, never by ``subtype``:
+an API error comes back as ``"subtype": "success", "is_error": true`` with exit code 1.
+Key order differs between CLI versions, so the object is parsed, never sliced. What the
+real CLI 2.1.332 prints for each failure (against a fake Messages API on 127.0.0.1):
+
+* 429 with an API key: status 429, ``API Error: Request rejected (429) · <message>``
+* 429 with an OAuth token: status 429, ``API Error: Server is temporarily limiting
+  requests (not your usage limit) · <message>``
+* 429 with ``anthropic-ratelimit-unified-status: rejected``, OAuth token: status 429,
+  ``"api_error": "usage_limit_reached"``, ``You've hit your 5-hour limit · resets 12:53pm
+  (UTC)`` (``weekly limit``, ``Opus limit``; ``resets Nov 28, 11:53am (Europe/Berlin)``
+  once the reset is a day away; the zone is the CLI process's own)
+* 401: status 401, ``Failed to authenticate. API Error: 401 <message>``
+* no credentials at all: status null, ``Not logged in · Please run /login``
+* 500 / 529: status 500 / 529, ``API Error: 529 <message>. This is a server-side issue,
+  usually temporary ...``
+* a body that is not JSON: status null, ``API Error: API returned an empty or malformed
+  response (HTTP 200) ...`` (after one non-streaming retry)
+* connection refused: status null, ``"api_error": "connection_failed"``
+* the model asks for a tool: ``"subtype": "error_max_turns"``, no ``result``,
+  ``"errors": ["Reached maximum number of turns (1)"]``
+
+Older CLIs reported a subscription limit as ``Claude AI usage limit reached|<epoch>``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone, tzinfo
+from typing import Any
+
+from ..errors import (
+    AuthError,
+    BackendCallError,
+    PermanentBackendError,
+    RateLimitedError,
+    TransientBackendError,
+    UsageLimitedError,
+)
+from .base import Completion
+
+__all__ = ["parse_cli_output", "parse_reset_time"]
+
+_MAX_RESULT_CHARS = 500
+
+_USAGE_LIMIT = re.compile(r"usage limit reached|hit your .{0,40}limit", re.IGNORECASE)
+_RATE_LIMIT = re.compile(r"\(429\)|rate.?limit|limiting requests|too many requests",
+                         re.IGNORECASE)
+_AUTH = re.compile(r"invalid api key|/login|not logged in|failed to authenticate|"
+                   r"oauth token (?:has expired|has been revoked)|authentication_error",
+                   re.IGNORECASE)
+_PERMANENT = re.compile(r"prompt is too long|invalid_request_error|not_found_error",
+                        re.IGNORECASE)
+
+# "resets 12:53pm (UTC)", "resets 1pm (America/New_York)", "resets Nov 26, 5pm (UTC)".
+# The CLI floors to the minute and adds the date once the reset is about a day away.
+_RESETS = re.compile(
+    r"resets\s+(?:(?P<month>[A-Za-z]{3})[a-z]*\.?\s+(?P<day>\d{1,2})(?:st|nd|rd|th)?,?\s+)?"
+    r"(?P<hour>\d{1,2})(?::(?P<minute>\d{2}))?\s*(?P<ampm>[ap]\.?m\.?)?"
+    r"(?:\s*\((?P<zone>[^)]+)\))?",
+    re.IGNORECASE,
+)
+_OLD_FORMAT = re.compile(r"usage limit reached\|(?P<epoch>\d{9,11})", re.IGNORECASE)
+_OFFSET_ZONE = re.compile(r"(?:UTC|GMT)\s*(?P<sign>[+-])(?P<h>\d{1,2})(?::?(?P<m>\d{2}))?$",
+                          re.IGNORECASE)
+_MONTHS = {m: i for i, m in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
+# A time shown a little in the past is "now" (the CLI floors to the minute), not tomorrow.
+_PAST_SLACK = timedelta(minutes=5)
+
+
+def _zone(name: str | None, default: tzinfo) -> tzinfo | None:
+    if name is None:
+        return default
+    name = name.strip()
+    if name.upper() in ("UTC", "GMT", "Z", "ETC/UTC", "ETC/GMT"):
+        return timezone.utc
+    offset = _OFFSET_ZONE.match(name)
+    if offset:
+        delta = timedelta(hours=int(offset["h"]), minutes=int(offset["m"] or 0))
+        return timezone(-delta if offset["sign"] == "-" else delta)
+    try:
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(name)
+    except (ImportError, KeyError, ValueError, OSError):  # unknown name, or no tz database
+        return None
+
+
+def parse_reset_time(text: str, now: float, default_zone: tzinfo = timezone.utc) -> float | None:
+    """When a subscription usage limit lifts, in epoch seconds, read from the CLI's message.
+
+    Understands ``Claude AI usage limit reached|<epoch>`` (older CLIs) and the current
+    ``... · resets 12:01pm (UTC)`` / ``resets Nov 26, 3pm (Europe/Berlin)`` forms; a time
+    without a date is its next occurrence after ``now``, a date without a year likewise.
+
+    Args:
+        text: The CLI's ``result`` text.
+        now: The current time, epoch seconds.
+        default_zone: The zone of a time shown without one.
+
+    Returns:
+        Epoch seconds, or None when the text holds no reset time this function can read.
+    """
+    old = _OLD_FORMAT.search(text)
+    if old:
+        return float(old["epoch"])
+    match = _RESETS.search(text)
+    if not match:
+        return None
+    zone = _zone(match["zone"], default_zone)
+    hour, minute = int(match["hour"]), int(match["minute"] or 0)
+    ampm = (match["ampm"] or "").replace(".", "").lower()
+    if ampm:
+        if not 1 <= hour <= 12:
+            return None
+        hour = hour % 12 + (12 if ampm == "pm" else 0)
+    if zone is None or hour > 23 or minute > 59:
+        return None
+    local_now = datetime.fromtimestamp(now, zone)
+    try:
+        if match["month"] is None:
+            when = local_now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+            if when < local_now - _PAST_SLACK:
+                when += timedelta(days=1)  # wall-clock arithmetic: same time, next day
+        else:
+            month = _MONTHS.get(match["month"][:3].lower())
+            if month is None:
+                return None
+            day = int(match["day"])
+            when = datetime(local_now.year, month, day, hour, minute, tzinfo=zone)
+            if when < local_now - _PAST_SLACK:
+                when = when.replace(year=local_now.year + 1)
+    except ValueError:  # Feb 30, or Feb 29 in a year without it
+        return None
+    return when.timestamp()
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _tokens(usage: object) -> tuple[int | None, int | None]:
+    if not isinstance(usage, dict):
+        return None, None
+    # Cached prompt tokens are prompt tokens too (LiteLLM's prompt_tokens counts them).
+    parts = [_int(usage.get(k)) for k in
+             ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")]
+    known = [p for p in parts if p is not None]
+    return (sum(known) if known else None), _int(usage.get("output_tokens"))
+
+
+def _load(stdout: str) -> dict[str, Any] | None:
+    text = stdout.strip()
+    candidates = [text]
+    # A CLI that prints a warning line before its JSON: take the last line that is JSON.
+    candidates += [line for line in reversed(text.splitlines()) if line.startswith("{")]
+    for candidate in candidates:
+        try:
+            data = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            return data
+    return None
+
+
+def parse_cli_output(stdout: str, *, model: str, now: float, context: dict[str, Any],
+                     scrub: Callable[[str], str] = str) -> Completion | BackendCallError:
+    """The Completion in the CLI's stdout, or the error it reports (returned, not raised).
+
+    ``context`` (``backend``, ``exit_code``, ``stderr``) is attached to any error, and
+    ``scrub`` masks credentials in an error's text. Output that is not a result object
+    is a TransientBackendError.
+    """
+    data = _load(stdout)
+    if data is None or not isinstance(data.get("is_error"), bool):
+        return TransientBackendError(scrub(
+            f"claude printed no JSON result (exit code {context.get('exit_code')}): "
+            f"{stdout.strip()[:200]!r}; stderr: {context.get('stderr') or ''}"), **context)
+    result = data.get("result")
+    if data["is_error"] is False and isinstance(result, str):
+        cost = data.get("total_cost_usd")
+        input_tokens, output_tokens = _tokens(data.get("usage"))
+        return Completion(
+            text=result, model=model, input_tokens=input_tokens, output_tokens=output_tokens,
+            cost_usd=float(cost) if isinstance(cost, (int, float)) and cost >= 0 else None)
+    return _error(data, now, context, scrub)
+
+
+def _error(data: dict[str, Any], now: float, context: dict[str, Any],
+           scrub: Callable[[str], str]) -> BackendCallError:
+    result = data.get("result") if isinstance(data.get("result"), str) else None
+    status = _int(data.get("api_error_status"))
+    kind = f"{data.get('api_error') or ''} {data.get('api_error_type') or ''}"
+    subtype = str(data.get("subtype") or "")
+    if result is None:
+        errors = data.get("errors")
+        detail = "; ".join(map(str, errors)) if isinstance(errors, list) else "no result"
+        if subtype == "error_max_turns":
+            detail = f"the judge model asked for a tool (none offered): {detail}"
+        return TransientBackendError(
+            scrub(f"claude: {subtype or 'error'}: {detail}"[:_MAX_RESULT_CHARS]), **context)
+    result = scrub(result)
+    message = f"claude: {result[:_MAX_RESULT_CHARS]}"
+    info = {**context, "http_status": status, "raw": result}
+    if "usage_limit" in kind or _USAGE_LIMIT.search(result):
+        return UsageLimitedError(message, resets_at=parse_reset_time(result, now), **info)
+    if status == 429 or "rate_limit" in kind or _RATE_LIMIT.search(result):
+        return RateLimitedError(message, **info)
+    if status in (401, 403) or "authentication" in kind or _AUTH.search(result):
+        return AuthError(message, **info)
+    if status is not None and 400 <= status < 500 and status not in (408, 409):
+        return PermanentBackendError(message, **info)
+    if status is None and _PERMANENT.search(result):
+        return PermanentBackendError(message, **info)
+    return TransientBackendError(message, **info)  # 5xx, 529, connection, malformed body
