@@ -1,0 +1,256 @@
+"""The Claude Code CLI backend (``ccode-*``): one ``claude -p`` process per attempt.
+
+Per attempt the backend runs, never through a shell::
+
+    claude -p --output-format json --model <full id> --system-prompt <rubric> \\
+        --tools "" --max-turns 1 --no-session-persistence
+
+with the user message on stdin, in its own process group, from an empty private
+directory, with an environment built from scratch (:mod:`.ccode_env`). Why each flag,
+as measured with CLI 2.1.332 against a fake Messages API on 127.0.0.1:
+
+* ``--tools ""`` makes the request carry ``"tools": []``: the judge cannot run anything,
+  whatever the graded response tells it to do (without it: 12 tools, Bash among them).
+* ``--system-prompt`` replaces the CLI's ~28,000-character coding-agent prompt; the CLI
+  still prepends a billing line and one sentence of its own.
+* stdin, not argv: an argument over 128 KiB fails with E2BIG, and a stdin left open
+  costs a fixed 3 s wait. A rubric that large goes through ``--system-prompt-file``.
+* ``--max-turns 1``: a model that asks for a tool anyway ends with ``error_max_turns``.
+* The CLI exits 143 about 0.1 s after SIGTERM and prints nothing, so a killed process is
+  a timeout, not a parse error. It starts no child processes of its own in this mode.
+
+Example:
+    >>> backend = ClaudeCodeBackend(BackendSpec.ccode("ccode-4-sonnet"), JudgeConfig())
+    >>> verdict = await backend.judge(JudgeRequest(prompt="2+2?", response="4"))
+    >>> await backend.aclose()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import re
+import shutil
+import signal
+import time
+from asyncio.subprocess import PIPE, Process
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..config import is_secret_name
+from ..errors import (
+    BackendCallError,
+    BackendTimeoutError,
+    PermanentBackendError,
+    TransientBackendError,
+)
+from ..rubric import JudgePrompt
+from .base import Backend, Completion
+from .ccode_env import CliHome, resolve_cli
+from .ccode_output import parse_cli_output
+
+__all__ = ["ClaudeCodeBackend"]
+
+logger = logging.getLogger(__name__)
+
+Spawn = Callable[..., Awaitable[Process]]
+
+_TERM_GRACE_S = 1.0  # SIGTERM -> SIGKILL; the CLI needs ~0.1 s
+# For a SIGKILLed group to be reaped and its pipes to close. Worst case, a timeout ends
+# 1 + 1.5 + 1.5 s late: inside the 5 s Backend.judge allows before it gives up on us.
+_REAP_S = 1.5
+_POLL_S = 0.02
+_MAX_ARG_BYTES = 100_000  # one argv string may not exceed 128 KiB (MAX_ARG_STRLEN)
+_MAX_STDOUT = 16 << 20
+_MAX_STDERR_TAIL = 2000
+_SECRETS = re.compile(
+    r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}|\bsk-[A-Za-z0-9_\-]{8,}"
+    r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b|\bAIza[0-9A-Za-z_\-]{30,}")
+
+
+class ClaudeCodeBackend(Backend):
+    """Judges with the Claude Code CLI (``CLAUDE_CLI_PATH``), under the user's own login.
+
+    Keyword Args:
+        environ: The environment to build the CLI's from (default ``os.environ``).
+        spawn: Starts the process (default ``asyncio.create_subprocess_exec``).
+
+    Raises:
+        BackendUnavailableError: at construction, when ``CLAUDE_CLI_PATH`` is missing or
+            not executable.
+    """
+
+    kind = "ccode"
+
+    def __init__(self, *args: Any, environ: Mapping[str, str] | None = None,
+                 spawn: Spawn = asyncio.create_subprocess_exec, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        environ = dict(os.environ if environ is None else environ)
+        self.cli = resolve_cli(self.config.claude_cli_path, environ)
+        self._spawn = spawn
+        self._home = CliHome(environ)
+        self._live: set[Process] = set()
+        self._closed = False
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment each CLI process gets (``CLAUDE_CODE_TMPDIR`` set per call)."""
+        return dict(self._home.env)
+
+    def argv(self, system: str, call_dir: Path) -> list[str]:
+        """The CLI's command line for one attempt."""
+        if len(system.encode()) <= _MAX_ARG_BYTES:
+            system_args = ["--system-prompt", system]
+        else:
+            system_file = call_dir / "system-prompt.txt"
+            system_file.write_text(system, encoding="utf-8")
+            system_args = ["--system-prompt-file", str(system_file)]
+        return [self.cli, "-p", "--output-format", "json", "--model", self.model,
+                *system_args, "--tools", "", "--max-turns", "1", "--no-session-persistence"]
+
+    async def complete(self, prompt: JudgePrompt, *, timeout: float) -> Completion:
+        if self._closed:
+            raise PermanentBackendError(f"{self!r} is closed", backend=str(self.spec))
+        call_dir = self._home.call_dir()
+        try:
+            env = {**self._home.env, "CLAUDE_CODE_TMPDIR": str(call_dir),
+                   "TMPDIR": str(call_dir)}
+            try:
+                proc = await self._spawn(
+                    *self.argv(prompt.system, call_dir), stdin=PIPE, stdout=PIPE, stderr=PIPE,
+                    cwd=self._home.cwd, env=env, start_new_session=True)
+            except OSError as exc:
+                broken = exc.errno in (errno.ENOENT, errno.EACCES, errno.ENOEXEC)
+                error = PermanentBackendError if broken else TransientBackendError
+                raise error(f"cannot start {self.cli}: {exc}", backend=str(self.spec)) from None
+            self._live.add(proc)
+            try:
+                return await self._run(proc, prompt.user.encode(), timeout)
+            finally:
+                self._live.discard(proc)
+        finally:
+            shutil.rmtree(call_dir, ignore_errors=True)
+            self._home.sync_credentials()
+
+    async def _run(self, proc: Process, stdin: bytes, timeout: float) -> Completion:
+        assert proc.stdin and proc.stdout and proc.stderr
+        io = asyncio.gather(_feed(proc.stdin, stdin), _read(proc.stdout, _MAX_STDOUT),
+                            _read(proc.stderr, _MAX_STDERR_TAIL, tail=True))
+        try:
+            await asyncio.wait_for(_exited(proc), timeout)
+        except asyncio.TimeoutError:
+            await _terminate(proc)
+            await _settle(io)
+            raise BackendTimeoutError(
+                f"claude gave no answer within {timeout:.1f}s; its process group was killed",
+                backend=str(self.spec), exit_code=proc.returncode) from None
+        except BaseException:  # cancelled: the caller is gone, so is the process
+            _signal_group(proc, signal.SIGKILL)
+            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+                await asyncio.wait_for(_exited(proc), _REAP_S)
+            await _settle(io)
+            raise
+        # The CLI has exited; anything left in its group is a stray holding our pipes.
+        _signal_group(proc, signal.SIGKILL)
+        try:
+            _, out, err = await asyncio.wait_for(io, _REAP_S)
+        except asyncio.TimeoutError:  # a stray that left the group still holds a pipe
+            raise TransientBackendError(
+                f"claude exited ({proc.returncode}) but its output never ended",
+                backend=str(self.spec), exit_code=proc.returncode) from None
+        return self._completion(proc.returncode, out, err)
+
+    def _completion(self, code: int | None, out: bytes, err: bytes) -> Completion:
+        stdout = out.decode("utf-8", "replace")
+        stderr = self._scrub(err.decode("utf-8", "replace").strip())
+        context = {"backend": str(self.spec), "exit_code": code, "stderr": stderr or None}
+        if not stdout.strip():
+            how = f"was killed by signal {-code}" if code is not None and code < 0 else (
+                f"exited with code {code}")
+            raise TransientBackendError(
+                f"claude {how} and printed nothing; stderr: {stderr or '(empty)'}", **context)
+        outcome = parse_cli_output(stdout, model=self.model, now=time.time(), context=context,
+                                   scrub=self._scrub)
+        if isinstance(outcome, BackendCallError):
+            raise outcome
+        return outcome
+
+    def _scrub(self, text: str) -> str:
+        for name, value in self._home.env.items():
+            if len(value) >= 8 and is_secret_name(name):
+                text = text.replace(value, "***")
+        return _SECRETS.sub(lambda m: f"{m[1]} ***" if m[1] else "***", text)
+
+    async def aclose(self) -> None:
+        """Kill every CLI process still running and remove the private directory."""
+        self._closed = True
+        live, self._live = list(self._live), set()
+        for proc in live:
+            _signal_group(proc, signal.SIGKILL)
+        for proc in live:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(_exited(proc), _REAP_S)
+        self._home.cleanup()
+
+
+def _signal_group(proc: Process, sig: int) -> None:
+    # start_new_session=True made the CLI the leader of a group whose id is its pid.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+async def _exited(proc: Process) -> int:
+    """The exit status, as soon as the process has exited and been reaped.
+
+    Not ``proc.wait()``: before Python 3.12 it also waits for the pipes to close, so a
+    stray grandchild holding stdout would hold it too. ``returncode`` is set by the
+    child watcher at the exit itself.
+    """
+    while proc.returncode is None:
+        await asyncio.sleep(_POLL_S)
+    return proc.returncode
+
+
+async def _terminate(proc: Process) -> None:
+    """SIGTERM the group, SIGKILL it after a grace; wait a bounded time for the reaping."""
+    _signal_group(proc, signal.SIGTERM)
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(_exited(proc), _TERM_GRACE_S)
+    _signal_group(proc, signal.SIGKILL)  # also the strays the leader left behind
+    try:
+        await asyncio.wait_for(_exited(proc), _REAP_S)
+    except asyncio.TimeoutError:
+        logger.error("claude process %d survived SIGKILL for %.0fs", proc.pid, _REAP_S)
+
+
+async def _settle(io: asyncio.Future[Any]) -> None:
+    """Let the pipe tasks end (EOF once the group is dead), or cancel them; bounded."""
+    # wait_for cancels the tasks on timeout; a failed attempt's output no longer matters.
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(io, _REAP_S)
+
+
+async def _feed(stdin: asyncio.StreamWriter, data: bytes) -> None:
+    try:
+        stdin.write(data)
+        await stdin.drain()
+        stdin.close()
+        await stdin.wait_closed()
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the CLI exited without reading it all; its output says why
+
+
+async def _read(stream: asyncio.StreamReader, limit: int, *, tail: bool = False) -> bytes:
+    """Everything ``stream`` gives until EOF, keeping at most ``limit`` bytes (head or tail)."""
+    kept = bytearray()
+    while chunk := await stream.read(1 << 16):
+        if tail:
+            kept += chunk
+            del kept[:-limit]
+        elif len(kept) < limit:
+            kept += chunk[: limit - len(kept)]
+    return bytes(kept)
