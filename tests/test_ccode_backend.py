@@ -421,7 +421,15 @@ def read_pids(path: Path) -> list[int]:
     return [int(p) for p in path.read_text().split()]
 
 
-def test_argv_and_environment_are_built_explicitly(tmp_path, monkeypatch):
+def test_cli_is_found_by_name_on_the_users_path(tmp_path):
+    cli = Path(fake_cli(tmp_path, "ok"))
+    env = user_env(tmp_path, PATH=f"{cli.parent}{os.pathsep}{os.environ['PATH']}")
+    b = backend(cli.name, env)
+    assert b.cli == str(cli)
+    assert judge(b).status == "ok"
+
+
+def test_argv_and_environment_are_built_explicitly(tmp_path):
     echo = tmp_path / "echo.json"
     cli = fake_cli(tmp_path, "echo", FAKE_CLAUDE_ECHO=echo)
     env = user_env(tmp_path, ANTHROPIC_BASE_URL="http://127.0.0.1:9",

@@ -81,13 +81,13 @@ def resolve_cli(configured: str, environ: Mapping[str, str]) -> str:
     """
     hint = "set CLAUDE_CLI_PATH or install it: npm install -g @anthropic-ai/claude-code"
     if os.sep in configured or configured.startswith("~"):
-        found: str | None = str(Path(configured).expanduser().absolute())
+        found = str(Path(configured).expanduser().absolute())
     else:
-        found = shutil.which(configured, path=environ.get("PATH", os.defpath))
-        if found is None:
+        on_path = shutil.which(configured, path=environ.get("PATH", os.defpath))
+        if on_path is None:
             raise BackendUnavailableError(
                 f"Claude Code CLI {configured!r} (CLAUDE_CLI_PATH) not found on PATH; {hint}")
-        found = str(Path(found).absolute())
+        found = str(Path(on_path).absolute())
     if not os.path.exists(found):
         raise BackendUnavailableError(
             f"Claude Code CLI not found: CLAUDE_CLI_PATH={configured!r} ({found}) does not "
