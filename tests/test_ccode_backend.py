@@ -680,7 +680,13 @@ def zone(name):
     ("resets 11am (UTC)", at(2026, 11, 26, 11, 0)),
     ("resets 12:01am (UTC)", at(2026, 11, 26, 0, 1)),
     ("resets 12pm (UTC)", at(2026, 11, 25, 12, 0)),
-    ("resets 11:50am (UTC)", at(2026, 11, 25, 11, 50)),  # floored to the minute: now-ish
+    ("resets 11:53am (UTC)", at(2026, 11, 25, 11, 53)),  # floored to the minute: now-ish
+    ("resets 11:50am (UTC)", at(2026, 11, 26, 11, 50)),
+    ("You've hit your 5-hour limit · resets Jan 4, 2027, 12:19pm (UTC)",
+     at(2027, 1, 4, 12, 19)),
+    ("resets Dec 30, 2027, 12:19pm (UTC)", at(2027, 12, 30, 12, 19)),
+    ("resets May 18, 2033, 3:33am (UTC)", at(2033, 5, 18, 3, 33)),
+    ("resets Dec 15, 12:19pm (UTC)", at(2026, 12, 15, 12, 19)),
     ("resets Jan 2, 3pm (UTC)", at(2027, 1, 2, 15, 0)),
     ("resets Nov 26, 3pm", at(2026, 11, 26, 15, 0)),  # no zone: the CLI runs with TZ=UTC
     ("resets 3pm (GMT+2)", at(2026, 11, 25, 13, 0)),

@@ -11,7 +11,8 @@ real CLI 2.1.332 prints for each failure (against a fake Messages API on 127.0.0
 * 429 with ``anthropic-ratelimit-unified-status: rejected``, OAuth token: status 429,
   ``"api_error": "usage_limit_reached"``, ``You've hit your 5-hour limit · resets 12:53pm
   (UTC)`` (``weekly limit``, ``Opus limit``; ``resets Nov 28, 11:53am (Europe/Berlin)``
-  once the reset is a day away; the zone is the CLI process's own)
+  once the reset is a day away, ``resets Jan 4, 2027, 12:19pm (UTC)`` in another year;
+  the zone is the CLI process's own)
 * 401: status 401, ``Failed to authenticate. API Error: 401 <message>``
 * no credentials at all: status null, ``Not logged in · Please run /login``
 * 500 / 529: status 500 / 529, ``API Error: 529 <message>. This is a server-side issue,
@@ -56,10 +57,12 @@ _AUTH = re.compile(r"invalid api key|/login|not logged in|failed to authenticate
 _PERMANENT = re.compile(r"prompt is too long|invalid_request_error|not_found_error",
                         re.IGNORECASE)
 
-# "resets 12:53pm (UTC)", "resets 1pm (America/New_York)", "resets Nov 26, 5pm (UTC)".
-# The CLI floors to the minute and adds the date once the reset is about a day away.
+# "resets 12:53pm (UTC)", "resets 1pm (America/New_York)", "resets Nov 26, 5pm (UTC)",
+# "resets Jan 4, 2027, 12:19pm (UTC)". The CLI floors to the minute, adds the date once
+# the reset is a day away or more, and the year when it is not this year.
 _RESETS = re.compile(
-    r"resets\s+(?:(?P<month>[A-Za-z]{3})[a-z]*\.?\s+(?P<day>\d{1,2})(?:st|nd|rd|th)?,?\s+)?"
+    r"resets\s+(?:(?P<month>[A-Za-z]{3})[a-z]*\.?\s+(?P<day>\d{1,2})(?:st|nd|rd|th)?,?\s+"
+    r"(?:(?P<year>\d{4}),?\s+)?)?"
     r"(?P<hour>\d{1,2})(?::(?P<minute>\d{2}))?\s*(?P<ampm>[ap]\.?m\.?)?"
     r"(?:\s*\((?P<zone>[^)]+)\))?",
     re.IGNORECASE,
@@ -70,7 +73,7 @@ _OFFSET_ZONE = re.compile(r"(?:UTC|GMT)\s*(?P<sign>[+-])(?P<h>\d{1,2})(?::?(?P<m
 _MONTHS = {m: i for i, m in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
 # A time shown a little in the past is "now" (the CLI floors to the minute), not tomorrow.
-_PAST_SLACK = timedelta(minutes=5)
+_PAST_SLACK = timedelta(minutes=2)
 
 
 def _zone(name: str | None, default: tzinfo) -> tzinfo | None:
@@ -95,8 +98,9 @@ def parse_reset_time(text: str, now: float, default_zone: tzinfo = timezone.utc)
     """When a subscription usage limit lifts, in epoch seconds, read from the CLI's message.
 
     Understands ``Claude AI usage limit reached|<epoch>`` (older CLIs) and the current
-    ``... · resets 12:01pm (UTC)`` / ``resets Nov 26, 3pm (Europe/Berlin)`` forms; a time
-    without a date is its next occurrence after ``now``, a date without a year likewise.
+    ``... · resets 12:01pm (UTC)`` / ``resets Nov 26, 3pm (Europe/Berlin)`` /
+    ``resets Jan 4, 2027, 12:19pm (UTC)`` forms; a time without a date is its next
+    occurrence after ``now``, a date without a year likewise.
 
     Args:
         text: The CLI's ``result`` text.
@@ -131,10 +135,10 @@ def parse_reset_time(text: str, now: float, default_zone: tzinfo = timezone.utc)
             month = _MONTHS.get(match["month"][:3].lower())
             if month is None:
                 return None
-            day = int(match["day"])
-            when = datetime(local_now.year, month, day, hour, minute, tzinfo=zone)
-            if when < local_now - _PAST_SLACK:
-                when = when.replace(year=local_now.year + 1)
+            year = int(match["year"] or local_now.year)
+            when = datetime(year, month, int(match["day"]), hour, minute, tzinfo=zone)
+            if match["year"] is None and when < local_now - _PAST_SLACK:
+                when = when.replace(year=year + 1)
     except ValueError:  # Feb 30, or Feb 29 in a year without it
         return None
     return when.timestamp()
