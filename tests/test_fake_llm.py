@@ -275,10 +275,10 @@ def test_delay_and_latency_add_up():
         srv.script(Behaviour.ok(delay_s=0.2))
         start = time.monotonic()
         call(srv, OPENAI, {"model": "m"})
-        assert 0.3 <= time.monotonic() - start < 1.0
+        assert 0.3 <= time.monotonic() - start < 1.5
         start = time.monotonic()
         call(srv, OPENAI, {"model": "m"})
-        assert 0.1 <= time.monotonic() - start < 0.5
+        assert 0.1 <= time.monotonic() - start < 1.0
 
 
 def test_script_is_fifo_then_default(server):

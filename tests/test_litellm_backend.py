@@ -45,7 +45,8 @@ ANTHROPIC = "anthropic/claude-sonnet-4-20250514"
 UNPRICED = "anthropic/claude-3-opus-20240229"  # not in litellm's price list: cost is None
 OPENAI_KEY = "sk-test-openai-PLANTED0123456789"
 ANTHROPIC_KEY = "sk-ant-api03-PLANTED0123456789"
-TIMEOUT = 1.0
+TIMEOUT = 1.0  # for the tests that wait for a timeout on purpose
+GENEROUS = 20.0  # for everything else: a loaded CI machine must not turn ok into timeout
 PROMPT = JudgePrompt(system="You are a judge. End with SCORE: N.", user="<<<RESPONSE>>> 4")
 REQUEST = JudgeRequest(prompt="What is 2+2?", response="4", reference="4")
 
@@ -53,7 +54,14 @@ REQUEST = JudgeRequest(prompt="What is 2+2?", response="4", reference="4")
 @pytest.fixture(scope="module")
 def server():
     load_litellm()  # pay the import once, outside every timed attempt
-    with FakeLLMServer() as srv:
+    with FakeLLMServer() as srv, pytest.MonkeyPatch.context() as mp:
+        # ... and litellm's lazy set-up on the first call of each provider.
+        mp.setenv("OPENAI_API_BASE", f"{srv.url}/v1")
+        mp.setenv("OPENAI_API_KEY", OPENAI_KEY)
+        mp.setenv("ANTHROPIC_API_BASE", srv.url)
+        mp.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
+        for model in (OPENAI, ANTHROPIC):
+            asyncio.run(make(model).complete(PROMPT, timeout=60))
         yield srv
 
 
@@ -78,14 +86,14 @@ class Sleeps:
         self.waits.append(seconds)
 
 
-def make(model=OPENAI, *, max_attempts=3, timeout_s=TIMEOUT, sleep=None, **config):
+def make(model=OPENAI, *, max_attempts=3, timeout_s=GENEROUS, sleep=None, **config):
     cfg = JudgeConfig(timeout_s=timeout_s, deadline_s=60.0, max_attempts=max_attempts,
                       backoff_s=0.1, max_backoff_s=1.0, **config)
     return LiteLLMBackend(BackendSpec.litellm(model), cfg, sleep=sleep or Sleeps(),
                           rng=lambda: 0.5)
 
 
-def complete(backend, prompt=PROMPT, timeout=TIMEOUT):
+def complete(backend, prompt=PROMPT, timeout=GENEROUS):
     return asyncio.run(backend.complete(prompt, timeout=timeout))
 
 
@@ -250,7 +258,7 @@ def test_hang_times_out_within_the_attempt_timeout(server, model):
     with pytest.raises(BackendTimeoutError):
         complete(make(model), timeout=TIMEOUT)
     elapsed = time.monotonic() - start
-    assert TIMEOUT * 0.9 <= elapsed < TIMEOUT + 1.0, elapsed
+    assert TIMEOUT * 0.9 <= elapsed < TIMEOUT + 2.0, elapsed  # slack for a loaded machine
 
 
 @pytest.mark.parametrize("model", [OPENAI, ANTHROPIC])
@@ -300,9 +308,9 @@ def test_judge_statuses_and_attempts(server, model, behaviour, status, attempts)
 
 def test_judge_hang_is_a_timeout_and_returns_on_time(server):
     start = time.monotonic()
-    verdict = judge_once(server, Behaviour.hang(), max_attempts=1)
+    verdict = judge_once(server, Behaviour.hang(), max_attempts=1, timeout_s=TIMEOUT)
     assert verdict.status is Status.TIMEOUT and verdict.attempts == 1
-    assert time.monotonic() - start < TIMEOUT + 1.0
+    assert time.monotonic() - start < TIMEOUT + 2.0
 
 
 def test_judge_recovers_after_transient_errors(server):
