@@ -29,6 +29,7 @@ Older CLIs reported a subscription limit as ``Claude AI usage limit reached|<epo
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone, tzinfo
@@ -45,6 +46,8 @@ from ..errors import (
 from .base import Completion
 
 __all__ = ["parse_cli_output", "parse_reset_time"]
+
+logger = logging.getLogger(__name__)
 
 _MAX_RESULT_CHARS = 500
 
@@ -188,6 +191,9 @@ def parse_cli_output(stdout: str, *, model: str, now: float, context: dict[str, 
             f"{stdout.strip()[:200]!r}; stderr: {context.get('stderr') or ''}"), **context)
     result = data.get("result")
     if data["is_error"] is False and isinstance(result, str):
+        # The CLI's own timings, for debugging only: Verdict.latency_s is measured by us.
+        logger.debug("claude: %s ms, of which API %s ms", data.get("duration_ms"),
+                     data.get("duration_api_ms"))
         cost = data.get("total_cost_usd")
         input_tokens, output_tokens = _tokens(data.get("usage"))
         return Completion(
