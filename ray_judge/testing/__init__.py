@@ -10,16 +10,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .fake_llm import DEFAULT_TEXT, Behaviour, FakeLLMServer, RecordedRequest
+    from .behaviour import DEFAULT_TEXT, Behaviour, RecordedRequest
+    from .fake_llm import FakeLLMServer
     from .process import FakeLLMProcess
 
 __all__ = ["DEFAULT_TEXT", "Behaviour", "FakeLLMProcess", "FakeLLMServer", "RecordedRequest"]
 
 _WHERE = {
-    "DEFAULT_TEXT": ".fake_llm",
-    "Behaviour": ".fake_llm",
+    "DEFAULT_TEXT": ".behaviour",
+    "Behaviour": ".behaviour",
     "FakeLLMServer": ".fake_llm",
-    "RecordedRequest": ".fake_llm",
+    "RecordedRequest": ".behaviour",
     "FakeLLMProcess": ".process",
 }
 

@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
-from .fake_llm import Behaviour, RecordedRequest
+from .behaviour import Behaviour, RecordedRequest
 
 __all__ = ["FakeLLMProcess"]
 
