@@ -31,6 +31,11 @@ logger = logging.getLogger(__name__)
 _HARD = (Status.USAGE_LIMITED, Status.AUTH_ERROR)
 
 
+def _hard(verdict: Verdict) -> bool:
+    # A backend that cannot start on a worker (CLI missing) is as out as a bad key.
+    return verdict.status in _HARD or bool(verdict.extra.get("unavailable"))
+
+
 @dataclass
 class _Circuit:
     open_until: float = 0.0
@@ -99,7 +104,7 @@ class FailoverChain:
 
     def can_reroute(self, verdict: Verdict, primary: BackendSpec) -> bool:
         """Whether a failed verdict should be served again, by another backend that is up."""
-        qualifies = verdict.status in _HARD or (
+        qualifies = _hard(verdict) or (
             verdict.status is Status.RATE_LIMITED
             and self._circuits.get(verdict.backend or "", _Circuit()).is_open)
         return qualifies and any(
@@ -126,7 +131,7 @@ class FailoverChain:
             circuit.rate_limited_run += 1
             if circuit.rate_limited_run > self.rate_limited_budget:
                 self._open(verdict.backend, circuit, verdict)
-        elif verdict.status in _HARD:
+        elif _hard(verdict):
             self._open(verdict.backend, circuit, verdict)
 
     def _open(self, backend: str, circuit: _Circuit, verdict: Verdict) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from .config import JudgeConfig, forwarded_env
 from .errors import JudgeNotRunningError
+from .rubric import load_rubric
 
 __all__ = ["get_judge", "start_judge", "stop_judge"]
 
@@ -66,6 +67,7 @@ def start_judge(*, name: str | None = None, namespace: str | None = None,
 
     environ = dict(os.environ if env is None else env)
     config = JudgeConfig.from_env(environ)  # fail here, in the caller, on a bad setting
+    load_rubric(config)  # likewise a bad rubric file, rather than a dead actor later
     name, namespace = _names(config, name, namespace)
     handle = Judge.options(
         name=name, namespace=namespace, lifetime="detached", get_if_exists=True,

@@ -59,8 +59,10 @@ class JudgeWorker:
             if self._broken.get(spec_text) != message:
                 logger.error("%s", message)
                 self._broken[spec_text] = message
+            # "unavailable" lets the failover chain move on, as for bad credentials.
             return [Verdict.failure(Status.BACKEND_ERROR, message, backend=spec_text,
-                                    metadata=r.metadata) for r in requests]
+                                    metadata=r.metadata, extra={"unavailable": True})
+                    for r in requests]
         return list(await asyncio.gather(*(backend.judge(r) for r in requests)))
 
     async def ping(self) -> int:

@@ -124,3 +124,11 @@ def test_stragglers_of_an_open_circuit_do_not_extend_it(chain, clock) -> None:
     until = chain.snapshot()["open"][str(PRIMARY)]["until"]
     chain.report(failed(PRIMARY, Status.USAGE_LIMITED, resets_at=clock[0] + 5000))
     assert chain.snapshot()["open"][str(PRIMARY)]["until"] == until
+
+
+def test_a_backend_unavailable_on_the_worker_fails_over(chain) -> None:
+    missing = Verdict.failure(Status.BACKEND_ERROR, "claude not found", backend=str(PRIMARY),
+                              extra={"unavailable": True})
+    chain.report(missing)
+    assert chain.can_reroute(missing, PRIMARY)
+    assert chain.route(PRIMARY)[0] == FALL1
