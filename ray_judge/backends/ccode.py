@@ -3,7 +3,7 @@
 Per attempt the backend runs, never through a shell::
 
     claude -p --output-format json --model <full id> --system-prompt <rubric> \\
-        --tools "" --max-turns 1 --no-session-persistence
+        --tools "" --max-turns 1 --no-session-persistence --safe-mode
 
 with the user message on stdin, in its own process group, from an empty private
 directory, with an environment built from scratch (:mod:`.ccode_env`). Why each flag,
@@ -16,6 +16,11 @@ as measured with CLI 2.1.332 against a fake Messages API on 127.0.0.1:
 * stdin, not argv: an argument over 128 KiB fails with E2BIG, and a stdin left open
   costs a fixed 3 s wait. A rubric that large goes through ``--system-prompt-file``.
 * ``--max-turns 1``: a model that asks for a tool anyway ends with ``error_max_turns``.
+* ``--safe-mode``: without it the CLI still pastes every ``CLAUDE.md`` from the working
+  directory up to ``/`` into the user message as instructions that "OVERRIDE any default
+  behavior", so anyone who can write ``/tmp/CLAUDE.md`` (a policy running code on the
+  node, say) could grade every rollout. Safe mode drops those, hooks, MCP servers and
+  plugins, and keeps the user's login (unlike ``--bare``).
 * The CLI exits 143 about 0.1 s after SIGTERM and prints nothing, so a killed process is
   a timeout, not a parse error. It starts no child processes of its own in this mode.
 
@@ -110,7 +115,8 @@ class ClaudeCodeBackend(Backend):
             system_file.write_text(system, encoding="utf-8")
             system_args = ["--system-prompt-file", str(system_file)]
         return [self.cli, "-p", "--output-format", "json", "--model", self.model,
-                *system_args, "--tools", "", "--max-turns", "1", "--no-session-persistence"]
+                *system_args, "--tools", "", "--max-turns", "1", "--no-session-persistence",
+                "--safe-mode"]
 
     async def complete(self, prompt: JudgePrompt, *, timeout: float) -> Completion:
         if self._closed:
