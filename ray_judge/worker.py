@@ -36,6 +36,7 @@ class JudgeWorker:
         self.config = JudgeConfig.from_env(os.environ, cwd=Path(cwd))
         self.registry = dict(registry or {})
         self._backends: dict[str, Backend] = {}
+        self._prepared: dict[str, asyncio.Task[None]] = {}
         self._broken: dict[str, str] = {}
 
     def __repr__(self) -> str:
@@ -53,7 +54,12 @@ class JudgeWorker:
         """Grade ``requests`` with backend ``spec_text``; one Verdict per request, in order."""
         try:
             backend = self._backend(spec_text)
+            if spec_text not in self._prepared:  # shared by the batches that arrive meanwhile
+                self._prepared[spec_text] = asyncio.ensure_future(backend.prepare())
+            await asyncio.shield(self._prepared[spec_text])
         except (JudgeError, ImportError, OSError) as exc:
+            self._backends.pop(spec_text, None)
+            self._prepared.pop(spec_text, None)
             # e.g. CLAUDE_CLI_PATH missing on this node: every item says so, clearly.
             message = f"backend {spec_text} unavailable on worker {self.index}: {exc}"
             if self._broken.get(spec_text) != message:

@@ -97,6 +97,10 @@ class Backend(ABC):
     async def complete(self, prompt: JudgePrompt, *, timeout: float) -> Completion:
         """Make one attempt within ``timeout`` seconds; raise BackendCallError on failure."""
 
+    async def prepare(self) -> None:  # noqa: B027 - most backends need no warm-up
+        """One-time warm-up before the first attempt (e.g. a slow import), so that it is
+        not charged to an attempt's timeout. Raise BackendUnavailableError if it cannot."""
+
     async def aclose(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Release processes and connections. Safe to call twice."""
 

@@ -90,6 +90,9 @@ class LiteLLMBackend(Backend):
 
     kind = "litellm"
 
+    async def prepare(self) -> None:
+        await _load_litellm_async()
+
     async def complete(self, prompt: JudgePrompt, *, timeout: float) -> Completion:
         litellm = await _load_litellm_async()
         try:
