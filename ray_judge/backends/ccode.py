@@ -46,7 +46,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..config import is_secret_name
+from ..config import JudgeConfig, is_secret_name
 from ..errors import (
     BackendCallError,
     BackendTimeoutError,
@@ -54,6 +54,7 @@ from ..errors import (
     TransientBackendError,
 )
 from ..rubric import JudgePrompt
+from ..spec import BackendSpec
 from .base import Backend, Completion
 from .ccode_env import CliHome, resolve_cli
 from .ccode_output import parse_cli_output
@@ -80,9 +81,12 @@ _SECRETS = re.compile(
 class ClaudeCodeBackend(Backend):
     """Judges with the Claude Code CLI (``CLAUDE_CLI_PATH``), under the user's own login.
 
-    Keyword Args:
+    Args:
+        spec: A ``ccode-*`` spec; ``config.ccode_models`` maps it to the ``--model`` id.
+        config: ``claude_cli_path`` (``CLAUDE_CLI_PATH``), timeouts and retries.
         environ: The environment to build the CLI's from (default ``os.environ``).
         spawn: Starts the process (default ``asyncio.create_subprocess_exec``).
+        **kwargs: ``rubric``, ``sleep``, ``clock``, ``rng``, as for :class:`Backend`.
 
     Raises:
         BackendUnavailableError: at construction, when ``CLAUDE_CLI_PATH`` is missing or
@@ -91,9 +95,10 @@ class ClaudeCodeBackend(Backend):
 
     kind = "ccode"
 
-    def __init__(self, *args: Any, environ: Mapping[str, str] | None = None,
+    def __init__(self, spec: BackendSpec, config: JudgeConfig, *,
+                 environ: Mapping[str, str] | None = None,
                  spawn: Spawn = asyncio.create_subprocess_exec, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(spec, config, **kwargs)
         environ = dict(os.environ if environ is None else environ)
         self.cli = resolve_cli(self.config.claude_cli_path, environ)
         self._spawn = spawn
