@@ -51,10 +51,10 @@ class FakeBackend(Backend):
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.handler = handler
-        # Visible in every Verdict, so a dry run's numbers are never mistaken for a model's.
-        self.model = f"fake({self.model})"
         _, at, seconds = self.model.rpartition("@")
         self.latency_s = latency_s or (float(seconds) if at and _is_number(seconds) else 0.0)
+        # Visible in every Verdict, so a dry run's numbers are never mistaken for a model's.
+        self.model = f"fake({self.model})"
         self.calls = 0
         self.closed = False
 
