@@ -12,9 +12,11 @@ import json
 import os
 import pickle
 import re
+import socket
 import stat
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -59,16 +61,53 @@ real_cli = pytest.mark.skipif(
     "npm install --prefix .ci/node @anthropic-ai/claude-code@2.1.332")
 
 
+class OutsideTrap:
+    """An HTTP(S) proxy on 127.0.0.1 that refuses and records every request sent to it.
+
+    The real CLI gets it as its proxy (with NO_PROXY=127.0.0.1), so anything it tries to
+    reach beyond the fake server (telemetry, updates, OAuth) shows up in :attr:`seen`.
+    """
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.seen: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                try:
+                    self.seen.append(conn.recv(500).split(b"\r\n")[0].decode("latin-1"))
+                    conn.sendall(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
+                except OSError:
+                    pass
+
+
+TRAP: OutsideTrap | None = None
+
+
 @pytest.fixture(scope="module")
 def server():
+    global TRAP  # noqa: PLW0603 - user_env() reads it; one trap per module
+    TRAP = OutsideTrap()
     with FakeLLMServer() as fake:
         yield fake
+    TRAP.sock.close()
 
 
 @pytest.fixture
 def fake(server):
+    assert TRAP is not None
     server.reset()
-    return server
+    TRAP.seen.clear()
+    yield server
+    assert TRAP.seen == [], "the CLI tried to reach beyond 127.0.0.1"
 
 
 def user_env(tmp_path: Path, fake: FakeLLMServer | None = None, **extra: str | None) -> dict:
@@ -77,7 +116,9 @@ def user_env(tmp_path: Path, fake: FakeLLMServer | None = None, **extra: str | N
     home.mkdir(exist_ok=True)
     env = {"PATH": os.environ["PATH"], "HOME": str(home), "ANTHROPIC_API_KEY": API_KEY}
     if fake is not None:
-        env["ANTHROPIC_BASE_URL"] = fake.url
+        assert TRAP is not None
+        env.update(ANTHROPIC_BASE_URL=fake.url, HTTPS_PROXY=TRAP.url, HTTP_PROXY=TRAP.url,
+                   NO_PROXY="127.0.0.1,localhost")
     env.update(extra)
     return {k: v for k, v in env.items() if v is not None}
 
@@ -380,6 +421,10 @@ def test_subscription_login_of_the_user_is_used_in_place(fake, tmp_path):
     [call] = model_calls(fake)
     assert call.headers["authorization"] == "Bearer sk-ant-oat01-from-login"
     assert credentials.read_bytes() == before
+    # With a stored login (not CLAUDE_CODE_OAUTH_TOKEN) CLI 2.1.332 also fetches
+    # https://api.anthropic.com/api/oauth/profile on every run; the trap refused it.
+    assert TRAP is not None and set(TRAP.seen) <= {"CONNECT api.anthropic.com:443 HTTP/1.1"}
+    TRAP.seen.clear()
 
 
 @real_cli
