@@ -445,8 +445,9 @@ def test_console_login_key_in_the_global_config_is_carried_over(fake, tmp_path):
 
 def test_missing_cli_is_unavailable_at_start_naming_the_path(tmp_path):
     missing = tmp_path / "nowhere" / "claude"
-    with pytest.raises(BackendUnavailableError, match=re.escape(str(missing))):
+    with pytest.raises(BackendUnavailableError, match=re.escape(str(missing))) as info:
         backend(str(missing), user_env(tmp_path))
+    assert info.value.backend == "ccode-4-sonnet" and "does not exist" in str(info.value)
     with pytest.raises(BackendUnavailableError, match=r"'no-such-claude-cli'.*not found"):
         backend("no-such-claude-cli", user_env(tmp_path))
     with pytest.raises(BackendUnavailableError, match="is not a file"):

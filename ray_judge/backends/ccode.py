@@ -100,7 +100,7 @@ class ClaudeCodeBackend(Backend):
                  spawn: Spawn = asyncio.create_subprocess_exec, **kwargs: Any) -> None:
         super().__init__(spec, config, **kwargs)
         environ = dict(os.environ if environ is None else environ)
-        self.cli = resolve_cli(self.config.claude_cli_path, environ)
+        self.cli = resolve_cli(self.config.claude_cli_path, environ, str(spec))
         self._spawn = spawn
         self._home = CliHome(environ)
         self._live: set[Process] = set()

@@ -73,7 +73,7 @@ _FIXED = {
 }
 
 
-def resolve_cli(configured: str, environ: Mapping[str, str]) -> str:
+def resolve_cli(configured: str, environ: Mapping[str, str], backend: str | None = None) -> str:
     """The absolute path of the executable ``CLAUDE_CLI_PATH`` names (a path, or a name on PATH).
 
     Raises:
@@ -86,18 +86,17 @@ def resolve_cli(configured: str, environ: Mapping[str, str]) -> str:
         on_path = shutil.which(configured, path=environ.get("PATH", os.defpath))
         if on_path is None:
             raise BackendUnavailableError(
-                f"Claude Code CLI {configured!r} (CLAUDE_CLI_PATH) not found on PATH; {hint}")
+                f"Claude Code CLI {configured!r} (CLAUDE_CLI_PATH) not found on PATH; {hint}",
+                backend=backend)
         found = str(Path(on_path).absolute())
-    if not os.path.exists(found):
+    problem = (f"does not exist; {hint}" if not os.path.exists(found)
+               else "is not a file" if not os.path.isfile(found)
+               else "is not executable" if not os.access(found, os.X_OK)
+               else None)
+    if problem:
         raise BackendUnavailableError(
-            f"Claude Code CLI not found: CLAUDE_CLI_PATH={configured!r} ({found}) does not "
-            f"exist; {hint}")
-    if not os.path.isfile(found):
-        raise BackendUnavailableError(
-            f"Claude Code CLI: CLAUDE_CLI_PATH={configured!r} ({found}) is not a file")
-    if not os.access(found, os.X_OK):
-        raise BackendUnavailableError(
-            f"Claude Code CLI: CLAUDE_CLI_PATH={configured!r} ({found}) is not executable")
+            f"Claude Code CLI: CLAUDE_CLI_PATH={configured!r} ({found}) {problem}",
+            backend=backend)
     return found
 
 
