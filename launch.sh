@@ -6,7 +6,7 @@
 #   ./launch.sh CMD ARGS...          same, then run CMD with RAY_ADDRESS set; stop what
 #                                    this script started when CMD ends
 #   ./launch.sh --keep CMD ARGS...   leave Ray and the judge running after CMD
-#   ./launch.sh --stop               stop the judge, and Ray if this machine runs a head
+#   ./launch.sh --stop               stop the judge, and the Ray head launch.sh started
 #
 # Options (before CMD): --keep, --host IP (default 127.0.0.1: nothing listens beyond this
 # machine; pass the node's address for a multi-node cluster), --port N (GCS, 6379),
@@ -51,9 +51,49 @@ fi
 
 ray_judge() { "$PYTHON" -m ray_judge.cli "$@"; }
 
+# What this script starts it stops, and nothing else: `ray stop` would end every Ray
+# process on the machine, other people's clusters included. So `ray start` runs in a
+# process group of its own (which its daemons keep), recorded next to Ray's
+# ray_current_cluster file for --stop; workers exit with their raylet.
+RAY_TEMP_ROOT="${RAY_TMPDIR:-${TMPDIR:-/tmp}}/ray"
+STATE_FILE="$RAY_TEMP_ROOT/ray_judge_launch_head"
+
+stop_started_ray() {  # PGID ADDRESS
+  local pgid=$1 address=$2 which pids
+  # In `ray stop`'s order, not all at once (a raylet whose GCS is going away takes many
+  # seconds to exit): the raylet, whose workers and agents follow it, the other daemons,
+  # the GCS last; each gets 5 s, then whatever is left of the group is killed.
+  for which in raylet others gcs_server; do
+    pids=$(ps -eo pid=,pgid=,comm= | awk -v g="$pgid" -v w="$which" '$2 == g {
+      sub(".*/", "", $3)
+      if (w == "others" ? ($3 != "raylet" && $3 != "gcs_server") : $3 == w) print $1 }')
+    [[ -z "$pids" ]] && continue
+    # shellcheck disable=SC2086  # one pid per word
+    kill -TERM $pids 2>/dev/null || true
+    for _ in $(seq 1 50); do
+      # shellcheck disable=SC2086
+      kill -0 $pids 2>/dev/null || break
+      sleep 0.1
+    done
+  done
+  kill -KILL -- "-$pgid" 2>/dev/null || true
+  rm -f "$STATE_FILE"
+  # As `ray stop` does: forget the address, so `ray status` does not wait for a dead GCS.
+  if [[ "$(cat "$RAY_TEMP_ROOT/ray_current_cluster" 2>/dev/null)" == "$address" ]]; then
+    rm -f "$RAY_TEMP_ROOT/ray_current_cluster"
+  fi
+}
+
 if [[ $STOP == 1 ]]; then
   ray_judge stop || true
-  ray stop || true
+  if [[ -f "$STATE_FILE" ]]; then
+    read -r pgid address < "$STATE_FILE"
+    stop_started_ray "$pgid" "$address"
+    echo "launch.sh: stopped the Ray head at $address"
+  else
+    echo "launch.sh: no Ray head started by launch.sh here; Ray keeps running" \
+      "(\`ray stop\` ends every Ray process on this machine)"
+  fi
   exit 0
 fi
 
@@ -62,9 +102,18 @@ if [[ -n "${RAY_ADDRESS:-}" ]] || ray status >/dev/null 2>&1; then
   echo "launch.sh: using the running Ray cluster${RAY_ADDRESS:+ at $RAY_ADDRESS}"
 else
   echo "launch.sh: starting a Ray head on $HOST:$PORT (dashboard http://$HOST:$DASHBOARD_PORT)"
-  ray start --head --node-ip-address="$HOST" --port="$PORT" \
+  "$PYTHON" -c 'import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])' \
+    ray start --head --node-ip-address="$HOST" --port="$PORT" \
     --include-dashboard=true --dashboard-host="$HOST" --dashboard-port="$DASHBOARD_PORT" \
-    --disable-usage-stats >/dev/null
+    --disable-usage-stats >/dev/null &
+  RAY_PGID=$!
+  if ! wait "$RAY_PGID"; then
+    # A failed `ray start` (a port in use) can leave some of its daemons running.
+    stop_started_ray "$RAY_PGID" "$HOST:$PORT"
+    echo "launch.sh: could not start Ray on $HOST:$PORT (see the messages above)" >&2
+    exit 1
+  fi
+  mkdir -p "$RAY_TEMP_ROOT" && echo "$RAY_PGID $HOST:$PORT" > "$STATE_FILE"
   STARTED_RAY=1
   export RAY_ADDRESS="$HOST:$PORT"
 fi
@@ -78,7 +127,7 @@ cleanup() {
   local code=$?
   if [[ $KEEP == 0 ]]; then
     if [[ $STARTED_JUDGE == 1 ]]; then ray_judge stop >/dev/null 2>&1 || true; fi
-    if [[ $STARTED_RAY == 1 ]]; then ray stop >/dev/null 2>&1 || true; fi
+    if [[ $STARTED_RAY == 1 ]]; then stop_started_ray "$RAY_PGID" "$HOST:$PORT"; fi
   fi
   exit "$code"
 }
