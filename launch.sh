@@ -97,9 +97,22 @@ if [[ $STOP == 1 ]]; then
   exit 0
 fi
 
+# The cluster to join: RAY_ADDRESS, else the one `ray start` recorded in this Ray temp
+# dir, if its GCS answers. Not `ray status` alone: with nothing recorded it joins any
+# cluster it can find among the machine's processes, someone else's included.
+reachable() {  # ADDRESS
+  "$PYTHON" -c 'import socket, sys; host, _, port = sys.argv[1].rpartition(":")
+socket.create_connection((host, int(port)), timeout=2).close()' "$1" 2>/dev/null &&
+    ray status --address "$1" >/dev/null 2>&1
+}
+RECORDED=$(cat "$RAY_TEMP_ROOT/ray_current_cluster" 2>/dev/null || true)
+
 STARTED_RAY=0
-if [[ -n "${RAY_ADDRESS:-}" ]] || ray status >/dev/null 2>&1; then
-  echo "launch.sh: using the running Ray cluster${RAY_ADDRESS:+ at $RAY_ADDRESS}"
+if [[ -n "${RAY_ADDRESS:-}" ]]; then
+  echo "launch.sh: using the running Ray cluster at $RAY_ADDRESS"
+elif [[ -n "$RECORDED" ]] && reachable "$RECORDED"; then
+  export RAY_ADDRESS=$RECORDED
+  echo "launch.sh: using the running Ray cluster at $RAY_ADDRESS"
 else
   echo "launch.sh: starting a Ray head on $HOST:$PORT (dashboard http://$HOST:$DASHBOARD_PORT)"
   "$PYTHON" -c 'import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])' \
