@@ -67,7 +67,8 @@ class Call:
     ids: list[int]
     ref: Any
     submitted: float
-    done: float | None = None
+    done: float | None = None  # time.monotonic() when the driver saw the result
+    done_wall: float | None = None  # the same moment by time.time(), to compare with files
     verdicts: list[Verdict] = field(default_factory=list)
     error: BaseException | None = None
 
@@ -129,7 +130,7 @@ class LoadLoop(threading.Thread):
                 if not ready:
                     continue
                 ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
-                now = time.monotonic()
+                now, now_wall = time.monotonic(), time.time()
                 for ref in ready:
                     call = pending.pop(ref)
                     try:
@@ -139,7 +140,7 @@ class LoadLoop(threading.Thread):
                     else:
                         call.verdicts = [out] if isinstance(out, Verdict) else list(out)
                     with self._lock:
-                        call.done = now
+                        call.done, call.done_wall = now, now_wall
         except BaseException as exc:
             self.crashed = exc
 
@@ -302,8 +303,9 @@ def test_switch_under_load_takes_effect_at_once_with_the_notify(judge, server,
     first_b, total = check_switched_once(loop, SPEC_A, SPEC_B)
     check_provider_saw_each_once(server, check_every_request_answered_ok(loop))
     # The judge re-reads its file every 600 s: only the notify can have switched it, and
-    # it did so before the command even exited (the bound is loose on purpose).
-    assert started < first_b < returned + 2.0, (first_b - started, returned - started)
+    # it did so by the time the command exited (the bound is loose on purpose: a busy
+    # machine may take a moment to deliver the first new verdict).
+    assert started < first_b < returned + 5.0, (first_b - started, returned - started)
     seen = models_seen(server)
     assert {m for _, m in seen} == {"judge-a", "judge-b"}
     # judge-b cannot have been asked before the file naming it was written. (Calls on
@@ -331,9 +333,13 @@ def test_switch_by_file_alone_takes_effect_within_the_ttl(cluster, server,
             wait_for(lambda: loop.finished(SPEC_B) >= 20, "load on judge-b")
         first_b, _ = check_switched_once(loop, SPEC_A, SPEC_B)
         check_provider_saw_each_once(server, check_every_request_answered_ok(loop))
-        # The file was written after `started`; the judge reads it at most 1 s later on
-        # its next dispatch. 4 s of slack covers a loaded 2-core machine.
-        assert started < first_b < started + SHORT_TTL_S + 4.0, first_b - started
+        # Nobody told the judge: it read the file on a dispatch at most 1 s after the
+        # write. 3 s of slack for the verdict's way back on a loaded 2-core machine.
+        written = path.stat().st_mtime
+        first_b_wall = min(c.done_wall for c in loop.calls
+                           if any(v.backend == SPEC_B for v in c.verdicts))
+        assert started < first_b
+        assert written < first_b_wall < written + SHORT_TTL_S + 3.0, first_b_wall - written
         assert {m for _, m in models_seen(server)} == {"judge-a", "judge-b"}
         status = ray.get(judge.status.remote())
         assert (status["backend"], status["source"], status["switches"]) == (SPEC_B, "file", 1)
