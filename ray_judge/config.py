@@ -18,7 +18,7 @@ from typing import Any
 from .errors import ConfigError
 from .spec import DEFAULT_SPEC, BackendSpec, parse_ccode_model_overrides
 
-__all__ = ["ENV_VARS", "JudgeConfig", "forwarded_env", "is_secret_name", "redact"]
+__all__ = ["CCODE_MODES", "ENV_VARS", "JudgeConfig", "forwarded_env", "is_secret_name", "redact"]
 
 #: name -> (default shown to users, meaning)
 ENV_VARS: dict[str, tuple[str, str]] = {
@@ -41,6 +41,17 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "LLM_JUDGE_MAX_BACKOFF": ("60", "longest wait between attempts"),
     "LLM_JUDGE_NUM_WORKERS": ("CPUs of the node (2..8)", "worker actors running backend calls"),
     "LLM_JUDGE_MAX_IN_FLIGHT_CCODE": ("2 x CPUs", "cluster-wide concurrent `claude` calls"),
+    "LLM_JUDGE_CCODE_MODE": (
+        "session",
+        "`session`: long-lived `claude` processes, a fresh context per verdict; "
+        "`oneshot`: one `claude -p` per verdict"),
+    "LLM_JUDGE_CCODE_SESSIONS": (
+        "in-flight share",
+        "`claude` sessions per worker (default: max in flight / workers, rounded up)"),
+    "LLM_JUDGE_CCODE_SESSION_ITEMS": (
+        "500", "verdicts a `claude` session serves before it is replaced"),
+    "LLM_JUDGE_CCODE_SESSION_IDLE": (
+        "60", "seconds an unused `claude` session is kept (0: no limit)"),
     "LLM_JUDGE_MAX_IN_FLIGHT_LITELLM": ("256", "cluster-wide concurrent LiteLLM calls"),
     "LLM_JUDGE_WORKER_CPUS": ("0", "CPUs each worker actor reserves from Ray"),
     "LLM_JUDGE_FALLBACK": ("none", "comma-separated specs to fail over to, in order"),
@@ -57,6 +68,9 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "LLM_JUDGE_ACTOR_NAME": ("judge", "name of the singleton actor"),
     "LLM_JUDGE_NAMESPACE": ("ray_judge", "Ray namespace of the singleton"),
 }
+
+#: How the ccode backend runs the CLI (``LLM_JUDGE_CCODE_MODE``).
+CCODE_MODES = ("session", "oneshot")
 
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH)", re.IGNORECASE)
 # What a judge and its workers need from the environment of whoever starts them.
@@ -96,6 +110,17 @@ def _number(environ: Mapping[str, str], name: str, default: float, *, low: float
     if not (math.isfinite(value) and value >= low):
         raise ConfigError(f"{name} must be >= {low} and finite, got {raw!r}", name=name, value=raw)
     return value
+
+
+def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...],
+            default: str) -> str:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    if raw.lower() not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}",
+                          name=name, value=raw)
+    return raw.lower()
 
 
 def _fallback(raw: str) -> tuple[BackendSpec, ...]:
@@ -144,6 +169,10 @@ class JudgeConfig:
     num_workers: int = field(default_factory=_default_workers)
     max_in_flight_ccode: int = field(default_factory=lambda: 2 * (os.cpu_count() or 2))
     max_in_flight_litellm: int = 256
+    ccode_mode: str = "session"
+    ccode_sessions: int = 0  # 0: the worker's share of max_in_flight_ccode
+    ccode_session_items: int = 500
+    ccode_session_idle_s: float = 60.0
     worker_cpus: float = 0.0
     fallback: tuple[BackendSpec, ...] = ()
     failover_rate_limited: int = 20
@@ -203,6 +232,11 @@ class JudgeConfig:
                 if in_flight_ccode else 2 * (os.cpu_count() or 2)),
             max_in_flight_litellm=_number(env, "LLM_JUDGE_MAX_IN_FLIGHT_LITELLM", 256, low=1,
                                           integer=True),
+            ccode_mode=_choice(env, "LLM_JUDGE_CCODE_MODE", CCODE_MODES, "session"),
+            ccode_sessions=_number(env, "LLM_JUDGE_CCODE_SESSIONS", 0, low=0, integer=True),
+            ccode_session_items=_number(env, "LLM_JUDGE_CCODE_SESSION_ITEMS", 500, low=1,
+                                        integer=True),
+            ccode_session_idle_s=_number(env, "LLM_JUDGE_CCODE_SESSION_IDLE", 60.0, low=0.0),
             worker_cpus=_number(env, "LLM_JUDGE_WORKER_CPUS", 0.0, low=0.0),
             fallback=_fallback(env.get("LLM_JUDGE_FALLBACK", "")),
             failover_rate_limited=_number(env, "LLM_JUDGE_FAILOVER_RATE_LIMITED", 20, low=0,
@@ -218,6 +252,12 @@ class JudgeConfig:
             namespace=env.get("LLM_JUDGE_NAMESPACE", "").strip() or "ray_judge",
         )
         return config
+
+    def ccode_sessions_per_worker(self) -> int:
+        """``ccode_sessions``, or this worker's share of the global ccode in-flight limit."""
+        if self.ccode_sessions > 0:
+            return self.ccode_sessions
+        return max(1, math.ceil(self.max_in_flight_ccode / max(1, self.num_workers)))
 
     def max_in_flight(self, spec: BackendSpec) -> int:
         return self.max_in_flight_ccode if spec.kind == "ccode" else self.max_in_flight_litellm

@@ -14,12 +14,20 @@ from ..config import JudgeConfig
 from ..spec import BackendSpec
 from .base import Backend, Completion, RetryPolicy
 
-__all__ = ["REGISTRY", "Backend", "Completion", "RetryPolicy", "backend_class", "create_backend"]
+__all__ = ["CCODE_MODE_CLASSES", "REGISTRY", "Backend", "Completion", "RetryPolicy",
+           "backend_class", "create_backend"]
 
 REGISTRY: Mapping[str, str] = {
     "ccode": "ray_judge.backends.ccode:ClaudeCodeBackend",
     "litellm": "ray_judge.backends.litellm_backend:LiteLLMBackend",
     "fake": "ray_judge.backends.fake:FakeBackend",
+}
+
+#: The ccode backend's class per ``LLM_JUDGE_CCODE_MODE`` (used unless a caller's registry
+#: replaces the ccode entry).
+CCODE_MODE_CLASSES: Mapping[str, str] = {
+    "oneshot": "ray_judge.backends.ccode:ClaudeCodeBackend",
+    "session": "ray_judge.backends.ccode_session:ClaudeCodeSessionBackend",
 }
 
 
@@ -37,5 +45,5 @@ def backend_class(target: str) -> type[Backend]:
 def create_backend(spec: BackendSpec, config: JudgeConfig, *,
                    registry: Mapping[str, str] | None = None, **kwargs: Any) -> Backend:
     """Build the backend for ``spec``; ``registry`` overrides entries by kind (tests, dry runs)."""
-    table = {**REGISTRY, **(registry or {})}
+    table = {**REGISTRY, "ccode": CCODE_MODE_CLASSES[config.ccode_mode], **(registry or {})}
     return backend_class(table[spec.kind])(spec, config, **kwargs)
