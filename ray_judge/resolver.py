@@ -161,6 +161,10 @@ class BackendResolver:
         try:
             data = self._reader(self._path)
         except FileNotFoundError:
+            # A link whose target is gone is a broken override, not an absent one: going
+            # back to the default without a word would change the reward unseen.
+            if self._path.is_symlink():
+                return None, f"override file {self._path} is a symlink to a missing file"
             return None, None
         except IsADirectoryError:
             return None, f"override file {self._path} is a directory, not a file"
