@@ -3,21 +3,31 @@
 They are exported by every node's metrics agent with the ``ray_`` prefix (for example
 ``ray_judge_requests_total``) and so appear in the Ray dashboard's metrics view.
 Only the singleton records them, once per verdict, so totals are exact.
+
+Ray forgets a gauge about 20 s after it was last set (measured with Ray 2.60), so the
+gauges (current backend, in flight, queued) are set again every few seconds: an idle
+judge still shows which backend it would use, and 0 in flight, rather than no data.
 """
 
 from __future__ import annotations
+
+import threading
+import time
+from typing import Any
 
 from .verdict import Verdict
 
 __all__ = ["JudgeMetrics"]
 
 _LATENCY_BOUNDARIES = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300]
+#: Seconds between re-settings of the gauges; well inside Ray's ~20 s.
+GAUGE_REFRESH_S = 5.0
 
 
 class JudgeMetrics:
     """The judge's metrics; constructing it needs a connected Ray worker (an actor)."""
 
-    def __init__(self) -> None:
+    def __init__(self, gauge_refresh_s: float = GAUGE_REFRESH_S) -> None:
         from ray.util import metrics
 
         self.requests = metrics.Counter(
@@ -48,6 +58,12 @@ class JudgeMetrics:
             "1 for the backend new requests go to (after failover), 0 for the others.",
             tag_keys=("backend",))
         self._current: str | None = None
+        self._gauges: dict[tuple[int, tuple[tuple[str, str], ...]], tuple[Any, float]] = {}
+        self._lock = threading.Lock()
+        # A thread, not a task: the actor's event loop is not running yet when this is
+        # built, and re-setting a handful of values is not I/O.
+        threading.Thread(target=self._keep_gauges, args=(gauge_refresh_s,), daemon=True,
+                         name="ray_judge-gauges").start()
 
     def record(self, verdict: Verdict) -> None:
         backend = verdict.backend or "?"
@@ -67,13 +83,25 @@ class JudgeMetrics:
             self.tokens.inc(verdict.output_tokens, {"backend": backend, "direction": "output"})
 
     def set_in_flight(self, backend: str, n: int, queued: int) -> None:
-        self.in_flight.set(n, {"backend": backend})
-        self.queued.set(queued)
+        self._set(self.in_flight, n, {"backend": backend})
+        self._set(self.queued, queued)
 
     def set_current(self, backend: str, *, switched: bool) -> None:
         if self._current is not None and self._current != backend:
-            self.current.set(0, {"backend": self._current})
-        self.current.set(1, {"backend": backend})
+            self._set(self.current, 0, {"backend": self._current})
+        self._set(self.current, 1, {"backend": backend})
         self._current = backend
         if switched:
             self.switches.inc(1)
+
+    def _set(self, gauge: Any, value: float, tags: dict[str, str] | None = None) -> None:
+        with self._lock:
+            gauge.set(value, tags)
+            self._gauges[(id(gauge), tuple(sorted((tags or {}).items())))] = (gauge, value)
+
+    def _keep_gauges(self, every_s: float) -> None:
+        while True:
+            time.sleep(every_s)
+            with self._lock:
+                for (_, tags), (gauge, value) in self._gauges.items():
+                    gauge.set(value, dict(tags) or None)
