@@ -223,7 +223,9 @@ def show(
         typer.echo(json.dumps(out))
         return
     typer.echo(_show_text(config, resolution, warnings))
-    typer.echo(format_live_status(judge) if judge else f"Running judge: {judge_error}")
+    # The file's warnings are printed above already (the same file, seen from here).
+    typer.echo(format_live_status(judge, warnings=False) if judge
+               else f"Running judge: {judge_error}")
 
 
 def _live_status(config: JudgeConfig) -> tuple[dict | None, str | None]:
@@ -241,8 +243,8 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}s"
 
 
-def format_live_status(status: dict) -> str:
-    """A person's view of the judge's ``status()``."""
+def format_live_status(status: dict, *, warnings: bool = True) -> str:
+    """A person's view of the judge's ``status()`` (``warnings``: the override file's)."""
     in_flight = sum(status.get("in_flight", {}).values())
     lines = [
         f"Running judge: serving {status['backend']} (source: {status['source']}), "
@@ -257,6 +259,9 @@ def format_live_status(status: dict) -> str:
         lines.append(f"    {backend}: {detail}")
     if status.get("override_problem"):
         lines.append(f"  problem:  {status['override_problem']}")
+    if warnings:
+        lines += [f"  warning:  {w}; whoever can write it can change the reward"
+                  for w in status.get("override_warnings") or []]
     return "\n".join(lines)
 
 

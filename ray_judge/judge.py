@@ -23,6 +23,7 @@ from .config import JudgeConfig
 from .dispatch import Dispatcher, WorkerLost
 from .failover import FailoverChain
 from .metrics import JudgeMetrics
+from .override_file import permission_warnings
 from .resolver import BackendResolver
 from .rubric import load_rubric
 from .spec import BackendSpec
@@ -122,6 +123,8 @@ class Judge:
             "source": resolution.source,
             "override_file": str(resolution.path),
             "override_problem": resolution.problem,
+            # Checked here, on the file's node: whoever can write it can change the reward.
+            "override_warnings": permission_warnings(resolution.path),
             "in_flight": self.dispatcher.in_flight(),
             "queued": self.dispatcher.queued,
             "workers": workers_alive,
