@@ -186,7 +186,8 @@ class Rubric:
 
         Raises:
             RubricError: ``request.rubric`` is not a valid template.
-            ValueError: ``max_input_chars`` is below 100.
+            ValueError: ``max_input_chars`` is below 100, or a field is not valid text
+                (an unpaired surrogate, as decoding bytes with ``surrogateescape`` leaves).
         """
         if isinstance(max_input_chars, bool) or not (
             isinstance(max_input_chars, int) and max_input_chars >= _MIN_INPUT_CHARS
@@ -195,6 +196,7 @@ class Rubric:
                 f"max_input_chars must be an integer >= {_MIN_INPUT_CHARS}, "
                 f"got {max_input_chars!r}"
             )
+        _check_encodable(request)
         rubric = self if request.rubric is None else _request_rubric(
             request.rubric, self.score_max)
         blocks = [_block("PROMPT", request.prompt, max_input_chars)]
@@ -268,6 +270,19 @@ def _first_unbalanced_line(template: str) -> tuple[int, str]:
         except ValueError:
             return number, line
     return len(lines), lines[-1]
+
+
+def _check_encodable(request: JudgeRequest) -> None:
+    # No backend can send such a string (UTF-8 refuses it): without this every attempt
+    # fails the same way, is retried, and is reported as a backend error.
+    for name in ("prompt", "response", "reference", "rubric"):
+        text = getattr(request, name)
+        try:
+            if text is not None:
+                text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"request.{name} is not valid text: unpaired surrogate "
+                             f"{text[exc.start]!r} at index {exc.start}") from None
 
 
 def _block(name: str, text: str, max_chars: int) -> str:
