@@ -126,6 +126,7 @@ class ClaudeCodeBackend(Backend):
     async def complete(self, prompt: JudgePrompt, *, timeout: float) -> Completion:
         if self._closed:
             raise PermanentBackendError(f"{self!r} is closed", backend=str(self.spec))
+        stdin = prompt.user.encode()  # before the spawn: a failure here must leave no process
         call_dir = self._home.call_dir()
         try:
             env = {**self._home.env, "CLAUDE_CODE_TMPDIR": str(call_dir),
@@ -140,7 +141,7 @@ class ClaudeCodeBackend(Backend):
                 raise error(f"cannot start {self.cli}: {exc}", backend=str(self.spec)) from None
             self._live.add(proc)
             try:
-                return await self._run(proc, prompt.user.encode(), timeout)
+                return await self._run(proc, stdin, timeout)
             finally:
                 self._live.discard(proc)
         finally:
