@@ -170,7 +170,9 @@ def check_switched_once(loop: LoadLoop, old: str, new: str) -> tuple[float, int]
     """The backend changed exactly once, old to new; returns the first new completion time.
 
     Order of submission is what the pool guarantees (one FIFO queue; the backend is
-    chosen when an item is dispatched): it must read old...old new...new. By completion,
+    chosen when an item is dispatched; Ray starts one caller's calls in the order they
+    were made when, as here, their arguments are inline): it must read old...old
+    new...new. By completion,
     the calls still in flight on the old backend at the switch may finish a few
     milliseconds after the first new ones; they must be only those, never old traffic
     that started after the switch.
