@@ -130,7 +130,6 @@ else
   STARTED_RAY=1
   export RAY_ADDRESS="$HOST:$PORT"
 fi
-export RAY_ADDRESS=${RAY_ADDRESS:-auto}
 
 STARTED_JUDGE=0
 if ! ray_judge status >/dev/null 2>&1; then
