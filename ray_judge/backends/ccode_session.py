@@ -332,8 +332,9 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
                 raise _Broken(f"did not confirm {_CLEAR} (events {sorted(seen)})")
         except (asyncio.TimeoutError, _Broken) as exc:
             # Never reuse a context that may still hold the last item: replace the process.
-            logger.warning("claude session %d could not clear its context (%s); replacing it",
-                           session.id, exc or "timeout")
+            if not self._closed:  # (aclose kills sessions mid-clear on purpose)
+                logger.warning("claude session %d could not clear its context (%s); "
+                               "replacing it", session.id, exc or "timeout")
             await self._kill(session, terminate=True)
             return
         except BaseException:

@@ -1,0 +1,109 @@
+"""The benchmark harness runs at smoke size and writes well-formed JSON.
+
+This checks that ``python -m bench`` works, end to end, in a subprocess as a person runs
+it: fake providers, its own Ray cluster, the real CLI when there is one. It says nothing
+about speed: a benchmark is not a timed test. Scenario 5 (``launch.sh``, a second Ray
+cluster) runs in its own test, so each stays near a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.test_ccode_backend import CLI
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+REPO = Path(__file__).resolve().parent.parent
+ROW_KEYS = {"scenario", "case", "baseline", "n", "ok", "wall_s", "rate", "unit", "ratio",
+            "cpu_s_per_req", "p50_s", "p99_s", "peak_mib", "note", "extra"}
+TARGET_KEYS = {"scenario", "what", "target", "value", "met", "why"}
+
+
+def run_bench(tmp_path: Path, *args: str) -> tuple[dict, str]:
+    out = tmp_path / "bench.json"
+    token = uuid.uuid4().hex  # in the environment of everything the bench starts
+    marker = f"RAY_JUDGE_BENCH_SMOKE={token}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "LLM_JUDGE_"))}
+    env["RAY_JUDGE_BENCH_SMOKE"] = token
+    if CLI is not None:
+        env["CLAUDE_CLI_PATH"] = CLI
+    done = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--workers", "1",
+                           "--json", str(out), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "targets:" in done.stdout or "scn" in done.stdout
+    deadline = time.monotonic() + 30  # Ray's workers exit shortly after their raylet
+    while (left := processes_with(marker)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left, f"the bench left processes running: {left}"
+    return json.loads(out.read_text()), done.stdout
+
+
+def processes_with(entry: str) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if entry.encode() in environ:
+                found.append(int(pid))
+    return found
+
+
+def check_shape(report: dict) -> None:
+    assert set(report) == {"meta", "rows", "targets", "skipped", "errors"}
+    assert report["errors"] == {}
+    meta = report["meta"]
+    assert meta["smoke"] is True and meta["cpus"] >= 1
+    assert len(meta["load_before"]) == 3 and len(meta["load_after"]) == 3
+    for row in report["rows"]:
+        assert set(row) == ROW_KEYS, row
+        assert row["n"] > 0 and row["ok"] == row["n"], row  # every verdict came back ok
+    for target in report["targets"]:
+        assert set(target) == TARGET_KEYS, target
+        assert target["met"] in (True, False, None)
+
+
+def test_smoke_run_of_scenarios_1_to_4_writes_well_formed_json(tmp_path):
+    report, table = run_bench(tmp_path, "--only", "4,2,1,3")
+    check_shape(report)
+    by_scenario: dict[str, list[dict]] = {}
+    for row in report["rows"]:
+        by_scenario.setdefault(row["scenario"], []).append(row)
+    expected = {"1", "3", "4"} | ({"2"} if CLI is not None else set())
+    assert set(by_scenario) == expected, report
+    # Each scenario with a baseline reports ratios to it, measured in the same run.
+    for scenario in ("1", "2") if CLI is not None else ("1",):
+        rows = by_scenario[scenario]
+        [base] = [r for r in rows if r["baseline"]]
+        assert base["ratio"] == 1.0
+        for row in rows:
+            assert row["rate"] > 0 and row["ratio"] is not None
+            assert row["cpu_s_per_req"] > 0 and row["p50_s"] <= row["p99_s"]
+    assert {r["case"] for r in by_scenario["3"]} == {
+        "switch with the notify", "switch file only (TTL 1 s)"}
+    assert [t["scenario"] for t in report["targets"]].count("1") == 2
+    if CLI is None:
+        assert any(k.startswith("2") for k in report["skipped"])
+    assert "override file reads" in table
+
+
+def test_smoke_run_of_the_launch_scenario(tmp_path):
+    report, _ = run_bench(tmp_path, "--only", "5")
+    check_shape(report)
+    rows = report["rows"]
+    assert [r["scenario"] for r in rows] == ["5", "5", "5"]
+    assert rows[0]["rate"] > 0 and rows[0]["extra"]["stop_ok"] is True
+    for row in rows[1:]:
+        assert row["extra"]["judge_mib"] > 0
+        assert len(row["extra"]["workers_mib"]) == 1 and row["extra"]["workers_mib"][0] > 0
