@@ -13,6 +13,8 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -443,3 +445,57 @@ def test_idle_sessions_are_closed_after_the_idle_limit(fake, env):
 
     assert run(scenario()).status == "ok"
     assert_group_gone(pids[0])
+
+
+_WORKER = """
+import asyncio, json, os, sys
+from ray_judge.backends.ccode_session import ClaudeCodeSessionBackend
+from ray_judge.config import JudgeConfig
+from ray_judge.spec import BackendSpec
+from ray_judge.verdict import JudgeRequest
+
+env = json.loads(sys.argv[1])
+config = JudgeConfig(claude_cli_path=env.pop("CLI"), timeout_s=300.0, max_attempts=1)
+backend = ClaudeCodeSessionBackend(BackendSpec.ccode(), config, environ=env)
+asyncio.run(backend.judge(JudgeRequest("p", "r")))
+"""
+
+
+def children_of(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] not in "ZX":
+                out.append(int(entry))
+    return out
+
+
+@real_cli
+def test_a_session_dies_with_its_worker(fake, env):
+    # A worker SIGKILLed mid-call (OOM killer, ray.kill) must not leave its CLI waiting
+    # on the provider in a session of its own: PR_SET_PDEATHSIG, through setpriv.
+    fake.default = Behaviour.hang()
+    worker = subprocess.Popen([sys.executable, "-c", _WORKER, json.dumps({**env, "CLI": CLI})],
+                              cwd=Path(__file__).resolve().parent.parent)
+    cli = None
+    try:
+        deadline = time.monotonic() + 30
+        while not model_calls(fake):
+            assert time.monotonic() < deadline and worker.poll() is None
+            time.sleep(0.05)
+        [cli] = children_of(worker.pid)
+        worker.kill()
+        worker.wait(timeout=30)
+        deadline = time.monotonic() + 5
+        while alive_in_group(cli):
+            assert time.monotonic() < deadline, "the CLI outlived its worker"
+            time.sleep(0.05)
+    finally:
+        worker.kill()
+        worker.wait()
+        for pid in alive_in_group(cli) if cli else []:  # never leave an orphan behind
+            os.kill(pid, signal.SIGKILL)

@@ -32,7 +32,10 @@ them, measured against the fake Messages API on 127.0.0.1:
   burns a few per cent of a core, so it is closed after ``LLM_JUDGE_CCODE_SESSION_IDLE``.
 
 Processes are handled as in one-shot mode: own process group, environment built from
-scratch, killed as a group on timeout or cancellation, always reaped.
+scratch, killed as a group on timeout or cancellation, always reaped. And since a
+session outlives any one call, each CLI gets ``PR_SET_PDEATHSIG`` (through ``setpriv``,
+when installed): a worker killed outright (OOM killer, ``ray.kill``) takes its CLI
+processes with it instead of leaving them waiting on the provider.
 """
 
 from __future__ import annotations
@@ -174,6 +177,12 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
                  environ: Mapping[str, str] | None = None,
                  spawn: Spawn = asyncio.create_subprocess_exec, **kwargs: Any) -> None:
         super().__init__(spec, config, environ=environ, spawn=spawn, **kwargs)
+        # A session outlives any one call: if the worker dies (SIGKILL, OOM killer), its
+        # CLI processes must die too, and they run in sessions of their own that nothing
+        # else signals. setpriv (util-linux) sets PR_SET_PDEATHSIG and execs the CLI in
+        # place; preexec_fn could do it too, but is unsafe in a threaded Ray worker.
+        setpriv = shutil.which("setpriv")
+        self._exec_prefix = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
         self.max_sessions = config.ccode_sessions_per_worker()
         self.max_items = config.ccode_session_items
         self.idle_s = config.ccode_session_idle_s
@@ -294,7 +303,8 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
                    "TMPDIR": str(session_dir)}
             try:
                 proc = await self._spawn(
-                    *self.session_argv(system, session_dir), stdin=PIPE, stdout=PIPE,
+                    *self._exec_prefix, *self.session_argv(system, session_dir),
+                    stdin=PIPE, stdout=PIPE,
                     stderr=PIPE, cwd=self._home.cwd, env=env, start_new_session=True,
                     limit=_MAX_STDOUT)
             except OSError as exc:
