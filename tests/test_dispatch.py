@@ -81,6 +81,35 @@ def test_concurrent_single_calls_coalesce() -> None:
     asyncio.run(main())
 
 
+def test_a_stream_of_single_calls_shares_worker_calls() -> None:
+    # score calls reach the judge one by one (Ray delivers each as its own task); sent
+    # as they came, each would cost a worker call of its own.
+    async def main() -> None:
+        workers = Workers(latency=0.05)
+        d = _dispatcher(workers, limit=256)
+        futures = []
+        for r in _requests(200):
+            futures.append(d.submit([r])[0])
+            await asyncio.sleep(0.001)
+        assert all(v.ok for v in await asyncio.gather(*futures))
+        assert len(workers.calls) <= 60, len(workers.calls)  # not 200
+
+    asyncio.run(main())
+
+
+def test_a_lone_request_after_a_quiet_spell_goes_at_once() -> None:
+    async def main() -> None:
+        workers = Workers(latency=0.0)
+        d = _dispatcher(workers, limit=8)
+        await asyncio.gather(*d.submit(_requests(1)))
+        await asyncio.sleep(0.05)  # quiet for longer than the coalescing window
+        start = asyncio.get_running_loop().time()
+        await asyncio.gather(*d.submit(_requests(1)))
+        assert asyncio.get_running_loop().time() - start < 0.015
+
+    asyncio.run(main())
+
+
 def test_switch_sends_queued_requests_to_the_new_backend() -> None:
     async def main() -> None:
         current = [A]
