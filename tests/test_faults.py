@@ -603,16 +603,8 @@ asyncio.run(create_backend(BackendSpec.ccode(), config).judge(JudgeRequest("p", 
 """
 
 
-_ORPHAN = pytest.mark.xfail(strict=True, reason=(
-    "known bug, left to the ccode owners: in one-shot mode a claude process outlives its "
-    "worker when the worker is SIGKILLed mid-call (OOM killer, ray.kill of the judge): it "
-    "runs in its own session, so nothing signals it, and it waits for the provider (up to "
-    "the CLI's own API timeout, ~250 MiB each). Session mode has PR_SET_PDEATHSIG through "
-    "setpriv since fd8ccb6; one-shot has not."))
-
-
 @pytest.mark.skipif(CLI is None, reason="the Claude Code CLI is not installed")
-@pytest.mark.parametrize("mode", [pytest.param("oneshot", marks=_ORPHAN), "session"])
+@pytest.mark.parametrize("mode", ["oneshot", "session"])
 def test_no_claude_outlives_a_worker_killed_mid_call(tmp_path, mode) -> None:
     with FakeLLMServer() as provider:
         provider.default = Behaviour.hang()

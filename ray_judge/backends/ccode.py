@@ -102,6 +102,13 @@ class ClaudeCodeBackend(Backend):
         environ = dict(os.environ if environ is None else environ)
         self.cli = resolve_cli(self.config.claude_cli_path, environ, str(spec))
         self._spawn = spawn
+        # The CLI runs in a session of its own (so a timeout can kill its whole group), so
+        # nothing signals it if the worker dies outright (SIGKILL, OOM killer): it would
+        # wait on the provider for minutes at ~250 MiB. setpriv (util-linux) sets
+        # PR_SET_PDEATHSIG and execs the CLI in place; preexec_fn could do it too, but is
+        # unsafe in a threaded Ray worker.
+        setpriv = shutil.which("setpriv")
+        self._exec_prefix = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
         self._home = CliHome(environ)
         self._live: set[Process] = set()
         self._closed = False
@@ -133,7 +140,7 @@ class ClaudeCodeBackend(Backend):
                    "TMPDIR": str(call_dir)}
             try:
                 proc = await self._spawn(
-                    *self.argv(prompt.system, call_dir), stdin=PIPE, stdout=PIPE, stderr=PIPE,
+                    *self._exec_prefix, *self.argv(prompt.system, call_dir), stdin=PIPE, stdout=PIPE, stderr=PIPE,
                     cwd=self._home.cwd, env=env, start_new_session=True)
             except OSError as exc:
                 broken = exc.errno in (errno.ENOENT, errno.EACCES, errno.ENOEXEC)
