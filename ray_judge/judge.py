@@ -115,7 +115,6 @@ class Judge:
     def status(self) -> dict[str, Any]:
         """Backend, where it comes from, load, counts, latency and cost."""
         resolution = self.resolver.resolve()
-        workers_alive = len(self.workers)
         return {
             "backend": str(resolution.spec),
             "serving": self._current,
@@ -127,7 +126,7 @@ class Judge:
             "override_warnings": permission_warnings(resolution.path),
             "in_flight": self.dispatcher.in_flight(),
             "queued": self.dispatcher.queued,
-            "workers": workers_alive,
+            "workers": len(self.workers),
             "switches": self._switches,
             "failover": self.failover.snapshot(),
             "cache": self.cache.snapshot(),
