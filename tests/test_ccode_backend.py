@@ -38,6 +38,7 @@ from ray_judge.rubric import Rubric
 from ray_judge.spec import CCODE_MODELS, BackendSpec
 from ray_judge.testing.fake_llm import Behaviour, FakeLLMServer
 from ray_judge.verdict import JudgeRequest
+from tests.cli_support import CLI
 
 REPO = Path(__file__).resolve().parent.parent
 FAKE_CLAUDE = Path(__file__).resolve().parent / "fake_claude.py"
@@ -46,16 +47,6 @@ OAUTH_TOKEN = "sk-ant-oat01-test-dummy-token-0000"
 MODEL = CCODE_MODELS["ccode-4-sonnet"]
 
 
-def _find_cli() -> str | None:
-    # Read at import: the autouse clean_judge_env fixture removes CLAUDE_CLI_PATH later.
-    for candidate in (os.environ.get("CLAUDE_CLI_PATH"),
-                      str(REPO / ".ci/node/node_modules/.bin/claude")):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-CLI = _find_cli()
 real_cli = pytest.mark.skipif(
     CLI is None, reason="the Claude Code CLI is not installed: set CLAUDE_CLI_PATH or run "
     "npm install --prefix .ci/node @anthropic-ai/claude-code@2.1.332")

@@ -45,22 +45,11 @@ parser = pytest.importorskip("prometheus_client.parser")
 import ray_judge  # noqa: E402
 from ray_judge import Status, Verdict  # noqa: E402
 from ray_judge.testing import Behaviour, FakeLLMServer  # noqa: E402
+from tests.cli_support import CLI  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _find_cli() -> str | None:
-    # Read at import: the autouse clean_judge_env fixture removes CLAUDE_CLI_PATH later.
-    for candidate in (os.environ.get("CLAUDE_CLI_PATH"),
-                      str(REPO / ".ci/node/node_modules/.bin/claude")):
-        if candidate and os.access(candidate, os.X_OK):
-            return str(Path(candidate).absolute())
-    return None
-
-
-CLI = _find_cli()
 
 # Short enough that hangs cost seconds, long enough for a real `claude` on a loaded box.
 TIMEOUT_S = 6.0

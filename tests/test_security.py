@@ -40,6 +40,7 @@ from ray_judge.config import JudgeConfig  # noqa: E402
 from ray_judge.override_file import remove_override, write_override  # noqa: E402
 from ray_judge.rubric import Rubric  # noqa: E402
 from ray_judge.testing import Behaviour, FakeLLMServer  # noqa: E402
+from tests.cli_support import CLI  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
@@ -50,16 +51,6 @@ TIMEOUT_S = 8.0
 WAIT_S = 90.0
 
 
-def _find_cli() -> str | None:
-    # Read at import: the autouse clean_judge_env fixture removes CLAUDE_CLI_PATH later.
-    for candidate in (os.environ.get("CLAUDE_CLI_PATH"),
-                      str(REPO / ".ci/node/node_modules/.bin/claude")):
-        if candidate and os.access(candidate, os.X_OK):
-            return str(Path(candidate).absolute())
-    return None
-
-
-CLI = _find_cli()
 real_cli = pytest.mark.skipif(CLI is None, reason="the Claude Code CLI is not installed: set "
                               "CLAUDE_CLI_PATH or run npm install --prefix .ci/node "
                               "@anthropic-ai/claude-code@2.1.332")
