@@ -30,12 +30,14 @@ async def _run(litellm, model: str, n: int, concurrency: int) -> dict:
     rubric = Rubric.default()
     gate = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
+    service: list[float] = []  # inside the semaphore: the pool's Verdict.latency_s
     ok = 0
 
     async def one(i: int) -> None:
         nonlocal ok
         start = time.perf_counter()
         async with gate:
+            began = time.perf_counter()
             request = JudgeRequest(prompt=f"What is {i} + {i}? [baseline]",
                                    response=f"It is {2 * i}.", reference=str(2 * i))
             prompt = rubric.render(request, 20_000)
@@ -44,22 +46,24 @@ async def _run(litellm, model: str, n: int, concurrency: int) -> dict:
                 num_retries=0, max_tokens=1024, temperature=0.0, drop_params=True)
             parse_score(response.choices[0].message.content, 10.0)
             ok += 1
+            service.append(time.perf_counter() - began)
         latencies.append(time.perf_counter() - start)
 
     await asyncio.gather(*(one(i) for i in range(min(16, n))))  # connections, first calls
     latencies.clear()
+    service.clear()
     ok = 0
     cpu0, t0 = _cpu(), time.perf_counter()
     results = await asyncio.gather(*(one(i) for i in range(n)), return_exceptions=True)
     wall, cpu = time.perf_counter() - t0, _cpu() - cpu0
     errors = [repr(r) for r in results if isinstance(r, BaseException)]
     return {"n": n, "ok": ok, "wall_s": wall, "cpu_s": cpu, "latencies": latencies,
-            "errors": errors[:3], "pid": os.getpid()}
+            "service": service, "errors": errors[:3], "pid": os.getpid()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="openai/bench-model")
+    parser.add_argument("--model", default="openai/gpt-4o-mini")
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--concurrency", type=int, required=True)
     args = parser.parse_args()

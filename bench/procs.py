@@ -72,10 +72,6 @@ def tree_cpu(roots: Iterable[int], exclude: Iterable[int] = (),
     return sum(procs[p].cpu_s + procs[p].children_cpu_s for p in pids)
 
 
-def pid_cpu(pid: int) -> float:
-    return tree_cpu([pid], procs={k: v for k, v in snapshot().items() if k == pid})
-
-
 def rss_mib(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -161,3 +157,31 @@ class Stopwatch:
     def __exit__(self, *exc: object) -> None:
         self.wall_s = time.perf_counter() - self.t0
         self.cpu_s = self._cpu() - self.cpu0
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all processes of the machine have spent so far (from /proc/stat)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in fields[:7])
+    return (user + nice + system + irq + softirq) / TICK
+
+
+class Foreign:
+    """How many cores other people's processes kept busy over a window: the machine's busy
+    time less this process's tree (the bench, its Ray cluster, its fake providers).
+
+    Only for windows in which no Ray worker of ours exits: the raylet reaps its workers
+    without adding their CPU to its own children time, so a judge stopped inside the
+    window would count as someone else's load.
+    """
+
+    def __enter__(self) -> Foreign:
+        self._busy0, self._ours0 = machine_busy_s(), tree_cpu([os.getpid()])
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.perf_counter() - self._t0
+        busy = machine_busy_s() - self._busy0
+        ours = tree_cpu([os.getpid()]) - self._ours0
+        self.cores = max(0.0, busy - ours) / wall if wall > 0 else 0.0

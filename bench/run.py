@@ -118,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     report.meta["seconds"] = round(time.perf_counter() - started, 1)
     print(report.table())
     print(f"\nload average before {report.meta['load_before']}, after "
-          f"{report.meta['load_after']}; {report.meta['cpus']} CPUs; "
-          f"{report.meta['seconds']} s")
+          f"{report.meta['load_after']} (the bench's own processes included); "
+          f"{report.meta['cpus']} CPUs; {report.meta['seconds']} s. 'other processes' in a "
+          "note: cores other people's processes kept busy during that measurement")
     if args.json:
         report.write(args.json)
     return 1 if report.errors else 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -29,16 +30,14 @@ from bench.cluster import API_KEY, RAY_ENV, REPO, items, litellm_env
 from bench.context import Context
 from bench.report import Row, Target
 
-MODEL = "openai/bench-model"
+MODEL = "openai/gpt-4o-mini"  # a model litellm knows, as in real use (price lookups)
 LATENCY_S = 0.05
 
 
 def run(ctx: Context) -> None:
     fake = ctx.fake(LATENCY_S)
-    n, batch = ctx.sizes.s1_requests, ctx.sizes.s1_batch
+    n, batch, reps = ctx.sizes.s1_requests, ctx.sizes.s1_batch, ctx.sizes.s1_reps
     for level in ctx.sizes.s1_in_flight:
-        base = _baseline(ctx, fake.url, n, level)
-        ctx.report.add(base)
         cluster = ctx.ray()
         env = litellm_env(fake.url, ctx.work, MODEL,
                           LLM_JUDGE_MAX_IN_FLIGHT_LITELLM=str(level),
@@ -46,25 +45,72 @@ def run(ctx: Context) -> None:
                           LLM_JUDGE_BACKEND_TTL=str(ctx.sizes.s3_ttl_s))
         judge = cluster.start_judge(env, warm=items(max(64, 8 * ctx.workers), f"warm{level}"))
         pids = cluster.pids()
-        batched = _pool(ctx, judge, pids, items(n, f"a{level}"), batch, level)
-        single = _pool(ctx, judge, pids, items(n, f"b{level}"), None, level)
-        ctx.report.add(batched)
-        ctx.report.add(single)
-        ctx.report.relate("1", base, [batched, single])
-        for row, goal in ((batched, 1.3), (single, 1.0)):
+        runs: dict[str, list[Row]] = {"base": [], "batch": [], "single": []}
+        # Interleaved repetitions: other people's load drifts, a baseline measured right
+        # before each pool run shares its conditions; each ratio is to that baseline.
+        for rep in range(reps):
+            runs["base"].append(_baseline(ctx, fake.url, n, level))
+            runs["batch"].append(_pool(ctx, judge, pids, items(n, f"a{level}-{rep}"), batch,
+                                       level))
+            runs["single"].append(_pool(ctx, judge, pids, items(n, f"b{level}-{rep}"), None,
+                                        level))
+        base = ctx.report.add(_merge(runs["base"], runs["base"]))
+        for key, goal in (("batch", 1.3), ("single", 1.0)):
+            row = ctx.report.add(_merge(runs[key], runs["base"]))
             ctx.report.targets.append(Target(
                 "1", f"{row.case} / baseline", f">= {goal}x", row.ratio,
-                None if row.ratio is None else row.ratio >= goal))
+                None if row.ratio is None else row.ratio >= goal,
+                _why(row, base)))
     # The last judge stays up: scenario 3 switches it under load (workers already warm).
+
+
+_PER_REQUEST = ("judge_cpu_s_per_req", "workers_cpu_s_per_req", "other_cpu_s_per_req",
+                "fake_provider_cpu_s_per_req", "service_p50_s", "service_p99_s")
+
+
+def _merge(rows: list[Row], bases: list[Row]) -> Row:
+    """One row for the repetitions of a case: medians, and the median of the ratios of
+    each repetition to the baseline measured just before it."""
+    med = statistics.median
+    first = rows[0]
+    ratios = [r.rate / b.rate for r, b in zip(rows, bases, strict=True) if r.rate and b.rate]
+    foreign = [r.extra["foreign_cores"] for r in rows]
+    medians = {key: med(r.extra[key] for r in rows) for key in _PER_REQUEST
+               if all(r.extra.get(key) is not None for r in rows)}
+    merged = Row(
+        "1", first.case, baseline=first.baseline, n=sum(r.n for r in rows),
+        ok=sum(r.ok for r in rows), wall_s=sum(r.wall_s or 0 for r in rows),
+        rate=med(r.rate or 0 for r in rows), ratio=med(ratios) if ratios else None,
+        cpu_s_per_req=med(r.cpu_s_per_req or 0 for r in rows),
+        p50_s=med(r.p50_s or 0 for r in rows), p99_s=med(r.p99_s or 0 for r in rows),
+        note=f"{len(rows)} runs; other processes: {', '.join(f'{c:.2f}' for c in foreign)} "
+             "cores" + ("; latency per call of a batch" if "batch" in first.case else ""),
+        extra={**first.extra, **medians, "runs": [
+            {"rate": r.rate, "cpu_s_per_req": r.cpu_s_per_req, "p50_s": r.p50_s,
+             "p99_s": r.p99_s, "extra": r.extra} for r in rows],
+            "ratios": ratios, "foreign_cores": foreign})
+    return merged
+
+
+def _why(row: Row, base: Row) -> str:
+    """The CPU arithmetic behind a ratio: on 2 cores, CPU per request bounds throughput."""
+    if not (row.cpu_s_per_req and base.cpu_s_per_req):
+        return ""
+    fake = row.extra.get("fake_provider_cpu_s_per_req") or 0.0
+    return (f"CPU/request {row.cpu_s_per_req * 1000:.1f} ms (pool) vs "
+            f"{base.cpu_s_per_req * 1000:.1f} ms (baseline), fake provider "
+            f"{fake * 1000:.1f} ms; judge {row.extra.get('judge_cpu_s_per_req', 0) * 1000:.2f}"
+            f" ms, workers {row.extra.get('workers_cpu_s_per_req', 0) * 1000:.1f} ms")
 
 
 def _baseline(ctx: Context, url: str, n: int, level: int) -> Row:
     env = {**os.environ, **RAY_ENV, "OPENAI_API_BASE": f"{url}/v1", "OPENAI_API_KEY": API_KEY}
     fake0 = ctx.fake_cpu()
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.baseline_litellm", "--model", MODEL, "--n", str(n),
-         "--concurrency", str(level)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=1800, check=False)
+    with procs.Foreign() as foreign:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.baseline_litellm", "--model", MODEL, "--n", str(n),
+             "--concurrency", str(level)],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=1800, check=False)
     fake_cpu = ctx.fake_cpu() - fake0
     if done.returncode != 0:
         raise RuntimeError(f"baseline failed ({done.returncode}): {done.stderr[-2000:]}")
@@ -75,7 +121,9 @@ def _baseline(ctx: Context, url: str, n: int, level: int) -> Row:
                cpu_s_per_req=out["cpu_s"] / n, p50_s=procs.percentile(lat, 0.5),
                p99_s=procs.percentile(lat, 0.99),
                extra={"in_flight": level, "fake_provider_cpu_s_per_req": fake_cpu / n,
-                      "errors": out["errors"]})
+                      "foreign_cores": foreign.cores, "errors": out["errors"],
+                      "service_p50_s": procs.percentile(out["service"], 0.5),
+                      "service_p99_s": procs.percentile(out["service"], 0.99)})
 
 
 def _pool(ctx: Context, judge: Any, pids: tuple[int, list[int]], its: list[dict[str, str]],
@@ -87,7 +135,7 @@ def _pool(ctx: Context, judge: Any, pids: tuple[int, list[int]], its: list[dict[
     cpu0 = {p: procs.tree_cpu([p]) for p in watched}
     fake0, pool0 = ctx.fake_cpu(), ctx.pool_cpu()
     name = f"s1-{'batch' if batch else 'single'}-{level}"
-    with ctx.profile(name, watched):
+    with ctx.profile(name, watched), procs.Foreign() as foreign:
         t0 = time.perf_counter()
         verdicts, latencies = asyncio.run(_drive(judge, its, batch))
         wall = time.perf_counter() - t0
@@ -96,9 +144,7 @@ def _pool(ctx: Context, judge: Any, pids: tuple[int, list[int]], its: list[dict[
     ok = sum(1 for v in verdicts if v.ok)
     service = [v.latency_s for v in verdicts if v.ok]
     n = len(its)
-    note = f"latency per call of {batch} items" if batch else ""
     return Row("1", case, n=n, ok=ok, wall_s=wall, rate=ok / wall, cpu_s_per_req=pool_cpu / n,
-               note=note,
                p50_s=procs.percentile(latencies, 0.5), p99_s=procs.percentile(latencies, 0.99),
                extra={"in_flight": level, "latency_is": "per call" if batch is None else
                       f"per batch of {batch}",
@@ -106,7 +152,9 @@ def _pool(ctx: Context, judge: Any, pids: tuple[int, list[int]], its: list[dict[
                       "workers_cpu_s_per_req": sum(cpu[p] for p in worker_pids) / n,
                       "other_cpu_s_per_req": (pool_cpu - sum(cpu.values())) / n,
                       "fake_provider_cpu_s_per_req": fake_cpu / n,
-                      "backend_p50_s": procs.percentile(service, 0.5),
+                      "foreign_cores": foreign.cores,
+                      "service_p50_s": procs.percentile(service, 0.5),
+                      "service_p99_s": procs.percentile(service, 0.99),
                       "statuses": _statuses(verdicts)})
 
 

@@ -90,11 +90,11 @@ def _direct(ctx: Context, url: str, mode: str, n: int, parallel: int) -> Row:
             await backend.aclose()
         return verdicts, latencies, wall, ctx.pool_cpu() - cpu0
 
-    with procs.PeakMemory(lambda: [os.getpid()], _is_cli) as peak:
+    with procs.PeakMemory(lambda: [os.getpid()], _is_cli) as peak, procs.Foreign() as foreign:
         verdicts, latencies, wall, cpu = asyncio.run(scenario())
     return _row(f"{'claude -p per verdict' if mode == 'oneshot' else 'session mode'}, "
                 f"{parallel} in parallel, no pool", mode == "oneshot", verdicts, latencies,
-                wall, cpu, peak)
+                wall, cpu, peak, foreign.cores)
 
 
 def _pool(ctx: Context, url: str, mode: str, n: int, parallel: int) -> Row:
@@ -108,13 +108,14 @@ def _pool(ctx: Context, url: str, mode: str, n: int, parallel: int) -> Row:
     judge_pid, worker_pids = cluster.pids()
     fakes = set(ctx.fake_pids)
     with procs.PeakMemory(lambda: [os.getpid()], _is_cli) as peak, \
-            ctx.profile(f"s2-pool-{mode}", [judge_pid, *worker_pids]):
+            ctx.profile(f"s2-pool-{mode}", [judge_pid, *worker_pids]), \
+            procs.Foreign() as foreign:
         cpu0, t0 = ctx.pool_cpu(), time.perf_counter()
         verdicts, latencies = asyncio.run(_drive(judge, its))
         wall, cpu = time.perf_counter() - t0, ctx.pool_cpu() - cpu0
     assert not fakes & {judge_pid, *worker_pids}
     return _row(f"pool, LLM_JUDGE_CCODE_MODE={mode}, {parallel} in flight", False, verdicts,
-                latencies, wall, cpu, peak)
+                latencies, wall, cpu, peak, foreign.cores)
 
 
 async def _drive(judge: Any, its: list[dict[str, str]]) -> tuple[list[Any], list[float]]:
@@ -131,7 +132,7 @@ async def _drive(judge: Any, its: list[dict[str, str]]) -> tuple[list[Any], list
 
 
 def _row(case: str, baseline: bool, verdicts: list[Any], latencies: list[float], wall: float,
-         cpu: float, peak: procs.PeakMemory) -> Row:
+         cpu: float, peak: procs.PeakMemory, foreign_cores: float) -> Row:
     n = len(verdicts)
     ok = sum(1 for v in verdicts if v.ok)
     statuses: dict[str, int] = {}
@@ -141,6 +142,8 @@ def _row(case: str, baseline: bool, verdicts: list[Any], latencies: list[float],
     return Row("2", case, baseline=baseline, n=n, ok=ok, wall_s=wall, rate=ok / wall,
                unit="verdicts/s", cpu_s_per_req=cpu / n, p50_s=procs.percentile(latencies, 0.5),
                p99_s=procs.percentile(latencies, 0.99), peak_mib=peak.peak_sum_mib,
-               extra={"cli_processes_at_peak": peak.peak_count,
+               note=f"other processes: {foreign_cores:.2f} cores; {peak.peak_count} CLI "
+                    f"processes at the peak, the largest {peak.peak_one_mib:.0f} MiB",
+               extra={"foreign_cores": foreign_cores, "cli_processes_at_peak": peak.peak_count,
                       "largest_cli_process_mib": peak.peak_one_mib, "statuses": statuses,
                       "errors": errors})
