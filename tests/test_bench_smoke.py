@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_ccode_backend import CLI
+from tests.cli_support import CLI
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 REPO = Path(__file__).resolve().parent.parent

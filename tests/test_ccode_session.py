@@ -29,8 +29,8 @@ from ray_judge.rubric import Rubric
 from ray_judge.spec import CCODE_MODELS, BackendSpec
 from ray_judge.testing.fake_llm import Behaviour, FakeLLMServer
 from ray_judge.verdict import JudgeRequest
+from tests.cli_support import CLI
 from tests.test_ccode_backend import (
-    CLI,
     OAUTH_TOKEN,
     OutsideTrap,
     alive_in_group,
