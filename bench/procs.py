@@ -159,11 +159,12 @@ class Stopwatch:
         self.cpu_s = self._cpu() - self.cpu0
 
 
-def machine_busy_s() -> float:
-    """CPU seconds all processes of the machine have spent so far (from /proc/stat)."""
+def machine_busy_s() -> tuple[float, float]:
+    """CPU seconds all processes of the machine have spent so far, and the seconds the
+    hypervisor gave this machine's CPUs to someone else (steal), from /proc/stat."""
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in fields[:7])
-    return (user + nice + system + irq + softirq) / TICK
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq) / TICK, steal / TICK
 
 
 class Foreign:
@@ -176,12 +177,14 @@ class Foreign:
     """
 
     def __enter__(self) -> Foreign:
-        self._busy0, self._ours0 = machine_busy_s(), tree_cpu([os.getpid()])
+        (self._busy0, self._steal0), self._ours0 = machine_busy_s(), tree_cpu([os.getpid()])
         self._t0 = time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
         wall = time.perf_counter() - self._t0
-        busy = machine_busy_s() - self._busy0
+        busy, steal = machine_busy_s()
         ours = tree_cpu([os.getpid()]) - self._ours0
-        self.cores = max(0.0, busy - ours) / wall if wall > 0 else 0.0
+        self.cores = max(0.0, busy - self._busy0 - ours) / wall if wall > 0 else 0.0
+        #: cores of this VM the hypervisor ran something else on (a noisy host)
+        self.steal_cores = (steal - self._steal0) / wall if wall > 0 else 0.0

@@ -75,6 +75,7 @@ def _merge(rows: list[Row], bases: list[Row]) -> Row:
     first = rows[0]
     ratios = [r.rate / b.rate for r, b in zip(rows, bases, strict=True) if r.rate and b.rate]
     foreign = [r.extra["foreign_cores"] for r in rows]
+    steal = [r.extra["steal_cores"] for r in rows]
     medians = {key: med(r.extra[key] for r in rows) for key in _PER_REQUEST
                if all(r.extra.get(key) is not None for r in rows)}
     merged = Row(
@@ -84,11 +85,12 @@ def _merge(rows: list[Row], bases: list[Row]) -> Row:
         cpu_s_per_req=med(r.cpu_s_per_req or 0 for r in rows),
         p50_s=med(r.p50_s or 0 for r in rows), p99_s=med(r.p99_s or 0 for r in rows),
         note=f"{len(rows)} runs; other processes: {', '.join(f'{c:.2f}' for c in foreign)} "
-             "cores" + ("; latency per call of a batch" if "batch" in first.case else ""),
+             f"cores, steal {', '.join(f'{c:.2f}' for c in steal)}"
+             + ("; latency per call of a batch" if "batch" in first.case else ""),
         extra={**first.extra, **medians, "runs": [
             {"rate": r.rate, "cpu_s_per_req": r.cpu_s_per_req, "p50_s": r.p50_s,
              "p99_s": r.p99_s, "extra": r.extra} for r in rows],
-            "ratios": ratios, "foreign_cores": foreign})
+            "ratios": ratios, "foreign_cores": foreign, "steal_cores": steal})
     return merged
 
 
@@ -121,7 +123,8 @@ def _baseline(ctx: Context, url: str, n: int, level: int) -> Row:
                cpu_s_per_req=out["cpu_s"] / n, p50_s=procs.percentile(lat, 0.5),
                p99_s=procs.percentile(lat, 0.99),
                extra={"in_flight": level, "fake_provider_cpu_s_per_req": fake_cpu / n,
-                      "foreign_cores": foreign.cores, "errors": out["errors"],
+                      "foreign_cores": foreign.cores, "steal_cores": foreign.steal_cores,
+                      "errors": out["errors"],
                       "service_p50_s": procs.percentile(out["service"], 0.5),
                       "service_p99_s": procs.percentile(out["service"], 0.99)})
 
@@ -152,7 +155,7 @@ def _pool(ctx: Context, judge: Any, pids: tuple[int, list[int]], its: list[dict[
                       "workers_cpu_s_per_req": sum(cpu[p] for p in worker_pids) / n,
                       "other_cpu_s_per_req": (pool_cpu - sum(cpu.values())) / n,
                       "fake_provider_cpu_s_per_req": fake_cpu / n,
-                      "foreign_cores": foreign.cores,
+                      "foreign_cores": foreign.cores, "steal_cores": foreign.steal_cores,
                       "service_p50_s": procs.percentile(service, 0.5),
                       "service_p99_s": procs.percentile(service, 0.99),
                       "statuses": _statuses(verdicts)})

@@ -94,7 +94,7 @@ def _direct(ctx: Context, url: str, mode: str, n: int, parallel: int) -> Row:
         verdicts, latencies, wall, cpu = asyncio.run(scenario())
     return _row(f"{'claude -p per verdict' if mode == 'oneshot' else 'session mode'}, "
                 f"{parallel} in parallel, no pool", mode == "oneshot", verdicts, latencies,
-                wall, cpu, peak, foreign.cores)
+                wall, cpu, peak, foreign)
 
 
 def _pool(ctx: Context, url: str, mode: str, n: int, parallel: int) -> Row:
@@ -115,7 +115,7 @@ def _pool(ctx: Context, url: str, mode: str, n: int, parallel: int) -> Row:
         wall, cpu = time.perf_counter() - t0, ctx.pool_cpu() - cpu0
     assert not fakes & {judge_pid, *worker_pids}
     return _row(f"pool, LLM_JUDGE_CCODE_MODE={mode}, {parallel} in flight", False, verdicts,
-                latencies, wall, cpu, peak, foreign.cores)
+                latencies, wall, cpu, peak, foreign)
 
 
 async def _drive(judge: Any, its: list[dict[str, str]]) -> tuple[list[Any], list[float]]:
@@ -132,7 +132,7 @@ async def _drive(judge: Any, its: list[dict[str, str]]) -> tuple[list[Any], list
 
 
 def _row(case: str, baseline: bool, verdicts: list[Any], latencies: list[float], wall: float,
-         cpu: float, peak: procs.PeakMemory, foreign_cores: float) -> Row:
+         cpu: float, peak: procs.PeakMemory, foreign: procs.Foreign) -> Row:
     n = len(verdicts)
     ok = sum(1 for v in verdicts if v.ok)
     statuses: dict[str, int] = {}
@@ -142,8 +142,10 @@ def _row(case: str, baseline: bool, verdicts: list[Any], latencies: list[float],
     return Row("2", case, baseline=baseline, n=n, ok=ok, wall_s=wall, rate=ok / wall,
                unit="verdicts/s", cpu_s_per_req=cpu / n, p50_s=procs.percentile(latencies, 0.5),
                p99_s=procs.percentile(latencies, 0.99), peak_mib=peak.peak_sum_mib,
-               note=f"other processes: {foreign_cores:.2f} cores; {peak.peak_count} CLI "
-                    f"processes at the peak, the largest {peak.peak_one_mib:.0f} MiB",
-               extra={"foreign_cores": foreign_cores, "cli_processes_at_peak": peak.peak_count,
+               note=f"other processes: {foreign.cores:.2f} cores, steal "
+                    f"{foreign.steal_cores:.2f}; {peak.peak_count} CLI processes at the peak, "
+                    f"the largest {peak.peak_one_mib:.0f} MiB",
+               extra={"foreign_cores": foreign.cores, "steal_cores": foreign.steal_cores,
+                      "cli_processes_at_peak": peak.peak_count,
                       "largest_cli_process_mib": peak.peak_one_mib, "statuses": statuses,
                       "errors": errors})

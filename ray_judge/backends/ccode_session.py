@@ -28,8 +28,8 @@ them, measured against the fake Messages API on 127.0.0.1:
   (per-request rubrics get their own; the least recently used idle one makes room).
 * Per verdict ~0.04 CPU-s plus ~0.04 for the clear, after ~0.5 CPU-s to start; resident
   memory grows from ~190 to ~320 MiB over the first few hundred verdicts, so a session
-  is replaced after ``LLM_JUDGE_CCODE_SESSION_ITEMS`` verdicts. An idle session still
-  burns a few per cent of a core, so it is closed after ``LLM_JUDGE_CCODE_SESSION_IDLE``.
+  is replaced after ``LLM_JUDGE_CCODE_SESSION_ITEMS`` verdicts. An idle session holds
+  that memory and ~1% of a core, so it is closed after ``LLM_JUDGE_CCODE_SESSION_IDLE``.
 
 Processes are handled as in one-shot mode: own process group, environment built from
 scratch, killed as a group on timeout or cancellation, always reaped. And since a
