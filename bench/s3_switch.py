@@ -21,7 +21,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -46,7 +45,8 @@ def run(ctx: Context) -> None:
         cluster.start_judge(env, warm=items(16, "s3-warm"))
     judge = cluster.judge
     backend_file = env["LLM_JUDGE_BACKEND_FILE"]
-    no_cluster = tempfile.mkdtemp(prefix="rjb-none-")
+    no_cluster = ctx.work / "no-cluster"  # a RAY_TMPDIR holding no cluster to notify
+    no_cluster.mkdir(exist_ok=True)
     results: dict[str, list[tuple[float, float]]] = {"notify": [], "file": []}
     plan = [mode for _ in range(ctx.sizes.s3_reps) for mode in ("notify", "file")]
     current = 0
@@ -65,7 +65,7 @@ def run(ctx: Context) -> None:
                     cli_env["RAY_ADDRESS"] = cluster.address
                 else:  # nothing for the command to find: RAY_ADDRESS unset, no local cluster
                     cli_env.pop("RAY_ADDRESS", None)
-                    cli_env["RAY_TMPDIR"] = no_cluster
+                    cli_env["RAY_TMPDIR"] = str(no_cluster)
                 started = time.perf_counter()
                 proc = await asyncio.create_subprocess_exec(
                     sys.executable, str(REPO / "switch_judge_backend.py"), "litellm",
