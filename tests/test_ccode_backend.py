@@ -38,7 +38,7 @@ from ray_judge.rubric import Rubric
 from ray_judge.spec import CCODE_MODELS, BackendSpec
 from ray_judge.testing.fake_llm import Behaviour, FakeLLMServer
 from ray_judge.verdict import JudgeRequest
-from tests.cli_support import CLI
+from tests.cli_support import CLI, proc_stats
 
 REPO = Path(__file__).resolve().parent.parent
 FAKE_CLAUDE = Path(__file__).resolve().parent / "fake_claude.py"
@@ -148,29 +148,11 @@ def user_text(request) -> str:
 
 def alive_in_group(pgid: int) -> list[int]:
     """Processes of group ``pgid`` that are not zombies (from /proc)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] not in "ZX":
-                out.append(int(entry))
-    return out
+    return [pid for pid, state, _, group in proc_stats() if group == pgid and state not in "ZX"]
 
 
 def zombie_children() -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
-            except OSError:
-                continue
-            if int(fields[1]) == os.getpid() and fields[0] == "Z":
-                out.append(int(entry))
-    return out
+    return [pid for pid, state, ppid, _ in proc_stats() if ppid == os.getpid() and state == "Z"]
 
 
 def assert_group_gone(pgid: int) -> None:

@@ -29,7 +29,7 @@ from ray_judge.rubric import Rubric
 from ray_judge.spec import CCODE_MODELS, BackendSpec
 from ray_judge.testing.fake_llm import Behaviour, FakeLLMServer
 from ray_judge.verdict import JudgeRequest
-from tests.cli_support import CLI
+from tests.cli_support import CLI, proc_stats
 from tests.test_ccode_backend import (
     OAUTH_TOKEN,
     OutsideTrap,
@@ -462,16 +462,7 @@ asyncio.run(backend.judge(JudgeRequest("p", "r")))
 
 
 def children_of(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] not in "ZX":
-                out.append(int(entry))
-    return out
+    return [child for child, state, ppid, _ in proc_stats() if ppid == pid and state not in "ZX"]
 
 
 @real_cli
