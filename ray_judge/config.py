@@ -11,14 +11,14 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
 from .spec import DEFAULT_SPEC, BackendSpec, parse_ccode_model_overrides
 
-__all__ = ["CCODE_MODES", "ENV_VARS", "JudgeConfig", "forwarded_env", "is_secret_name", "redact"]
+__all__ = ["CCODE_MODES", "ENV_VARS", "JudgeConfig", "forwarded_env", "is_secret_name"]
 
 #: name -> (default shown to users, meaning)
 ENV_VARS: dict[str, tuple[str, str]] = {
@@ -84,11 +84,6 @@ _FORWARD = re.compile(
 
 def is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
-
-
-def redact(env: Mapping[str, str]) -> dict[str, str]:
-    """``env`` with every secret-looking value replaced, for display."""
-    return {k: ("***" if is_secret_name(k) else v) for k, v in env.items()}
 
 
 def forwarded_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -267,12 +262,3 @@ class JudgeConfig:
 
     def tpm(self, spec: BackendSpec) -> float:
         return self.tpm_ccode if spec.kind == "ccode" else self.tpm_litellm
-
-    def describe(self) -> dict[str, Any]:
-        """A display-safe dict of the settings (no secrets live here, but paths do)."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = str(value) if isinstance(value, (Path, BackendSpec)) else (
-                dict(value) if isinstance(value, Mapping) else value)
-        return out

@@ -140,8 +140,9 @@ class ClaudeCodeBackend(Backend):
                    "TMPDIR": str(call_dir)}
             try:
                 proc = await self._spawn(
-                    *self._exec_prefix, *self.argv(prompt.system, call_dir), stdin=PIPE, stdout=PIPE, stderr=PIPE,
-                    cwd=self._home.cwd, env=env, start_new_session=True)
+                    *self._exec_prefix, *self.argv(prompt.system, call_dir), stdin=PIPE,
+                    stdout=PIPE, stderr=PIPE, cwd=self._home.cwd, env=env,
+                    start_new_session=True)
             except OSError as exc:
                 broken = exc.errno in (errno.ENOENT, errno.EACCES, errno.ENOEXEC)
                 error = PermanentBackendError if broken else TransientBackendError
