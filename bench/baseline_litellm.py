@@ -16,8 +16,8 @@ import resource
 import time
 
 from ray_judge.backends.litellm_backend import load_litellm
-from ray_judge.parsing import parse_score
-from ray_judge.rubric import Rubric
+from ray_judge.judging.parsing import parse_score
+from ray_judge.judging.rubric import Rubric
 from ray_judge.verdict import JudgeRequest
 
 

@@ -58,7 +58,7 @@ class Cluster:
     def start_judge(self, env: Mapping[str, str], *, warm: list[dict[str, Any]] | None = None,
                     timeout_s: float = 180.0) -> Any:
         """Stop any judge, start one whose settings come from ``env`` alone."""
-        from ray_judge.service import start_judge
+        from ray_judge.pool.service import start_judge
 
         self.stop_judge()
         self.judge_env = dict(env)
@@ -68,7 +68,7 @@ class Cluster:
         return self.judge
 
     def stop_judge(self) -> None:
-        from ray_judge.service import stop_judge
+        from ray_judge.pool.service import stop_judge
 
         if self.judge is not None:
             stop_judge()

@@ -1,9 +1,9 @@
 """Scenario 4: reads of the override file per minute at 5,000 resolutions per second.
 
-A :class:`~ray_judge.resolver.BackendResolver` with the default TTL (5 s) is asked for
+A :class:`~ray_judge.selection.resolver.BackendResolver` with the default TTL (5 s) is asked for
 the backend 5,000 times a second, paced in real time, for a window (60 s at full size).
 Reads are counted twice: by the resolver's own counter, and by a reader that wraps
-:func:`~ray_judge.override_file.read_override` and counts the calls that reach the file
+:func:`~ray_judge.selection.override_file.read_override` and counts the calls that reach the file
 system. Target: <= 13 per minute (one at start, then one per TTL).
 """
 
@@ -21,9 +21,9 @@ TTL_S = 5.0
 
 def run(ctx: Context) -> None:
     from ray_judge.config import JudgeConfig
-    from ray_judge.override_file import read_override, write_override
-    from ray_judge.resolver import BackendResolver
-    from ray_judge.spec import BackendSpec
+    from ray_judge.selection.override_file import read_override, write_override
+    from ray_judge.selection.resolver import BackendResolver
+    from ray_judge.selection.spec import BackendSpec
 
     path = ctx.work / "s4" / ".judge_backend"
     path.parent.mkdir(parents=True, exist_ok=True)

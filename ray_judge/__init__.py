@@ -26,11 +26,11 @@ from .errors import (
     TransientBackendError,
     UsageLimitedError,
 )
-from .spec import BackendSpec
+from .selection.spec import BackendSpec
 from .verdict import JudgeRequest, Status, Verdict
 
 if TYPE_CHECKING:
-    from .service import get_judge, start_judge, stop_judge
+    from .pool.service import get_judge, start_judge, stop_judge
 
 __version__ = "0.1.0"
 
@@ -65,7 +65,7 @@ _LAZY = {"get_judge", "start_judge", "stop_judge"}
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from . import service
+        from .pool import service
 
         return getattr(service, name)
     raise AttributeError(f"module 'ray_judge' has no attribute {name!r}")

@@ -21,14 +21,14 @@ import typer
 
 from .config import JudgeConfig
 from .errors import JudgeError
-from .resolver import (
+from .selection.resolver import (
     BackendResolver,
     Resolution,
     permission_warnings,
     remove_override,
     write_override,
 )
-from .spec import CCODE_MODELS, DEFAULT_SPEC, LITELLM_PREFIX, BackendSpec
+from .selection.spec import CCODE_MODELS, DEFAULT_SPEC, LITELLM_PREFIX, BackendSpec
 
 __all__ = ["Notifier", "app", "main", "notify_running_judge", "switch_app", "switch_main"]
 
@@ -48,7 +48,7 @@ def notify_running_judge(config: JudgeConfig, spec: BackendSpec | None) -> str |
     Returns:
         A line for the user, or ``None`` to print nothing.
     """
-    from .live import JudgeUnreachable, cluster_address, refresh_running_judge
+    from .selection.live import JudgeUnreachable, cluster_address, refresh_running_judge
 
     if cluster_address() is None:
         return "No Ray cluster found here (RAY_ADDRESS unset), so no running judge to notify."
@@ -229,7 +229,7 @@ def show(
 
 
 def _live_status(config: JudgeConfig) -> tuple[dict | None, str | None]:
-    from .live import JudgeUnreachable, cluster_address, live_status
+    from .selection.live import JudgeUnreachable, cluster_address, live_status
 
     if cluster_address() is None:
         return None, "no Ray cluster found here (RAY_ADDRESS unset)"
@@ -295,7 +295,7 @@ app.command("show", help="Show the effective backend (same as `switch show`).")(
 
 
 def _connect_ray() -> None:
-    from .live import cluster_address
+    from .selection.live import cluster_address
 
     address = cluster_address()
     if address is None:
@@ -311,7 +311,7 @@ def start() -> None:
     """Start the judge on the running Ray cluster (or report the one already running)."""
     config = _load_config()
     _connect_ray()
-    from .service import start_judge
+    from .pool.service import start_judge
 
     with _user_errors():
         handle = start_judge()
@@ -326,7 +326,7 @@ def stop() -> None:
     """Stop the judge and its workers (CLI processes are killed); Ray keeps running."""
     config = _load_config()
     _connect_ray()
-    from .service import stop_judge
+    from .pool.service import stop_judge
 
     if stop_judge():
         typer.echo(f"Stopped judge {config.actor_name!r} in namespace {config.namespace!r}.")

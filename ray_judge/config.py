@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .spec import DEFAULT_SPEC, BackendSpec, parse_ccode_model_overrides
+from .selection.spec import DEFAULT_SPEC, BackendSpec, parse_ccode_model_overrides
 
 __all__ = ["CCODE_MODES", "ENV_VARS", "JudgeConfig", "forwarded_env", "is_secret_name"]
 

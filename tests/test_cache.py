@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from ray_judge.cache import VerdictCache, as_cached, cache_key
+from ray_judge.pool.cache import VerdictCache, as_cached, cache_key
 from ray_judge.verdict import JudgeRequest, Status, Verdict
 
 OK = Verdict(score=0.8, status=Status.OK, backend="litellm:openai/m", model="m", raw="SCORE: 8",

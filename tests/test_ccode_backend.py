@@ -34,8 +34,8 @@ from ray_judge.errors import (
     TransientBackendError,
     UsageLimitedError,
 )
-from ray_judge.rubric import Rubric
-from ray_judge.spec import CCODE_MODELS, BackendSpec
+from ray_judge.judging.rubric import Rubric
+from ray_judge.selection.spec import CCODE_MODELS, BackendSpec
 from ray_judge.testing.fake_llm import Behaviour, FakeLLMServer
 from ray_judge.verdict import JudgeRequest
 from tests.cli_support import CLI, proc_stats

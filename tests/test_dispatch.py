@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from ray_judge.dispatch import Dispatcher, Slots, WorkerLost
-from ray_judge.spec import BackendSpec
+from ray_judge.pool.dispatch import Dispatcher, Slots, WorkerLost
+from ray_judge.selection.spec import BackendSpec
 from ray_judge.verdict import JudgeRequest, Status, Verdict
 
 A = BackendSpec.parse("litellm:openai/a")
@@ -189,9 +189,9 @@ def test_rejects_zero_workers() -> None:
 
 # -- cache, dedupe, failover re-serve, rate limits ------------------------------------
 
-from ray_judge.cache import VerdictCache, cache_key  # noqa: E402
-from ray_judge.failover import FailoverChain  # noqa: E402
-from ray_judge.limits import RateLimiter, TokenBudget  # noqa: E402
+from ray_judge.pool.cache import VerdictCache, cache_key  # noqa: E402
+from ray_judge.pool.failover import FailoverChain  # noqa: E402
+from ray_judge.pool.limits import RateLimiter, TokenBudget  # noqa: E402
 
 
 def _cached_dispatcher(workers: Workers, cache: VerdictCache, **kw) -> Dispatcher:

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from ray_judge.failover import FailoverChain
-from ray_judge.spec import BackendSpec
+from ray_judge.pool.failover import FailoverChain
+from ray_judge.selection.spec import BackendSpec
 from ray_judge.verdict import Status, Verdict
 
 PRIMARY = BackendSpec.parse("ccode-4-sonnet")
@@ -46,7 +46,7 @@ def test_primary_serves_while_healthy(chain) -> None:
 def test_usage_limit_fails_over_until_reset_then_one_probe_brings_it_back(
         chain, clock, caplog) -> None:
     chain.route(PRIMARY)
-    with caplog.at_level(logging.WARNING, logger="ray_judge.failover"):
+    with caplog.at_level(logging.WARNING, logger="ray_judge.pool.failover"):
         chain.report(failed(PRIMARY, Status.USAGE_LIMITED, resets_at=clock[0] + 3600))
         assert chain.can_reroute(failed(PRIMARY, Status.USAGE_LIMITED), PRIMARY)
         assert chain.route(PRIMARY) == (FALL1, None)

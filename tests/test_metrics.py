@@ -24,7 +24,7 @@ parser = pytest.importorskip("prometheus_client.parser")
 
 import ray_judge  # noqa: E402
 from ray_judge import BackendSpec  # noqa: E402
-from ray_judge.override_file import write_override  # noqa: E402
+from ray_judge.selection.override_file import write_override  # noqa: E402
 
 pytestmark = pytest.mark.ray
 FAKE = {"litellm": "ray_judge.backends.fake:FakeBackend"}

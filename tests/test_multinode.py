@@ -17,7 +17,7 @@ ray = pytest.importorskip("ray")
 
 import ray_judge  # noqa: E402
 from ray_judge import BackendSpec  # noqa: E402
-from ray_judge.override_file import write_override  # noqa: E402
+from ray_judge.selection.override_file import write_override  # noqa: E402
 
 pytestmark = pytest.mark.ray
 FAKE = {"litellm": "ray_judge.backends.fake:FakeBackend"}

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ray_judge.errors import ScoreParseError
-from ray_judge.parsing import normalise, parse_score
+from ray_judge.judging.parsing import normalise, parse_score
 
 # (id, judge output, expected raw score on 0-10, or the error's message fragment)
 OK, ERR = "ok", "err"

@@ -21,7 +21,7 @@ ray = pytest.importorskip("ray")
 
 import ray_judge  # noqa: E402
 from ray_judge import BackendSpec, Status, Verdict  # noqa: E402
-from ray_judge.override_file import write_override  # noqa: E402
+from ray_judge.selection.override_file import write_override  # noqa: E402
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parent.parent

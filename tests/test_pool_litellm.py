@@ -30,7 +30,7 @@ ray = pytest.importorskip("ray")
 
 import ray_judge  # noqa: E402
 from ray_judge import BackendSpec, Status, Verdict  # noqa: E402
-from ray_judge.override_file import remove_override, write_override  # noqa: E402
+from ray_judge.selection.override_file import remove_override, write_override  # noqa: E402
 from ray_judge.testing import Behaviour, FakeLLMServer  # noqa: E402
 
 pytestmark = pytest.mark.ray

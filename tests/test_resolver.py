@@ -19,7 +19,7 @@ import pytest
 
 from ray_judge.config import JudgeConfig
 from ray_judge.errors import OverrideFileError
-from ray_judge.resolver import (
+from ray_judge.selection.resolver import (
     MAX_FILE_BYTES,
     BackendResolver,
     permission_warnings,
@@ -27,7 +27,7 @@ from ray_judge.resolver import (
     remove_override,
     write_override,
 )
-from ray_judge.spec import BackendSpec
+from ray_judge.selection.spec import BackendSpec
 
 SONNET = BackendSpec.parse("ccode-4-sonnet")
 OPUS = BackendSpec.parse("ccode-4-opus")
@@ -35,7 +35,7 @@ GPT = BackendSpec.parse("litellm:openai/gpt-4o")
 CLAUDE3 = BackendSpec.parse("litellm:anthropic/claude-3-opus-20240229")
 IS_ROOT = os.geteuid() == 0
 REPO = Path(__file__).resolve().parents[1]
-LOGGER = "ray_judge.resolver"
+LOGGER = "ray_judge.selection.resolver"
 
 
 class FakeClock:
@@ -471,8 +471,8 @@ def test_remove_a_directory_is_an_error_naming_it(path) -> None:
 
 WRITER = """
 import sys, time
-from ray_judge.resolver import write_override
-from ray_judge.spec import BackendSpec
+from ray_judge.selection.resolver import write_override
+from ray_judge.selection.spec import BackendSpec
 specs = [BackendSpec.parse(sys.argv[2]), BackendSpec.parse(sys.argv[3])]
 deadline = time.monotonic() + float(sys.argv[4])
 n = 0

@@ -37,8 +37,8 @@ import ray_judge  # noqa: E402
 from ray_judge import BackendSpec, Status, Verdict  # noqa: E402
 from ray_judge.backends.ccode import ClaudeCodeBackend  # noqa: E402
 from ray_judge.config import JudgeConfig  # noqa: E402
-from ray_judge.override_file import remove_override, write_override  # noqa: E402
-from ray_judge.rubric import Rubric  # noqa: E402
+from ray_judge.judging.rubric import Rubric  # noqa: E402
+from ray_judge.selection.override_file import remove_override, write_override  # noqa: E402
 from ray_judge.testing import Behaviour, FakeLLMServer  # noqa: E402
 from tests.cli_support import CLI  # noqa: E402
 

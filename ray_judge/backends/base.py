@@ -20,9 +20,9 @@ from typing import ClassVar
 
 from ..config import JudgeConfig
 from ..errors import BackendCallError, BackendTimeoutError, RubricError, ScoreParseError
-from ..parsing import normalise, parse_score
-from ..rubric import JudgePrompt, Rubric, load_rubric
-from ..spec import BackendSpec
+from ..judging.parsing import normalise, parse_score
+from ..judging.rubric import JudgePrompt, Rubric, load_rubric
+from ..selection.spec import BackendSpec
 from ..verdict import JudgeRequest, Status, Verdict
 
 __all__ = ["Backend", "Completion", "RetryPolicy"]

@@ -53,8 +53,8 @@ from ..errors import (
     PermanentBackendError,
     TransientBackendError,
 )
-from ..rubric import JudgePrompt
-from ..spec import BackendSpec
+from ..judging.rubric import JudgePrompt
+from ..selection.spec import BackendSpec
 from .base import Backend, Completion
 from .ccode_env import CliHome, resolve_cli
 from .ccode_output import parse_cli_output

@@ -61,8 +61,8 @@ from ..errors import (
     PermanentBackendError,
     TransientBackendError,
 )
-from ..rubric import JudgePrompt
-from ..spec import BackendSpec
+from ..judging.rubric import JudgePrompt
+from ..selection.spec import BackendSpec
 from .base import Completion
 from .ccode import (
     _MAX_STDERR_TAIL,

@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..rubric import JudgePrompt
+from ..judging.rubric import JudgePrompt
 from .base import Backend, Completion
 
 __all__ = ["FakeBackend"]

@@ -45,7 +45,7 @@ from ..errors import (
     TransientBackendError,
     UsageLimitedError,
 )
-from ..rubric import JudgePrompt
+from ..judging.rubric import JudgePrompt
 from .base import Backend, Completion
 
 __all__ = ["LiteLLMBackend", "load_litellm", "retry_after_seconds", "scrub", "translate_error"]

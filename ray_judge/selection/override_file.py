@@ -1,7 +1,7 @@
 """The ``.judge_backend`` override file on disk: read bounded, written atomically.
 
 :func:`write_override` replaces the file in one ``rename``, so a reader (the
-:class:`~ray_judge.resolver.BackendResolver` of a running judge) sees the old content or
+:class:`~ray_judge.selection.resolver.BackendResolver` of a running judge) sees the old content or
 the new, never an empty or half-written file. :func:`read_override` never reads more than a
 few KiB and never blocks. :func:`permission_warnings` says who else could change the judge,
 and so the reward, through the file.
@@ -19,7 +19,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from .errors import OverrideFileError
+from ..errors import OverrideFileError
 from .spec import BackendSpec
 
 __all__ = [

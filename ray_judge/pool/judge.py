@@ -18,17 +18,17 @@ import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from ..config import JudgeConfig
+from ..judging.rubric import load_rubric
+from ..selection.override_file import permission_warnings
+from ..selection.resolver import BackendResolver
+from ..selection.spec import BackendSpec
+from ..verdict import JudgeRequest, Verdict
 from .cache import VerdictCache, cache_key
-from .config import JudgeConfig
 from .dispatch import Dispatcher, WorkerLost
 from .failover import FailoverChain
 from .metrics import JudgeMetrics
-from .override_file import permission_warnings
-from .resolver import BackendResolver
-from .rubric import load_rubric
-from .spec import BackendSpec
 from .stats import JudgeStats
-from .verdict import JudgeRequest, Verdict
 from .worker import JudgeWorker
 
 __all__ = ["CONTROL_GROUP", "Judge"]

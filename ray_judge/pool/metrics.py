@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from .verdict import Verdict
+from ..verdict import Verdict
 
 __all__ = ["JudgeMetrics"]
 

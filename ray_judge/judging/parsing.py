@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 
-from .errors import ScoreParseError
+from ..errors import ScoreParseError
 
 __all__ = ["normalise", "parse_score"]
 

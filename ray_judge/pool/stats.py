@@ -6,7 +6,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Any
 
-from .verdict import Verdict
+from ..verdict import Verdict
 
 __all__ = ["JudgeStats", "percentile"]
 

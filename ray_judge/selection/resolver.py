@@ -5,7 +5,7 @@ the file system at most once per ``config.ttl_s`` and otherwise returns a cached
 :class:`Resolution`. A file that does not parse never changes the backend; the last good
 one stays in force and the problem is logged once.
 
-Reading, writing and checking the file itself is :mod:`ray_judge.override_file`; its
+Reading, writing and checking the file itself is :mod:`ray_judge.selection.override_file`; its
 writing functions are re-exported here for callers that think in terms of the resolver.
 """
 
@@ -19,8 +19,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from .config import JudgeConfig
-from .errors import InvalidSpecError
+from ..config import JudgeConfig
+from ..errors import InvalidSpecError
 from .override_file import (
     MAX_FILE_BYTES,
     permission_warnings,

@@ -25,9 +25,9 @@ import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import JudgeConfig
-from .errors import RubricError
-from .verdict import JudgeRequest
+from ..config import JudgeConfig
+from ..errors import RubricError
+from ..verdict import JudgeRequest
 
 __all__ = ["DEFAULT_RUBRIC", "JudgePrompt", "Rubric", "load_rubric"]
 

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from .verdict import JudgeRequest, Verdict
+from ..verdict import JudgeRequest, Verdict
 
 __all__ = ["VerdictCache", "as_cached", "cache_key"]
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .config import JudgeConfig
+from ..config import JudgeConfig
 
 __all__ = ["JudgeUnreachable", "cluster_address", "live_status", "refresh_running_judge"]
 

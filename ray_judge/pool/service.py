@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .config import JudgeConfig, forwarded_env
-from .errors import JudgeNotRunningError
-from .rubric import load_rubric
+from ..config import JudgeConfig, forwarded_env
+from ..errors import JudgeNotRunningError
+from ..judging.rubric import load_rubric
 
 __all__ = ["get_judge", "start_judge", "stop_judge"]
 

@@ -13,11 +13,11 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from .backends import Backend, create_backend
-from .config import JudgeConfig
-from .errors import JudgeError
-from .spec import BackendSpec
-from .verdict import JudgeRequest, Status, Verdict
+from ..backends import Backend, create_backend
+from ..config import JudgeConfig
+from ..errors import JudgeError
+from ..selection.spec import BackendSpec
+from ..verdict import JudgeRequest, Status, Verdict
 
 __all__ = ["JudgeWorker"]
 

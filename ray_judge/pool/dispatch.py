@@ -29,10 +29,10 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from ..selection.spec import BackendSpec
+from ..verdict import JudgeRequest, Status, Verdict
 from .cache import VerdictCache, as_cached
 from .limits import RateLimiter, Slots, TokenBudget
-from .spec import BackendSpec
-from .verdict import JudgeRequest, Status, Verdict
 
 __all__ = ["Dispatcher", "Slots", "WorkerLost"]
 

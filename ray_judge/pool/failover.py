@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .spec import BackendSpec
-from .verdict import Status, Verdict
+from ..selection.spec import BackendSpec
+from ..verdict import Status, Verdict
 
 __all__ = ["FailoverChain"]
 

@@ -1,0 +1,1 @@
+"""Turning a rollout into a prompt and the judge's answer into a score."""
