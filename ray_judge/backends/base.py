@@ -16,7 +16,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..config import JudgeConfig
 from ..errors import BackendCallError, BackendTimeoutError, RubricError, ScoreParseError
@@ -43,6 +43,9 @@ class Completion:
     input_tokens: int | None = None
     output_tokens: int | None = None
     cost_usd: float | None = None
+    #: the structured output (parsed JSON) when the prompt asked for a schema and the
+    #: backend delivered one; ``None`` means read ``text`` with the judge's parser
+    structured: Any = None
 
 
 @dataclass(frozen=True)

@@ -97,23 +97,34 @@ class LiteLLMBackend(Backend):
         litellm = await _load_litellm_async()
         try:
             # litellm enforces ``timeout`` on the HTTP request; wait_for guards the rest.
-            response = await asyncio.wait_for(litellm.acompletion(
-                model=self.model,
-                messages=prompt.as_messages(),  # system: the rubric; user: the data
-                timeout=timeout,
-                max_retries=0,  # the provider SDK's own retries (OpenAI client)
-                num_retries=0,  # litellm's: ours honour Retry-After and the deadline
-                max_tokens=self.config.max_tokens,
-                temperature=0.0,
-                # A parameter the provider does not take (temperature on some reasoning
-                # models) is dropped rather than failing every verdict.
-                drop_params=True,
-            ), timeout)
+            response = await asyncio.wait_for(
+                litellm.acompletion(**self.request_kwargs(prompt, timeout)), timeout)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             raise translate_error(exc, backend=str(self.spec), timeout=timeout) from exc
         return _completion(response, self.model)
+
+    def request_kwargs(self, prompt: JudgePrompt, timeout: float) -> dict[str, Any]:
+        """The keyword arguments of the ``litellm.acompletion`` call for ``prompt``."""
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": prompt.as_messages(),  # system: the rubric; user: the data
+            "timeout": timeout,
+            "max_retries": 0,  # the provider SDK's own retries (OpenAI client)
+            "num_retries": 0,  # litellm's: ours honour Retry-After and the deadline
+            "max_tokens": prompt.max_tokens or self.config.max_tokens,
+            "temperature": 0.0 if prompt.temperature is None else prompt.temperature,
+            # A parameter the provider does not take (temperature on some reasoning
+            # models) is dropped rather than failing every verdict.
+            "drop_params": True,
+        }
+        if prompt.schema is not None:
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "verdict", "schema": dict(prompt.schema)},
+            }
+        return kwargs
 
 
 def _completion(response: Any, model: str) -> Completion:
