@@ -27,20 +27,29 @@ logger = logging.getLogger(__name__)
 # the lookups save; a crash loses at most this many seconds of verdicts.
 _COMMIT_EVERY_S = 1.0
 _STORED_FIELDS = ("score", "status", "backend", "model", "raw", "input_tokens",
-                  "output_tokens", "cost_usd")
+                  "output_tokens", "cost_usd", "judge", "judge_version", "extra")
 
 
 def cache_key(spec: str, model: str, rubric_id: str, request: JudgeRequest) -> str:
     """A stable key; the parts are length-prefixed so no two requests can collide by
-    moving text from one field to the next."""
+    moving text from one field to the next. ``rubric_id`` names the judge (its name and
+    version), so a changed judge never hits its old verdicts."""
     digest = hashlib.sha256()
-    parts = (spec, model, rubric_id, request.rubric, request.prompt, request.response,
-             request.reference)
+    parts = (spec, model, rubric_id, request.rubric, _text(request.prompt),
+             _text(request.response), request.reference,
+             None if request.fields is None else _text(request.fields))
     for part in parts:
         data = b"\x00" if part is None else b"\x01" + part.encode("utf-8", "surrogatepass")
         digest.update(len(data).to_bytes(8, "big"))
         digest.update(data)
     return digest.hexdigest()
+
+
+def _text(value: object) -> str:
+    # A trajectory (list of messages) or the fields dict, canonically; text as it is.
+    if isinstance(value, str):
+        return value
+    return "\x02" + json.dumps(value, sort_keys=True, ensure_ascii=False, default=repr)
 
 
 class VerdictCache:
@@ -150,4 +159,5 @@ class VerdictCache:
 def as_cached(verdict: Verdict, request: JudgeRequest) -> Verdict:
     """The cached verdict as this request's answer: its own metadata, no cost again."""
     return dataclasses.replace(verdict, cached=True, metadata=request.metadata, latency_s=0.0,
-                               attempts=0, cost_usd=None if verdict.cost_usd is None else 0.0)
+                               attempts=0, format_retries=0,
+                               cost_usd=None if verdict.cost_usd is None else 0.0)

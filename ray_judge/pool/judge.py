@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..config import JudgeConfig
+from ..judging.catalog import JudgeCatalog
+from ..judging.definition import JudgeDefinition
 from ..judging.rubric import load_rubric
 from ..selection.override_file import permission_warnings
 from ..selection.resolver import BackendResolver
@@ -42,10 +44,13 @@ RECENT_SWITCHES = 10
 _WorkerActor = ray.remote(JudgeWorker)
 
 
-def _batch(items: object) -> list[JudgeRequest]:
+def _batch(items: object, judges: JudgeCatalog) -> list[JudgeRequest]:
     if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, (list, tuple)):
         raise TypeError(f"score_batch expects a list of dicts, got {type(items).__name__}")
-    return [JudgeRequest.from_mapping(item, index=i) for i, item in enumerate(items)]
+    requests = [JudgeRequest.from_mapping(item, index=i) for i, item in enumerate(items)]
+    for i, request in enumerate(requests):
+        judges.check(request, index=i)
+    return requests
 
 
 @ray.remote(concurrency_groups={CONTROL_GROUP: 4})
@@ -57,7 +62,8 @@ class Judge:
     """
 
     def __init__(self, env: Mapping[str, str], cwd: str,
-                 registry: Mapping[str, str] | None = None) -> None:
+                 registry: Mapping[str, str] | None = None,
+                 judges: Sequence[JudgeDefinition] = ()) -> None:
         os.environ.update(env)
         self.config = JudgeConfig.from_env(os.environ, cwd=Path(cwd))
         self.resolver = BackendResolver(self.config)
@@ -69,19 +75,22 @@ class Judge:
         self._switches = 0
         self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT_SWITCHES)
         self._pid = os.getpid()
+        rubric = load_rubric(self.config)  # also fails start-up on a bad rubric file
+        # The judges file is read here, once; workers get the definitions themselves, in
+        # their constructor arguments, so a restarted worker has them too.
+        self.judges = JudgeCatalog.build(self.config, rubric=rubric, judges=judges)
         node_id = ray.get_runtime_context().get_node_id()
         placement = NodeAffinitySchedulingStrategy(node_id=node_id, soft=True)
         self.workers = [
             _WorkerActor.options(
                 num_cpus=self.config.worker_cpus, max_restarts=-1, max_task_retries=0,
                 max_concurrency=100_000, scheduling_strategy=placement,
-            ).remote(i, dict(env), cwd, dict(registry or {}))
+            ).remote(i, dict(env), cwd, dict(registry or {}), list(self.judges))
             for i in range(self.config.num_workers)
         ]
         self.failover = FailoverChain(
             self.config.fallback, probe_interval_s=self.config.probe_interval_s,
             rate_limited_budget=self.config.failover_rate_limited)
-        rubric = load_rubric(self.config)  # also fails start-up on a bad rubric file
         # Verdicts depend on the rubric: a changed rubric must not hit old entries.
         self._rubric_id = f"{rubric.score_max}:{rubric.template}"
         self.cache = VerdictCache(self.config.cache_size, self.config.cache_path)
@@ -99,16 +108,21 @@ class Judge:
 
     # -- scoring -----------------------------------------------------------------------
 
-    async def score(self, prompt: str, response: str, reference: str | None = None,
-                    rubric: str | None = None, metadata: Any = None) -> Verdict:
-        """Grade one response. Raises TypeError/ValueError for malformed arguments."""
-        request = JudgeRequest(prompt, response, reference, rubric, metadata)
+    async def score(self, prompt: str | list, response: str | list,
+                    reference: str | None = None, rubric: str | None = None,
+                    metadata: Any = None, *, judge: str | None = None,
+                    fields: Mapping[str, str] | None = None) -> Verdict:
+        """Grade one response with judge ``judge`` (``None``: default); ``fields`` are
+        the extra inputs its template names. Raises TypeError/ValueError for malformed
+        arguments, an unknown judge or a field the judge needs and lacks."""
+        request = JudgeRequest(prompt, response, reference, rubric, metadata, judge, fields)
+        self.judges.check(request)
         (future,) = self.dispatcher.submit([request])
         return await future
 
     async def score_batch(self, items: list[Mapping[str, Any]]) -> list[Verdict]:
         """Grade many responses; Verdicts come back in the order of ``items``."""
-        requests = _batch(items)
+        requests = _batch(items, self.judges)
         if not requests:
             return []
         return list(await asyncio.gather(*self.dispatcher.submit(requests)))
@@ -139,6 +153,7 @@ class Judge:
             "uptime_s": round(time.time() - self.started_at, 1),
             "pid": self._pid,
             "node_id": ray.get_runtime_context().get_node_id(),
+            "judges": self.judges.versions(),
             "limits": {"ccode": self.config.max_in_flight_ccode,
                        "litellm": self.config.max_in_flight_litellm},
             **self.stats.snapshot(),
@@ -203,8 +218,9 @@ class Judge:
         return not verdict.ok and self.failover.can_reroute(verdict, self._primary)
 
     def _key(self, spec: BackendSpec, request: JudgeRequest) -> str:
-        return cache_key(str(spec), spec.model(self.config.ccode_models), self._rubric_id,
-                         request)
+        judge = self.judges.get(request.judge)
+        return cache_key(str(spec), spec.model(self.config.ccode_models),
+                         f"{self._rubric_id}|{judge.name}:{judge.version}", request)
 
     async def _send(self, worker: int, spec: str, requests: list[JudgeRequest]) -> list[Verdict]:
         self._gauge(spec)
