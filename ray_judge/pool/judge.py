@@ -98,7 +98,8 @@ class Judge:
             num_workers=len(self.workers), send=self._send, route=self._route,
             limit_for=self.config.max_in_flight, rpm_for=self.config.rpm,
             tpm_for=self.config.tpm, on_verdict=self._record, reroute=self._learn,
-            cache=self.cache, key_for=self._key)
+            cache=self.cache, key_for=self._key,
+            ping=lambda i: self.workers[i].ping.remote())
         spec, _ = self._route()
         logger.info("judge started: backend %s, %d workers, override file %s",
                     spec, len(self.workers), self.config.backend_file)
