@@ -194,6 +194,9 @@ def test_sessions_are_kept_per_schema(fake, env):
     calls = model_calls(fake)
     assert [[t["input_schema"] for t in offered_tools(c)] for c in calls] == [
         [SCHEMA], [other], [SCHEMA], []]
+    # the reused session was cleared: nothing of the first verdict's tool call is left
+    assert [m["role"] for m in calls[2].body["messages"]] == ["user"]
+    assert "tool_use" not in json.dumps(calls[2].body["messages"])
 
 
 async def wait_until(condition, timeout: float = 10.0) -> None:
