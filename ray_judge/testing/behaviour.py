@@ -20,8 +20,10 @@ class Behaviour:
     in the format of the route that was called). ``body`` overrides the whole body.
     ``hang`` never answers (until the client leaves or the server stops), ``drop``
     closes the connection without a response, ``malformed`` answers 200 with a body
-    that is not JSON (or a broken SSE stream). ``delay_s`` is added to the server's
-    latency before any of this.
+    that is not JSON (or a broken SSE stream). ``cut`` sends the status line, the
+    headers and half the body, then closes the connection (a reset mid-body); ``stall``
+    sends the same half and then nothing more (a body slower than any timeout).
+    ``delay_s`` is added to the server's latency before any of this.
     """
 
     text: str = DEFAULT_TEXT
@@ -32,6 +34,8 @@ class Behaviour:
     hang: bool = False
     drop: bool = False
     malformed: bool = False
+    cut: bool = False
+    stall: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str):
@@ -51,7 +55,7 @@ class Behaviour:
 
     def __hash__(self) -> int:  # the headers dict is not hashable; its items are
         return hash((self.text, self.status, tuple(sorted(self.headers.items())), self.body,
-                     self.delay_s, self.hang, self.drop, self.malformed))
+                     self.delay_s, self.hang, self.drop, self.malformed, self.cut, self.stall))
 
     @classmethod
     def ok(cls, text: str = DEFAULT_TEXT, *, delay_s: float = 0.0) -> Behaviour:
@@ -104,7 +108,7 @@ class Behaviour:
     @property
     def _plain_default(self) -> bool:
         return (self.status == 200 and self.body is None and self.text == DEFAULT_TEXT
-                and not (self.hang or self.drop or self.malformed))
+                and not (self.hang or self.drop or self.malformed or self.cut or self.stall))
 
 
 def _hang(cls: type[Behaviour]) -> Behaviour:
@@ -122,12 +126,25 @@ def _malformed(cls: type[Behaviour]) -> Behaviour:
     return cls(malformed=True)
 
 
-# ``hang``, ``drop`` and ``malformed`` are fields on instances and constructors on the
-# class: an instance keeps its bool in ``__dict__``, which wins over a classmethod. They
-# are attached after @dataclass has read the fields, so the fields' defaults stay False.
+def _cut(cls: type[Behaviour]) -> Behaviour:
+    """Send the headers and half of a good answer, then close the connection."""
+    return cls(cut=True)
+
+
+def _stall(cls: type[Behaviour]) -> Behaviour:
+    """Send the headers and half of a good answer, then nothing more."""
+    return cls(stall=True)
+
+
+# ``hang``, ``drop``, ``malformed``, ``cut`` and ``stall`` are fields on instances and
+# constructors on the class: an instance keeps its bool in ``__dict__``, which wins over a
+# classmethod. They are attached after @dataclass has read the fields, so the fields'
+# defaults stay False.
 Behaviour.hang = classmethod(_hang)  # type: ignore[assignment,method-assign]
 Behaviour.drop = classmethod(_drop)  # type: ignore[assignment,method-assign]
 Behaviour.malformed = classmethod(_malformed)  # type: ignore[assignment,method-assign]
+Behaviour.cut = classmethod(_cut)  # type: ignore[assignment,method-assign]
+Behaviour.stall = classmethod(_stall)  # type: ignore[assignment,method-assign]
 
 
 @dataclass(frozen=True)

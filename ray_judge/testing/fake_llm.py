@@ -293,7 +293,23 @@ class FakeLLMServer:
         if streamed:
             return await _send_stream(request, _wire.stream(fmt, body, text, ident),
                                       behaviour.status, headers)
-        return _json(_wire.message(fmt, body, text, ident), behaviour.status, headers)
+        payload = _wire.message(fmt, body, text, ident)
+        if behaviour.cut or behaviour.stall:
+            return await self._half_body(request, payload, behaviour, headers)
+        return _json(payload, behaviour.status, headers)
+
+    async def _half_body(self, request: web.Request, payload: bytes, behaviour: Behaviour,
+                         headers: Mapping[str, str]) -> web.StreamResponse:
+        # The headers promise the whole body; half of it arrives, then a reset or silence.
+        response = web.StreamResponse(status=behaviour.status, headers={
+            "content-type": _JSON, **headers, "content-length": str(len(payload))})
+        await response.prepare(request)
+        await response.write(payload[:len(payload) // 2])
+        if behaviour.stall:
+            await self._hang()
+        if request.transport is not None:
+            request.transport.close()
+        return response
 
     async def _hang(self) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
