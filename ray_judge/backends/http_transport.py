@@ -24,7 +24,8 @@ from typing import Any
 
 import aiohttp
 
-__all__ = ["PARSERS", "Answer", "HttpTransport", "NetworkError", "Reply", "proxy_for"]
+__all__ = ["PARSERS", "Answer", "HttpTransport", "NetworkError", "Reply", "lower",
+           "proxy_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class NetworkError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """An HTTP answer as it came: status, headers (lower-case names), body bytes."""
+    """An HTTP answer as it came: status, headers (case-insensitive), body bytes."""
 
     status: int
     headers: Mapping[str, str]
@@ -78,6 +79,7 @@ class HttpTransport:
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._proxies: dict[str, str | None] = {}
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def __repr__(self) -> str:
         return f"HttpTransport(limit={self.limit}, open={self._session is not None})"
@@ -101,12 +103,16 @@ class HttpTransport:
         session = self._client()
         if url not in self._proxies:
             self._proxies[url] = proxy_for(url)
+        limit = self._timeouts.get(timeout)
+        if limit is None:
+            if len(self._timeouts) > 64:  # attempts near a deadline get odd timeouts
+                self._timeouts.clear()
+            limit = self._timeouts[timeout] = aiohttp.ClientTimeout(total=timeout)
         try:
             async with session.post(url, data=body, headers=headers, ssl=self._ssl,
-                                    proxy=self._proxies[url],
-                                    timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+                                    proxy=self._proxies[url], timeout=limit) as response:
                 raw = await response.read()
-                return Reply(response.status, _lower(response.headers), raw)
+                return Reply(response.status, response.headers, raw)
         except asyncio.TimeoutError:
             raise TimeoutError(f"no answer within {timeout:g}s") from None
         except aiohttp.ClientError as exc:
@@ -131,7 +137,8 @@ def proxy_for(url: str) -> str | None:
     return proxies.get(parts.scheme) or proxies.get("all")
 
 
-def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+def lower(headers: Mapping[str, str]) -> dict[str, str]:
+    """``headers`` as a plain dict with lower-case names (for the error path only)."""
     return {k.lower(): v for k, v in headers.items()}
 
 
