@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -174,7 +175,7 @@ class ShiftMonitor:
                 reference = self.reference.get(judge)
                 if reference not in (None, new) and (judge, new) not in self._cal_pairs:
                     self._cal_pairs[(judge, new)] = reservoir.pairs(reference, new)
-                self._update(report)
+                self._update(report, force=True)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop (start-up): nothing has been served to re-judge
@@ -246,52 +247,62 @@ class ShiftMonitor:
 
     async def _measure(self, new: str) -> None:
         spec = BackendSpec.parse(new)
-        chunk = max(1, int(self.share * self._limit_for(spec)))
+        lanes = max(1, int(self.share * self._limit_for(spec)))
         try:
             for judge, report in list(self.reports.items()):
                 if report.new == new and not report.done:
-                    started = time.monotonic()
-                    await self._rejudge(spec, chunk, report, self.reservoirs[judge])
-                    logger.debug("re-judging took %.1fs", time.monotonic() - started)
+                    await self._rejudge(spec, lanes, report, self.reservoirs[judge])
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug here must never touch serving
             logger.exception("measuring the score shift after the switch to %s failed", new)
 
-    async def _rejudge(self, spec: BackendSpec, chunk: int, report: ShiftReport,
+    async def _rejudge(self, spec: BackendSpec, lanes: int, report: ShiftReport,
                        reservoir: Reservoir) -> None:
-        todo: list[Sample] = reservoir.missing(report.new)
-        while todo:
-            if self._serving() != report.new:
-                report.stopped = f"{report.new} no longer serves"
-                self._on_report(report)
-                return
-            batch = todo[:chunk]
-            verdicts = list(await self._send_spare(spec, [s.request for s in batch]))
-            if not verdicts:
-                await asyncio.sleep(_POLL_S)
-                continue
-            reference = self.reference.get(report.judge)
-            calibration = self._cal_pairs.setdefault((report.judge, report.new), [])
-            for sample, verdict in zip(batch, verdicts, strict=False):
-                if not (verdict.ok and verdict.score is not None):
-                    report.failed += 1
+        """``lanes`` requests in flight at a time, each sent when a slot is spare."""
+        todo: deque[Sample] = deque(reservoir.missing(report.new))
+
+        async def lane() -> None:
+            while todo and self._serving() == report.new:
+                sample = todo.popleft()
+                verdicts = list(await self._send_spare(spec, [sample.request]))
+                if not verdicts:  # training requests are waiting: let them have it
+                    todo.appendleft(sample)
+                    await asyncio.sleep(_POLL_S)
                     continue
-                report.judged += 1
-                sample.scores[report.new] = verdict.score
-                if report.old in sample.scores:
-                    report.pairs.append((sample.scores[report.old], verdict.score))
-                if reference in sample.scores and reference != report.new:
-                    calibration.append((sample.scores[reference], verdict.score))
-                self._persist(report.judge, reservoir, sample)
-            del calibration[:-_MAX_CALIBRATION_PAIRS]
-            del todo[:len(verdicts)]
-            self._update(report)
+                self._record(report, reservoir, sample, verdicts[0])
+
+        await asyncio.gather(*(lane() for _ in range(min(lanes, len(todo)))))
+        if todo:
+            report.stopped = f"{report.new} no longer serves"
+            self._update(report, force=True)
+            return
         report.done = True
-        self._update(report)
+        self._update(report, force=True)
         logger.info("score shift of judge %s, %s", report.judge, report.line())
 
-    def _update(self, report: ShiftReport) -> None:
+    def _record(self, report: ShiftReport, reservoir: Reservoir, sample: Sample,
+                verdict: Verdict) -> None:
+        if not (verdict.ok and verdict.score is not None):
+            report.failed += 1
+            return
+        report.judged += 1
+        sample.scores[report.new] = verdict.score
+        if report.old in sample.scores:
+            report.pairs.append((sample.scores[report.old], verdict.score))
+        reference = self.reference.get(report.judge)
+        if reference in sample.scores and reference != report.new:
+            calibration = self._cal_pairs.setdefault((report.judge, report.new), [])
+            calibration.append((sample.scores[reference], verdict.score))
+            del calibration[:-_MAX_CALIBRATION_PAIRS]
+        self._persist(report.judge, reservoir, sample)
+        self._update(report)
+
+    def _update(self, report: ShiftReport, *, force: bool = False) -> None:
+        # The statistics cost O(n^2) (order flips): recomputed when the pairs grew by a
+        # tenth, not on every pair.
+        if not force and len(report.pairs) < report.stats.n + max(1, report.stats.n // 10):
+            return
         report.stats = ShiftStats.of(report.pairs)
         mean = report.stats.mean
         if (not report.warned and mean is not None and abs(mean) >= self.warn
