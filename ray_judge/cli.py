@@ -282,12 +282,29 @@ def format_live_status(status: dict, *, warnings: bool = True) -> str:
     for backend, counts in status.get("counts", {}).items():
         detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         lines.append(f"    {backend}: {detail}")
+    lines += shift_lines(status)
     if status.get("override_problem"):
         lines.append(f"  problem:  {status['override_problem']}")
     if warnings:
         lines += [f"  warning:  {w}; whoever can write it can change the reward"
                   for w in status.get("override_warnings") or []]
     return "\n".join(lines)
+
+
+def shift_lines(status: dict) -> list[str]:
+    """The latest switch's score shift, one line per judge, and what calibration does."""
+    lines = []
+    for judge, report in sorted((status.get("shift") or {}).items()):
+        name = "" if judge == "default" else f"judge {judge} "
+        lines.append(f"  shift:    {name}{report['line']}")
+    for judge, calibration in sorted((status.get("calibration") or {}).items()):
+        name = "" if judge == "default" else f"judge {judge} "
+        maps = ", ".join(f"{b} on {m['pairs']} pairs"
+                         for b, m in sorted(calibration["maps"].items())) or (
+            f"none yet (needs {calibration['min_pairs']} pairs)")
+        lines.append(f"  calibrate: {name}{calibration['mode']} onto "
+                     f"{calibration['reference']}; maps: {maps}")
+    return lines
 
 
 @switch_app.command("remove")
@@ -409,6 +426,46 @@ def grafana_dashboard(
     typer.echo(f"Wrote {path}")
     typer.echo("Grafana loads it at its next provisioning scan (or import it in the UI: "
                "Dashboards > New > Import).")
+
+
+@app.command("shift-plot")
+def shift_plot(
+    out: Annotated[Path, typer.Option("--out", help="PNG file to write.")] = Path("shift.png"),
+    judge: Annotated[str, typer.Option("--judge", help="Judge definition's name.")] = "default",
+    source: Annotated[Path | None, typer.Option(
+        "--input", help="Read the pairs from this JSON file (written by --save) instead of "
+        "asking the running judge.", show_default=False)] = None,
+    save: Annotated[Path | None, typer.Option(
+        "--save", help="Also write the pairs as JSON to this file.", show_default=False,
+    )] = None,
+) -> None:
+    """Draw the latest switch's paired scores (old vs new backend) as a PNG."""
+    config = _load_config()
+    if source is not None:
+        try:
+            data = json.loads(source.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            _fail(f"cannot read pairs from {source}: {exc}")
+    else:
+        from .selection.live import JudgeUnreachable, live_shift_pairs
+
+        try:
+            data = live_shift_pairs(config)
+        except JudgeUnreachable as exc:
+            _fail(f"no running judge: {exc}")
+    if judge not in data:
+        known = ", ".join(sorted(data)) or "none: no switch measured yet"
+        _fail(f"no shift measured for judge {judge!r}; judges with one: {known}")
+    if save is not None:
+        save.write_text(json.dumps(data), encoding="utf-8")
+    from .judging.shift_plot import render_shift_plot
+
+    try:
+        with _user_errors():
+            path = render_shift_plot(data[judge], out)
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(f"Wrote {path}: {data[judge]['line']}")
 
 
 # ---------------------------------------------------------------------- entry points

@@ -14,7 +14,9 @@ workers, and sends one call per micro-batch. So:
 * a batch of N items costs one call per worker it lands on, and concurrent single
   calls coalesce into micro-batches on the way to the workers;
 * a verdict that says "this backend is out" (usage limit, bad credentials) can be
-  served again by the next backend instead of reaching the caller.
+  served again by the next backend instead of reaching the caller;
+* background work (re-judging after a switch) goes through :meth:`Dispatcher.send_spare`,
+  which only uses capacity no queued request is waiting for.
 
 The module knows nothing about Ray: workers are reached through a ``send`` callable,
 and a lost worker is reported by raising :class:`WorkerLost`.
@@ -148,6 +150,46 @@ class Dispatcher:
 
     def in_flight(self) -> dict[str, int]:
         return {spec: s.in_use for spec, s in self._slots.items()}
+
+    async def send_spare(self, spec: BackendSpec,
+                         requests: Sequence[JudgeRequest]) -> list[Verdict]:
+        """Serve the first k of ``requests`` outside the queue, on spare capacity only.
+
+        k is what ``spec`` can start now without a queued request waiting for it: 0 while
+        anything is queued, else bounded by free slots, the rate and the token budget.
+        The slots are held while the call runs (so the global limit holds) and given
+        back after. Returns k Verdicts, in order; they bypass the cache and ``on_verdict``.
+        """
+        if self._queue or not requests:
+            return []
+        slots, rate, budget = self._limits(spec)
+        if budget.wait_s() > 0:
+            return []
+        n = slots.try_take(min(len(requests), rate.available()))
+        if n == 0:
+            return []
+        allowed = await rate.take(n, 0)
+        slots.give_back(n - allowed)
+        n = allowed
+        if n == 0:
+            return []
+        worker = min(range(self.num_workers), key=self._load.__getitem__)
+        self._load[worker] += n
+        batch = list(requests[:n])
+        try:
+            verdicts = list(await self.send(worker, str(spec), batch))
+            if len(verdicts) != n:
+                raise RuntimeError(f"worker {worker} returned {len(verdicts)} verdicts for {n}")
+        except Exception as exc:  # WorkerLost too: background work is not re-queued
+            verdicts = [Verdict.failure(Status.BACKEND_ERROR, f"background call failed: {exc!r}",
+                                        backend=str(spec)) for _ in batch]
+        finally:
+            self._load[worker] -= n
+            slots.give_back(n)
+            self._wake_up()
+        for verdict in verdicts:
+            budget.debit((verdict.input_tokens or 0) + (verdict.output_tokens or 0))
+        return verdicts
 
     # -- the loop ----------------------------------------------------------------------
 
