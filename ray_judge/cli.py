@@ -11,12 +11,14 @@ also on a login node where importing ray takes seconds.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -30,6 +32,9 @@ from .selection.resolver import (
     write_override,
 )
 from .selection.spec import CCODE_MODELS, DEFAULT_SPEC, LITELLM_PREFIX, BackendSpec
+
+if TYPE_CHECKING:
+    from .integrations.openrlhf import RewardServer
 
 __all__ = ["Notifier", "app", "main", "notify_running_judge", "switch_app", "switch_main"]
 
@@ -386,6 +391,62 @@ def status(
     if judge is None:
         _fail(f"no running judge: {error}")
     typer.echo(json.dumps(judge) if as_json else format_live_status(judge))
+
+
+@app.command("serve-rm")
+def serve_rm(
+    failure_reward: Annotated[float, typer.Option(
+        help="Required: the reward a sample gets when the judge could not judge it "
+             "(OpenRLHF needs a number for every sample; ray_judge never picks one).")],
+    host: Annotated[str, typer.Option(
+        help="Interface to listen on; another than 127.0.0.1 opens the reward to the "
+             "network (use --token-file then).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port.")] = 5000,
+    token_file: Annotated[Path | None, typer.Option(
+        help="A file holding a token every request must carry (Bearer, or the password "
+             "of basic auth: http://rm:TOKEN@host:port/get_reward).")] = None,
+    judge: Annotated[str | None, typer.Option(
+        help="A named judge definition to judge with (default: the default judge).")] = None,
+) -> None:
+    """Serve OpenRLHF's --reward.remote_url from the running judge."""
+    config = _load_config()
+    token = None
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"cannot read --token-file {token_file}: {exc}")
+    from .integrations.openrlhf import RewardServer
+
+    try:
+        server = RewardServer(failure_reward=failure_reward, token=token, judge=judge)
+    except ValueError as exc:
+        _fail(str(exc))
+    _connect_ray()
+    asyncio.run(_serve_until_signal(server, host, port, config))
+
+
+async def _serve_until_signal(server: RewardServer, host: str, port: int,
+                              config: JudgeConfig) -> None:
+    from .integrations.openrlhf import serve
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        runner, bound = await serve(server, host, port)
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc}")
+    typer.echo(f"Reward server for OpenRLHF on http://{host}:{bound}/get_reward: judge "
+               f"{config.actor_name!r} in namespace {config.namespace!r}, failure reward "
+               f"{server.failure_reward}, token {'required' if server.token else 'not required'}"
+               ".")
+    typer.echo(f"READY http://{host}:{bound}", err=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
 
 
 @app.command("watch")
