@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
-__all__ = ["JudgeRequest", "Status", "Verdict"]
+__all__ = ["GroupRequest", "JudgeRequest", "Status", "Verdict"]
 
 
 class Status(str, Enum):
@@ -151,3 +151,70 @@ class Verdict:
     @classmethod
     def failure(cls, status: Status | str, error: str, **fields: Any) -> Verdict:
         return cls(score=None, status=Status(status), error=error, **fields)
+
+
+@dataclass(frozen=True)
+class GroupRequest:
+    """Several responses to one prompt, judged in one call (a GRPO group, or a pair).
+
+    ``responses`` are the policy's outputs (untrusted), in the caller's order; the
+    Verdicts come back in that order. ``judge`` names the judge definition (a group or
+    pairwise kind); ``metadata`` is returned untouched in every member's Verdict.
+    """
+
+    prompt: str
+    responses: tuple[str, ...]
+    reference: str | None = None
+    judge: str | None = None
+    metadata: Any = None
+
+    def __post_init__(self) -> None:
+        self._check(None)
+
+    def _check(self, index: int | None) -> None:
+        where = _where(index)
+        if not isinstance(self.prompt, str):
+            raise TypeError(f"{where}.prompt must be a string, got "
+                            f"{type(self.prompt).__name__}: {_preview(self.prompt)}")
+        if self.reference is not None and not isinstance(self.reference, str):
+            raise TypeError(f"{where}.reference must be a string, got "
+                            f"{type(self.reference).__name__}: {_preview(self.reference)}")
+        responses = self.responses
+        if isinstance(responses, (str, bytes, Mapping)) or not isinstance(
+                responses, (list, tuple)):
+            raise TypeError(f"{where}.responses must be a list of strings, got "
+                            f"{type(responses).__name__}: {_preview(responses)}")
+        if not responses:
+            raise ValueError(f"{where}.responses is empty; a group needs at least one")
+        for i, response in enumerate(responses):
+            if not isinstance(response, str):
+                raise TypeError(f"{where}.responses[{i}] must be a string, got "
+                                f"{type(response).__name__}: {_preview(response)}")
+        object.__setattr__(self, "responses", tuple(responses))
+        if self.judge is not None and not isinstance(self.judge, str):
+            raise TypeError(f"{where}.judge must be a judge's name, got {_preview(self.judge)}")
+
+    @classmethod
+    def from_mapping(cls, item: Mapping[str, Any], index: int | None = None) -> GroupRequest:
+        """Build from ``{"prompt": p, "responses": [...], "reference": g, ...}``."""
+        unknown = sorted(str(k) for k in item if k not in _GROUP_FIELDS)
+        if unknown:
+            raise ValueError(f"{_where(index)} has unknown field(s) {unknown}; "
+                             f"known for a group: {', '.join(_GROUP_FIELDS)}")
+        for name in ("prompt", "responses"):
+            if name not in item:
+                raise ValueError(f"{_where(index)} is missing the field {name!r}")
+        values = dict(item)
+        request = cls.__new__(cls)
+        for name in _GROUP_FIELDS:
+            object.__setattr__(request, name, values.get(name))
+        request._check(index)
+        return request
+
+    def member(self, index: int) -> JudgeRequest:
+        """Response ``index`` as a request of its own (pointwise fallback)."""
+        return JudgeRequest(self.prompt, self.responses[index], self.reference,
+                            metadata=self.metadata)
+
+
+_GROUP_FIELDS = ("prompt", "responses", "reference", "judge", "metadata")

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import ScoreParseError
 
-__all__ = ["last_json_value", "read_number", "read_scores"]
+__all__ = ["check_scores", "last_json_value", "read_number", "read_scores"]
 
 _THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.S | re.I)
 _PREVIEW = 200
@@ -65,31 +65,44 @@ def read_scores(text: str, k: int, scale: float) -> list[float]:
         ScoreParseError: no such object, or its value is not a list of exactly ``k``
             finite numbers within ``[0, scale]`` (the message names the first problem).
     """
-    value = last_json_value(text, "scores")
+    return check_scores(last_json_value(text, "scores"), k, (0.0, scale))
+
+
+def check_scores(value: Any, k: int, scale: tuple[float, float],
+                 where: str = '"scores"') -> list[float]:
+    """``value`` (a parsed answer) as exactly ``k`` numbers within ``scale``, or
+    ScoreParseError naming the first problem."""
     if not isinstance(value, list):
-        raise ScoreParseError(f'"scores" must be a list of {k} numbers, got '
-                              f"{_preview(json.dumps(value))}", value=_preview(str(value)))
+        raise ScoreParseError(f"{where} must be a list of {k} numbers, got "
+                              f"{_shown(value)}", value=_preview(str(value)))
     if len(value) != k:
-        raise ScoreParseError(f'"scores" holds {len(value)} numbers for {k} responses: '
-                              f"{_preview(json.dumps(value))}", value=_preview(str(value)))
-    return [_number(item, scale, f'"scores"[{i}]') for i, item in enumerate(value)]
+        raise ScoreParseError(f"{where} holds {len(value)} numbers for {k} responses: "
+                              f"{_shown(value)}", value=_preview(str(value)))
+    return [_number(item, scale, f"{where}[{i}]") for i, item in enumerate(value)]
 
 
 def read_number(text: str, key: str, scale: float) -> float:
     """The number under ``key`` (e.g. ``{"preference": 7}``), within ``[0, scale]``."""
-    return _number(last_json_value(text, key), scale, f'"{key}"')
+    return _number(last_json_value(text, key), (0.0, scale), f'"{key}"')
 
 
-def _number(item: Any, scale: float, where: str) -> float:
-    shown = _preview(json.dumps(item))
+def _number(item: Any, scale: tuple[float, float], where: str) -> float:
+    shown = _shown(item)
     if isinstance(item, bool) or not isinstance(item, (int, float)):
         raise ScoreParseError(f"{where} must be a number, got {shown}", value=shown)
     if isinstance(item, float) and not math.isfinite(item):
         raise ScoreParseError(f"{where} is not a finite number: {shown}", value=shown)
-    if not 0 <= item <= scale:
-        raise ScoreParseError(f"{where} is outside the scale 0-{scale:g}: {shown}",
-                              value=shown)
+    if not scale[0] <= item <= scale[1]:
+        raise ScoreParseError(f"{where} is outside the scale {scale[0]:g}-{scale[1]:g}: "
+                              f"{shown}", value=shown)
     return float(item)
+
+
+def _shown(value: Any) -> str:
+    try:
+        return _preview(json.dumps(value))
+    except (TypeError, ValueError):  # a structured answer may hold anything
+        return _preview(repr(value))
 
 
 def _preview(text: str) -> str:
