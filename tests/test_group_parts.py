@@ -49,7 +49,7 @@ def test_layout_depends_on_content_and_salt_and_can_be_off() -> None:
         "p", responses, salt="v2")
     plain = GroupLayout.for_group("p", responses, shuffle=False)
     assert plain.order == tuple(range(12)) and plain.seed is None
-    extra = GroupLayout((2, 0, 1), 5).extra(0)
+    extra = GroupLayout((2, 0, 1), 5).describe(0)
     assert extra == {"size": 3, "index": 0, "position": 2, "order": [2, 0, 1], "seed": 5}
 
 

@@ -12,7 +12,7 @@ goes in its own data block labelled by display position::
     <<<END RESPONSE 3>>>
 
 and :meth:`GroupLayout.to_caller` maps the judge's per-position answer back to the
-caller's order exactly. :meth:`GroupLayout.extra` is what each Verdict's ``extra``
+caller's order exactly. :meth:`GroupLayout.describe` is what each Verdict's ``extra``
 records about it, so the order can be audited afterwards.
 """
 
@@ -158,7 +158,7 @@ class GroupLayout:
         """The 1-based display position of the caller's response ``index``."""
         return self.order.index(index) + 1
 
-    def extra(self, index: int) -> dict[str, Any]:
+    def describe(self, index: int) -> dict[str, Any]:
         """What a member's Verdict records: its display position and the whole order."""
         return {"size": len(self.order), "index": index, "position": self.position(index),
                 "order": list(self.order), "seed": self.seed}
