@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ScoreParseError
 from ..verdict import GroupRequest, Status, Verdict
-from .definition import JudgeDefinition
 from .group import GROUP_RUBRIC, GroupLayout, render_group
 from .json_answer import check_scores
-from .judgement import Transport
 from .pairwise import PAIR_RUBRIC, render_pair
 from .rubric import JudgePrompt
+
+if TYPE_CHECKING:
+    from .definition import JudgeDefinition
+    from .judgement import Transport
 
 __all__ = ["group_layout", "judge_group", "render_group_prompt"]
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..verdict import GroupRequest, JudgeRequest, Verdict
 
-__all__ = ["Result", "VerdictCache", "as_cached", "cache_key", "members"]
+__all__ = ["Result", "VerdictCache", "as_cached", "cache_key", "group_cache_key", "members"]
 
 #: What a request gets back: a Verdict, or one per response for a group.
 Result = Verdict | tuple[Verdict, ...]
@@ -46,6 +46,19 @@ def cache_key(spec: str, model: str, rubric_id: str, request: JudgeRequest) -> s
     digest = hashlib.sha256()
     parts = (spec, model, rubric_id, request.rubric, request.prompt, request.response,
              request.reference)
+    for part in parts:
+        data = b"\x00" if part is None else b"\x01" + part.encode("utf-8", "surrogatepass")
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def group_cache_key(spec: str, model: str, judge_id: str, request: GroupRequest) -> str:
+    """The key of a group judged in one call: its whole content, in the caller's order
+    (the same responses in another order are shown in another shuffle)."""
+    digest = hashlib.sha256(b"group")
+    parts = (spec, model, judge_id, request.prompt, request.reference,
+             str(len(request.responses)), *request.responses)
     for part in parts:
         data = b"\x00" if part is None else b"\x01" + part.encode("utf-8", "surrogatepass")
         digest.update(len(data).to_bytes(8, "big"))

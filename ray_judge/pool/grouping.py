@@ -24,10 +24,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..judging.pairwise import DEFAULT_THRESHOLD, combine
-from ..judging.split import SplitPlan
+from ..judging.split import DEFAULT_MAX_GROUP, SplitPlan
 from ..verdict import GroupRequest, Status, Verdict
 
-__all__ = ["GroupCounts", "assemble", "chunk_requests", "compare_verdict", "pair_requests"]
+__all__ = ["BUILT_IN_GROUP_JUDGES", "DEFAULT_JUDGE_OF_KIND", "GroupCounts", "GroupOptions",
+           "assemble", "chunk_requests", "compare_verdict", "pair_requests"]
+
+
+@dataclass(frozen=True)
+class GroupOptions:
+    """What the actor needs to know of a group or pairwise judge."""
+
+    kind: str
+    max_group: int = DEFAULT_MAX_GROUP
+    swap: bool = True
+    threshold: float = DEFAULT_THRESHOLD
+
+
+BUILT_IN_GROUP_JUDGES = {"group": GroupOptions("group"), "pairwise": GroupOptions("pairwise")}
+DEFAULT_JUDGE_OF_KIND = {"group": "group", "pairwise": "pairwise"}
 
 
 @dataclass

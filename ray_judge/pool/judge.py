@@ -7,6 +7,7 @@ get it with ``ray.get_actor("judge", namespace="ray_judge")``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -19,14 +20,25 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..config import JudgeConfig
+from ..judging.pairwise import first_is_a as first_shown
 from ..judging.rubric import load_rubric
 from ..selection.override_file import permission_warnings
 from ..selection.resolver import BackendResolver
 from ..selection.spec import BackendSpec
-from ..verdict import JudgeRequest, Verdict
-from .cache import VerdictCache, cache_key
-from .dispatch import Dispatcher, WorkerLost
+from ..verdict import GroupRequest, JudgeRequest, Verdict
+from .cache import Result, VerdictCache, cache_key, group_cache_key
+from .dispatch import Dispatcher, Request, WorkerLost
 from .failover import FailoverChain
+from .grouping import (
+    BUILT_IN_GROUP_JUDGES,
+    DEFAULT_JUDGE_OF_KIND,
+    GroupCounts,
+    GroupOptions,
+    assemble,
+    chunk_requests,
+    compare_verdict,
+    pair_requests,
+)
 from .metrics import JudgeMetrics
 from .stats import JudgeStats
 from .worker import JudgeWorker
@@ -39,10 +51,13 @@ CONTROL_GROUP = "control"
 _WorkerActor = ray.remote(JudgeWorker)
 
 
-def _batch(items: object) -> list[JudgeRequest]:
+def _batch(items: object) -> list[JudgeRequest | GroupRequest]:
     if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, (list, tuple)):
         raise TypeError(f"score_batch expects a list of dicts, got {type(items).__name__}")
-    return [JudgeRequest.from_mapping(item, index=i) for i, item in enumerate(items)]
+    # An item with "responses" is a group: it gets a list of Verdicts back.
+    return [GroupRequest.from_mapping(item, index=i)
+            if isinstance(item, Mapping) and "responses" in item
+            else JudgeRequest.from_mapping(item, index=i) for i, item in enumerate(items)]
 
 
 @ray.remote(concurrency_groups={CONTROL_GROUP: 4})
@@ -61,6 +76,7 @@ class Judge:
         self.started_at = time.time()
         self.stats = JudgeStats()
         self.metrics = JudgeMetrics()
+        self.groups = GroupCounts()
         self._current: str | None = None
         self._primary: BackendSpec | None = None
         self._switches = 0
@@ -102,12 +118,45 @@ class Judge:
         (future,) = self.dispatcher.submit([request])
         return await future
 
-    async def score_batch(self, items: list[Mapping[str, Any]]) -> list[Verdict]:
-        """Grade many responses; Verdicts come back in the order of ``items``."""
-        requests = _batch(items)
+    async def score_batch(self, items: list[Mapping[str, Any]]) -> list[Verdict | list[Verdict]]:
+        """Grade many responses; Verdicts come back in the order of ``items``.
+
+        An item with ``"responses"`` (a list) instead of ``"response"`` is a group, judged
+        as :meth:`score_group` does; its place in the answer holds its list of Verdicts.
+        """
+        requests = [self._group_judge(r, "group", f"request[{i}]")
+                    if isinstance(r, GroupRequest) else r for i, r in enumerate(_batch(items))]
         if not requests:
             return []
-        return list(await asyncio.gather(*self.dispatcher.submit(requests)))
+        return await self._serve(requests)
+
+    async def score_group(self, prompt: str, responses: list[str],
+                          reference: str | None = None, *, judge: str | None = None,
+                          metadata: Any = None) -> list[Verdict]:
+        """Grade a group of responses to one prompt in one judge call (per ``max_group``);
+        one Verdict per response, in the order of ``responses``."""
+        group = self._group_judge(GroupRequest(prompt, responses, reference, judge=judge,
+                                               metadata=metadata), "group", "request")
+        (verdicts,) = await self._serve([group])
+        return verdicts
+
+    async def compare(self, prompt: str, a: str, b: str, reference: str | None = None, *,
+                      judge: str | None = None, metadata: Any = None) -> Verdict:
+        """The preference for ``a`` over ``b`` in [0, 1] (1: ``a`` clearly better, 0.5: a
+        tie), asked in both orders unless the judge says ``swap = false``."""
+        pair = self._group_judge(GroupRequest(prompt, (a, b), reference, judge=judge,
+                                              metadata=metadata), "pairwise", "request")
+        options = self._options(pair.judge)
+        first_is_a = first_shown(prompt, a, b, reference)
+        calls = pair_requests(prompt, a, b, reference, judge=pair.judge, swap=options.swap,
+                              first_is_a=first_is_a)
+        results = await asyncio.gather(*self.dispatcher.submit(calls))
+        verdict = compare_verdict(results, swap=options.swap, first_is_a=first_is_a,
+                                  threshold=options.threshold, metadata=metadata,
+                                  counts=self.groups)
+        if verdict.ok and options.swap and not verdict.cached:
+            self.metrics.record_comparison(consistent=verdict.extra["position_consistent"])
+        return verdict
 
     # -- control -----------------------------------------------------------------------
 
@@ -130,6 +179,7 @@ class Judge:
             "switches": self._switches,
             "failover": self.failover.snapshot(),
             "cache": self.cache.snapshot(),
+            "groups": self.groups.snapshot(),
             "started_at": self.started_at,
             "uptime_s": round(time.time() - self.started_at, 1),
             "pid": self._pid,
@@ -192,9 +242,52 @@ class Judge:
         self.failover.report(verdict)
         return not verdict.ok and self.failover.can_reroute(verdict, self._primary)
 
-    def _key(self, spec: BackendSpec, request: JudgeRequest) -> str:
-        return cache_key(str(spec), spec.model(self.config.ccode_models), self._rubric_id,
-                         request)
+    async def _serve(self, requests: list[JudgeRequest | GroupRequest]
+                     ) -> list[Verdict | list[Verdict]]:
+        """Submit singles and groups (split into chunks) at once; results in order."""
+        flat: list[Request] = []
+        plans = []
+        for request in requests:
+            if isinstance(request, GroupRequest):
+                plan, chunks = chunk_requests(request, self._options(request.judge).max_group)
+                plans.append((request, plan, len(flat), len(chunks)))
+                flat.extend(chunks)
+            else:
+                plans.append((request, None, len(flat), 1))
+                flat.append(request)
+        results: list[Result] = list(await asyncio.gather(*self.dispatcher.submit(flat)))
+        out: list[Verdict | list[Verdict]] = []
+        for request, plan, start, n in plans:
+            if plan is None:
+                out.append(results[start])  # type: ignore[arg-type]
+                continue
+            saved, judged = self.groups.calls_saved, self.groups.groups
+            out.append(assemble(request, plan, results[start:start + n],  # type: ignore[arg-type]
+                                self.groups))
+            if self.groups.groups != judged:  # not all from the cache
+                self.metrics.record_group(saved=self.groups.calls_saved - saved,
+                                          split=plan.split)
+        return out
+
+    def _options(self, name: str | None) -> GroupOptions:
+        return BUILT_IN_GROUP_JUDGES[name or "group"]
+
+    def _group_judge(self, request: GroupRequest, kind: str, where: str) -> GroupRequest:
+        """``request`` with its judge named; ValueError unless that judge is a ``kind``
+        judge (score_group and group items take group judges, compare a pairwise one)."""
+        name = request.judge or DEFAULT_JUDGE_OF_KIND[kind]
+        options = BUILT_IN_GROUP_JUDGES.get(name)
+        if options is None or options.kind != kind:
+            known = sorted(n for n, o in BUILT_IN_GROUP_JUDGES.items() if o.kind == kind)
+            raise ValueError(f"{where}.judge {name!r} is not a {kind} judge; {kind} judges: "
+                             f"{', '.join(known)}")
+        return request if request.judge == name else dataclasses.replace(request, judge=name)
+
+    def _key(self, spec: BackendSpec, request: Request) -> str:
+        model = spec.model(self.config.ccode_models)
+        if isinstance(request, GroupRequest):
+            return group_cache_key(str(spec), model, request.judge or "", request)
+        return cache_key(str(spec), model, self._rubric_id, request)
 
     async def _send(self, worker: int, spec: str, requests: list[JudgeRequest]) -> list[Verdict]:
         self._gauge(spec)

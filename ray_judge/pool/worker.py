@@ -17,7 +17,9 @@ from ..backends import Backend, create_backend
 from ..config import JudgeConfig
 from ..errors import JudgeError
 from ..selection.spec import BackendSpec
-from ..verdict import JudgeRequest, Status, Verdict
+from ..verdict import GroupRequest, JudgeRequest, Status
+from .cache import Result
+from .dispatch import failure
 
 __all__ = ["JudgeWorker"]
 
@@ -50,8 +52,10 @@ class JudgeWorker:
             self._backends[spec_text] = backend
         return backend
 
-    async def judge_batch(self, spec_text: str, requests: list[JudgeRequest]) -> list[Verdict]:
-        """Grade ``requests`` with backend ``spec_text``; one Verdict per request, in order."""
+    async def judge_batch(self, spec_text: str,
+                          requests: list[JudgeRequest | GroupRequest]) -> list[Result]:
+        """Grade ``requests`` with backend ``spec_text``; one Verdict per request (a tuple
+        of them per group), in order."""
         try:
             backend = self._backend(spec_text)
             if spec_text not in self._prepared:  # shared by the batches that arrive meanwhile
@@ -66,10 +70,12 @@ class JudgeWorker:
                 logger.error("%s", message)
                 self._broken[spec_text] = message
             # "unavailable" lets the failover chain move on, as for bad credentials.
-            return [Verdict.failure(Status.BACKEND_ERROR, message, backend=spec_text,
-                                    metadata=r.metadata, extra={"unavailable": True})
+            return [failure(r, Status.BACKEND_ERROR, message, backend=spec_text,
+                            extra={"unavailable": True})
                     for r in requests]
-        return list(await asyncio.gather(*(backend.judge(r) for r in requests)))
+        return list(await asyncio.gather(*(
+            backend.judge_group(r) if isinstance(r, GroupRequest) else backend.judge(r)
+            for r in requests)))
 
     async def ping(self) -> int:
         return os.getpid()
