@@ -27,7 +27,7 @@ from .errors import (
     UsageLimitedError,
 )
 from .selection.spec import BackendSpec
-from .verdict import JudgeRequest, Status, Verdict
+from .verdict import GroupRequest, JudgeRequest, Status, Verdict
 
 if TYPE_CHECKING:
     from .pool.service import get_judge, start_judge, stop_judge
@@ -41,6 +41,7 @@ __all__ = [
     "BackendTimeoutError",
     "BackendUnavailableError",
     "ConfigError",
+    "GroupRequest",
     "InvalidSpecError",
     "JudgeConfig",
     "JudgeError",
