@@ -1,9 +1,10 @@
 """Score a set of RL rollouts with the judge, as a trainer does at every step.
 
 Reads rollouts (one JSON object per line: ``id``, ``task``, ``prompt``, ``response``,
-``reference``), sends them to the judge actor with ``score_batch`` in batches, several
-batches in flight at once, and prints a summary: mean score, counts by status and by
-backend, latency percentiles, cost and throughput.
+``reference``), sends them to the judge in batches through ``ray_judge.JudgeClient``
+(several batches in flight at once; it resubmits them if the judge actor restarts), and
+prints a summary: mean score, counts by status and by backend, latency percentiles, cost
+and throughput.
 
     python examples/score_rollouts.py                       # the 300 bundled rollouts
     python examples/score_rollouts.py --dry-run --limit 40  # try it without any model
@@ -31,6 +32,7 @@ the first error of each. Exit code: 0 when the set was scored (even with some fa
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -184,33 +186,37 @@ def start_judge(dry_run: bool) -> Any:
         raise typer.Exit(2) from None
 
 
-def score_all(ray: Any, judge: Any, rollouts: list[dict[str, Any]], batch_size: int,
+def score_all(client: ray_judge.JudgeClient, rollouts: list[dict[str, Any]], batch_size: int,
               in_flight: int) -> list[ray_judge.Verdict]:
     """Verdicts in the order of ``rollouts``; fewer of them when the first batch all failed."""
     requests = [{k: r[k] for k in ("prompt", "response", "reference")} for r in rollouts]
     batches = [requests[i:i + batch_size] for i in range(0, len(requests), batch_size)]
-    results: list[list[ray_judge.Verdict]] = [[] for _ in batches]
     progress = Progress(len(requests))
     # The first batch goes alone: a bad key or an exhausted subscription then costs one
     # batch, not the whole set.
-    results[0] = ray.get(judge.score_batch.remote(batches[0]))
-    progress.advance(len(results[0]))
-    if not any(v.ok for v in results[0]):
+    first = client.score_batch(batches[0])
+    progress.advance(len(first))
+    if not any(v.ok for v in first):
         progress.close()
-        return results[0]
-    pending: dict[Any, int] = {}
-    next_batch = 1
-    while next_batch < len(batches) or pending:
-        # Keep several batches queued at the judge, as rollout workers do.
-        while next_batch < len(batches) and len(pending) < in_flight:
-            pending[judge.score_batch.remote(batches[next_batch])] = next_batch
-            next_batch += 1
-        (done,), _ = ray.wait(list(pending), num_returns=1)
-        index = pending.pop(done)
-        results[index] = ray.get(done)
-        progress.advance(len(results[index]))
+        return first
+    rest = asyncio.run(score_rest(client, batches[1:], in_flight, progress))
     progress.close()
-    return [v for batch in results for v in batch]
+    return [v for batch in [first, *rest] for v in batch]
+
+
+async def score_rest(client: ray_judge.JudgeClient, batches: list[list[dict[str, Any]]],
+                     in_flight: int, progress: Progress) -> list[list[ray_judge.Verdict]]:
+    """Keep ``in_flight`` batches at the judge, as rollout workers do; the client sends
+    the ones in flight together and resubmits them if the judge restarts meanwhile."""
+    slots = asyncio.Semaphore(in_flight)
+
+    async def one(batch: list[dict[str, Any]]) -> list[ray_judge.Verdict]:
+        async with slots:
+            verdicts = await client.score_batch_async(batch)
+        progress.advance(len(verdicts))
+        return verdicts
+
+    return list(await asyncio.gather(*(one(batch) for batch in batches)))
 
 
 class Progress:
@@ -372,9 +378,13 @@ def main(
     started = time.monotonic()
     ray = connect_ray()
     try:
-        judge = start_judge(dry_run)
+        start_judge(dry_run)
+        client = ray_judge.JudgeClient(DRY_RUN_JUDGE if dry_run else None)
         ready = time.monotonic()
-        verdicts = score_all(ray, judge, rollouts, batch_size, in_flight)
+        try:
+            verdicts = score_all(client, rollouts, batch_size, in_flight)
+        finally:
+            client.close()
         wall_s = time.monotonic() - ready
     finally:
         if dry_run and not keep_judge:

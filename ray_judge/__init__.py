@@ -1,7 +1,7 @@
 """ray_judge: an LLM-as-a-judge pool for RL training on Ray, switchable without a restart.
 
-The pool functions (``start_judge``, ``get_judge``, ``stop_judge``) import Ray on first
-use, so ``import ray_judge`` stays cheap for the switch CLI.
+The pool functions (``start_judge``, ``get_judge``, ``stop_judge``) and ``JudgeClient``
+import Ray on first use, so ``import ray_judge`` stays cheap for the switch CLI.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from .selection.spec import BackendSpec
 from .verdict import GroupRequest, JudgeRequest, Status, Verdict
 
 if TYPE_CHECKING:
+    from .pool.client import JudgeClient
     from .pool.service import get_judge, start_judge, stop_judge
 
 __version__ = "0.1.0"
@@ -43,6 +44,7 @@ __all__ = [
     "ConfigError",
     "GroupRequest",
     "InvalidSpecError",
+    "JudgeClient",
     "JudgeConfig",
     "JudgeError",
     "JudgeNotRunningError",
@@ -65,6 +67,10 @@ _LAZY = {"get_judge", "start_judge", "stop_judge"}
 
 
 def __getattr__(name: str) -> Any:
+    if name == "JudgeClient":
+        from .pool.client import JudgeClient
+
+        return JudgeClient
     if name in _LAZY:
         from .pool import service
 

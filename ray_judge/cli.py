@@ -15,6 +15,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -211,8 +212,15 @@ def show(
     live: Annotated[bool, typer.Option(
         "--live/--no-live", help="Also ask a running judge for its load, counts and cost.",
     )] = True,
+    watch: Annotated[bool, typer.Option(
+        "--watch", help="Keep showing the running judge, redrawn every second (ray-judge "
+        "watch).",
+    )] = False,
 ) -> None:
     """Show the effective backend, where it comes from, and any problem with the file."""
+    if watch:
+        watch_judge()
+        return
     config = _load_config()
     resolution = BackendResolver(config).resolve()
     warnings = permission_warnings(resolution.path)
@@ -344,6 +352,46 @@ def status(
     if judge is None:
         _fail(f"no running judge: {error}")
     typer.echo(json.dumps(judge) if as_json else format_live_status(judge))
+
+
+@app.command("watch")
+def watch_judge(
+    interval: Annotated[float, typer.Option(
+        "--interval", min=0.2, help="Seconds between redraws.")] = 1.0,
+) -> None:
+    """Watch the running judge: backend, rate, statuses, load, failover, switches."""
+    from .selection.live import cluster_address
+
+    config = _load_config()
+    address = cluster_address()
+    if address is None:
+        _fail("no Ray cluster found here: start one with ./launch.sh or `ray start --head`, "
+              "or set RAY_ADDRESS")
+    from .monitoring.watch import watch
+
+    watch(config, address, interval_s=interval)
+
+
+@app.command("grafana-dashboard")
+def grafana_dashboard(
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Write it into this directory (where Grafana provisions dashboards, "
+        "e.g. /tmp/ray/session_latest/metrics/grafana/dashboards) instead of printing it.",
+    )] = None,
+) -> None:
+    """Print the Grafana dashboard for the judge's metrics, or write it with --out."""
+    from .monitoring.dashboard import dashboard_text, write_dashboard
+
+    if out is None:
+        typer.echo(dashboard_text(), nl=False)
+        return
+    try:
+        path = write_dashboard(out)
+    except OSError as exc:
+        _fail(f"cannot write the dashboard into {str(out)!r}: {exc.strerror or exc}")
+    typer.echo(f"Wrote {path}")
+    typer.echo("Grafana loads it at its next provisioning scan (or import it in the UI: "
+               "Dashboards > New > Import).")
 
 
 # ---------------------------------------------------------------------- entry points

@@ -18,7 +18,8 @@ from typing import Any
 from .errors import ConfigError
 from .selection.spec import DEFAULT_SPEC, BackendSpec, parse_ccode_model_overrides
 
-__all__ = ["CCODE_MODES", "ENV_VARS", "JudgeConfig", "forwarded_env", "is_secret_name"]
+__all__ = ["CCODE_MODES", "ENV_VARS", "LITELLM_TRANSPORTS", "JudgeConfig", "forwarded_env",
+           "is_secret_name"]
 
 #: name -> (default shown to users, meaning)
 ENV_VARS: dict[str, tuple[str, str]] = {
@@ -53,6 +54,11 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "LLM_JUDGE_CCODE_SESSION_IDLE": (
         "60", "seconds an unused `claude` session is kept (0: no limit)"),
     "LLM_JUDGE_MAX_IN_FLIGHT_LITELLM": ("256", "cluster-wide concurrent LiteLLM calls"),
+    "LLM_JUDGE_LITELLM_TRANSPORT": (
+        "lean",
+        "`lean`: OpenAI-compatible and Anthropic calls go out over one aiohttp session per "
+        "worker, everything else through `litellm.acompletion`; `litellm`: everything "
+        "through `litellm.acompletion`"),
     "LLM_JUDGE_WORKER_CPUS": ("0", "CPUs each worker actor reserves from Ray"),
     "LLM_JUDGE_FALLBACK": ("none", "comma-separated specs to fail over to, in order"),
     "LLM_JUDGE_FAILOVER_RATE_LIMITED": (
@@ -71,6 +77,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
 
 #: How the ccode backend runs the CLI (``LLM_JUDGE_CCODE_MODE``).
 CCODE_MODES = ("session", "oneshot")
+#: How the LiteLLM backend sends its calls (``LLM_JUDGE_LITELLM_TRANSPORT``).
+LITELLM_TRANSPORTS = ("lean", "litellm")
 
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH)", re.IGNORECASE)
 # What a judge and its workers need from the environment of whoever starts them.
@@ -164,6 +172,7 @@ class JudgeConfig:
     num_workers: int = field(default_factory=_default_workers)
     max_in_flight_ccode: int = field(default_factory=lambda: 2 * (os.cpu_count() or 2))
     max_in_flight_litellm: int = 256
+    litellm_transport: str = "lean"
     ccode_mode: str = "session"
     ccode_sessions: int = 0  # 0: the worker's share of max_in_flight_ccode
     ccode_session_items: int = 500
@@ -227,6 +236,8 @@ class JudgeConfig:
                 if in_flight_ccode else 2 * (os.cpu_count() or 2)),
             max_in_flight_litellm=_number(env, "LLM_JUDGE_MAX_IN_FLIGHT_LITELLM", 256, low=1,
                                           integer=True),
+            litellm_transport=_choice(env, "LLM_JUDGE_LITELLM_TRANSPORT", LITELLM_TRANSPORTS,
+                                      "lean"),
             ccode_mode=_choice(env, "LLM_JUDGE_CCODE_MODE", CCODE_MODES, "session"),
             ccode_sessions=_number(env, "LLM_JUDGE_CCODE_SESSIONS", 0, low=0, integer=True),
             ccode_session_items=_number(env, "LLM_JUDGE_CCODE_SESSION_ITEMS", 500, low=1,

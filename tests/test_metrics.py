@@ -108,6 +108,8 @@ def test_verdicts_switches_and_load_reach_the_metrics_endpoint(judge) -> None:
     assert value(metrics, "ray_judge_latency_seconds_sum", backend=ONE) > 0
     assert value(metrics, "ray_judge_cache_hits_total") == 1
     assert value(metrics, "ray_judge_backend_switches_total") == 1
+    # Exported at 0 before the first one, so rate() sees the first failover of a run.
+    assert value(metrics, "ray_judge_failovers_total") == 0
     assert value(metrics, "ray_judge_current_backend", backend=TWO) == 1
     assert value(metrics, "ray_judge_current_backend", backend=ONE) == 0
     assert value(metrics, "ray_judge_tokens_total", backend=ONE, direction="input") > 0

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ __all__ = ["CONTROL_GROUP", "Judge"]
 logger = logging.getLogger(__name__)
 
 CONTROL_GROUP = "control"
+#: Backend changes kept for ``status()["recent_switches"]`` (the watch view shows them).
+RECENT_SWITCHES = 10
 _WorkerActor = ray.remote(JudgeWorker)
 
 
@@ -80,6 +83,7 @@ class Judge:
         self._current: str | None = None
         self._primary: BackendSpec | None = None
         self._switches = 0
+        self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT_SWITCHES)
         self._pid = os.getpid()
         node_id = ray.get_runtime_context().get_node_id()
         placement = NodeAffinitySchedulingStrategy(node_id=node_id, soft=True)
@@ -177,6 +181,7 @@ class Judge:
             "queued": self.dispatcher.queued,
             "workers": len(self.workers),
             "switches": self._switches,
+            "recent_switches": list(self._recent),
             "failover": self.failover.snapshot(),
             "cache": self.cache.snapshot(),
             "groups": self.groups.snapshot(),
@@ -223,7 +228,7 @@ class Judge:
 
     def _route(self) -> tuple[BackendSpec, int | None]:
         primary = self.resolver.resolve().spec
-        self._primary = primary
+        previous_primary, self._primary = self._primary, primary
         before = self.failover.failovers
         spec, cap = self.failover.route(primary)
         if self.failover.failovers != before:
@@ -233,6 +238,11 @@ class Judge:
             switched = self._current is not None
             if switched:
                 self._switches += 1
+                why = ("failover" if spec != primary
+                       else "switch" if primary != previous_primary
+                       else "probe" if cap == 1 else "back to primary")
+                self._recent.append({"at": time.time(), "from": self._current, "to": text,
+                                     "why": why})
             self._current = text
             self.metrics.set_current(text, switched=switched)
         return spec, cap

@@ -7,6 +7,11 @@ Only the singleton records them, once per verdict, so totals are exact.
 Ray forgets a gauge about 20 s after it was last set (measured with Ray 2.60), so the
 gauges (current backend, in flight, queued) are set again every few seconds: an idle
 judge still shows which backend it would use, and 0 in flight, rather than no data.
+
+The counters without labels (switches, failovers, cache hits) are exported at 0 from the
+start. Prometheus' ``rate()``/``increase()`` only see a counter grow from a sample it
+already has, so a counter that first appears at 1 would hide the first switch or
+failover of a run, the one a dashboard's markers exist for.
 """
 
 from __future__ import annotations
@@ -22,6 +27,12 @@ __all__ = ["JudgeMetrics"]
 _LATENCY_BOUNDARIES = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300]
 #: Seconds between re-settings of the gauges; well inside Ray's ~20 s.
 GAUGE_REFRESH_S = 5.0
+
+
+def _export_zero(counter: Any) -> None:
+    # Counter.inc() refuses 0, but a point of 0 is what makes the series exist; Ray's
+    # own record path takes it (checked against the endpoint in tests/test_metrics.py).
+    counter._record(0)
 
 
 class JudgeMetrics:
@@ -65,6 +76,8 @@ class JudgeMetrics:
             "judge_current_backend",
             "1 for the backend new requests go to (after failover), 0 for the others.",
             tag_keys=("backend",))
+        for counter in (self.switches, self.failovers, self.cache_hits):
+            _export_zero(counter)
         self._current: str | None = None
         self._gauges: dict[tuple[int, tuple[tuple[str, str], ...]], tuple[Any, float]] = {}
         self._lock = threading.Lock()
