@@ -16,6 +16,7 @@ from .errors import (
     BackendUnavailableError,
     ConfigError,
     InvalidSpecError,
+    JudgeDefinitionError,
     JudgeError,
     JudgeNotRunningError,
     OverrideFileError,
@@ -26,6 +27,7 @@ from .errors import (
     TransientBackendError,
     UsageLimitedError,
 )
+from .judging.definition import JudgeDefinition
 from .selection.spec import BackendSpec
 from .verdict import GroupRequest, JudgeRequest, Status, Verdict
 
@@ -46,6 +48,8 @@ __all__ = [
     "InvalidSpecError",
     "JudgeClient",
     "JudgeConfig",
+    "JudgeDefinition",
+    "JudgeDefinitionError",
     "JudgeError",
     "JudgeNotRunningError",
     "JudgeRequest",

@@ -234,6 +234,20 @@ def show(
     # The file's warnings are printed above already (the same file, seen from here).
     typer.echo(format_live_status(judge, warnings=False) if judge
                else f"Running judge: {judge_error}")
+    if not judge and config.judges_file is not None:
+        typer.echo(_judges_file_text(config))
+
+
+def _judges_file_text(config: JudgeConfig) -> str:
+    """The judges a judge started here would know (LLM_JUDGE_JUDGES_FILE), or its problem."""
+    from .judging.catalog import JudgeCatalog
+
+    try:
+        versions = JudgeCatalog.build(config).versions()
+    except JudgeError as exc:
+        return f"Judges file: {exc}"
+    names = ", ".join(f"{name} ({version})" for name, version in versions.items())
+    return f"Judges file: {config.judges_file}: {names}"
 
 
 def _live_status(config: JudgeConfig) -> tuple[dict | None, str | None]:
@@ -262,6 +276,9 @@ def format_live_status(status: dict, *, warnings: bool = True) -> str:
         f"p95 {_seconds(status['latency_p95_s'])}), {status['retries']} retries, "
         f"{status['switches']} switches, cost ${status['cost_usd']:.4f}",
     ]
+    if status.get("judges"):
+        lines.append("  judges:   " + ", ".join(
+            f"{name} ({version})" for name, version in status["judges"].items()))
     for backend, counts in status.get("counts", {}).items():
         detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         lines.append(f"    {backend}: {detail}")

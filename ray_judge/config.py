@@ -32,6 +32,9 @@ ENV_VARS: dict[str, tuple[str, str]] = {
         "model id for ccode aliases: `ID` for all, or `ccode-4-sonnet=ID,ccode-4-opus=ID`",
     ),
     "LLM_JUDGE_RUBRIC_FILE": ("built-in rubric", "judging instructions template"),
+    "LLM_JUDGE_JUDGES_FILE": (
+        "unset (only `default`)",
+        "TOML file of named judge definitions (read at start; a bad file fails start-up)"),
     "LLM_JUDGE_SCORE_MAX": ("10", "top of the `SCORE: N` scale; scores are divided by it"),
     "LLM_JUDGE_MAX_INPUT_CHARS": ("20000", "longest prompt/response/reference sent (truncated)"),
     "LLM_JUDGE_MAX_TOKENS": ("1024", "max output tokens per verdict (LiteLLM)"),
@@ -161,6 +164,7 @@ class JudgeConfig:
     claude_cli_path: str = "claude"
     ccode_models: Mapping[str, str] = field(default_factory=dict)
     rubric_file: Path | None = None
+    judges_file: Path | None = None
     score_max: float = 10.0
     max_input_chars: int = 20_000
     max_tokens: int = 1024
@@ -220,6 +224,7 @@ class JudgeConfig:
             claude_cli_path=env.get("CLAUDE_CLI_PATH", "").strip() or "claude",
             ccode_models=parse_ccode_model_overrides(env.get("LLM_JUDGE_CCODE_MODEL")),
             rubric_file=rubric_file,
+            judges_file=_path(env.get("LLM_JUDGE_JUDGES_FILE", ""), base),
             score_max=_number(env, "LLM_JUDGE_SCORE_MAX", 10.0, low=1.0),
             max_input_chars=_number(env, "LLM_JUDGE_MAX_INPUT_CHARS", 20_000, low=100,
                                     integer=True),

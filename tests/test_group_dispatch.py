@@ -143,7 +143,7 @@ def test_a_failed_chunk_keeps_its_failures_and_the_rest_stays_aligned() -> None:
 
 
 def test_compare_averages_both_orders_and_flags_a_position_bias() -> None:
-    reqs = pair_requests("p", "a", "b", None, judge=None, swap=True)
+    reqs = pair_requests(GroupRequest("p", ("a", "b")), swap=True)
     assert [r.responses for r in reqs] == [("a", "b"), ("b", "a")]
     counts = GroupCounts()
     fair = compare_verdict([_ok([0.9, 0.1]), _ok([0.2, 0.8])], swap=True, counts=counts)

@@ -125,7 +125,7 @@ class LiteLLMBackend(Backend):
             raise
         except Exception as exc:
             raise translate_error(exc, backend=str(self.spec), timeout=timeout) from exc
-        return _completion(response, self.model)
+        return _completion(response, self.model, structured=prompt.schema is not None)
 
     async def _route(self, litellm: ModuleType, kwargs: dict[str, Any]) -> Route | None:
         """The lean route for this request's shape (planned once, shared); None: LiteLLM."""
@@ -209,20 +209,32 @@ def _reasoning_utils() -> ModuleType:
     return reasoning_utils
 
 
-def _completion(response: Any, model: str) -> Completion:
+def _completion(response: Any, model: str, *, structured: bool = False) -> Completion:
     choices = getattr(response, "choices", None) or []
     message = getattr(choices[0], "message", None) if choices else None
     text = getattr(message, "content", None)
     usage = getattr(response, "usage", None)
     hidden = getattr(response, "_hidden_params", None) or {}
     cost = hidden.get("response_cost") if isinstance(hidden, Mapping) else None
+    text = text if isinstance(text, str) else ""
     return Completion(
-        text=text if isinstance(text, str) else "",
+        text=text,
         model=getattr(response, "model", None) or model,
         input_tokens=_int_or_none(getattr(usage, "prompt_tokens", None)),
         output_tokens=_int_or_none(getattr(usage, "completion_tokens", None)),
         cost_usd=float(cost) if isinstance(cost, (int, float)) else None,
+        # With response_format the content is the JSON object; a model or provider that
+        # ignored the schema answers in prose, which the judge's text parser then reads.
+        structured=_json_object(text) if structured else None,
     )
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _int_or_none(value: object) -> int | None:

@@ -18,6 +18,7 @@ the call's totals.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from .group import GROUP_RUBRIC, GroupLayout, render_group
 from .json_answer import check_scores
 from .pairwise import PAIR_RUBRIC, render_pair
 from .rubric import JudgePrompt
+from .transcript import is_messages, render_transcript
 
 if TYPE_CHECKING:
     from .definition import JudgeDefinition
@@ -35,17 +37,38 @@ if TYPE_CHECKING:
 __all__ = ["group_layout", "judge_group", "render_group_prompt"]
 
 
+def as_text(request: GroupRequest) -> GroupRequest:
+    """``request`` with trajectories rendered as transcripts; ValueError for text no
+    backend can send (an unpaired surrogate)."""
+    def text(value: Any, where: str) -> str:
+        out = render_transcript(value) if is_messages(value) else value
+        try:
+            out.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"request.{where} is not valid text: unpaired surrogate "
+                             f"{out[exc.start]!r} at index {exc.start}") from None
+        return out
+
+    return dataclasses.replace(
+        request, prompt=text(request.prompt, "prompt"),
+        responses=tuple(text(r, f"responses[{i}]") for i, r in enumerate(request.responses)),
+        reference=None if request.reference is None else text(request.reference, "reference"),
+        fields=None if request.fields is None else {
+            k: text(v, f"fields[{k!r}]") for k, v in request.fields.items()})
+
+
 def group_layout(definition: JudgeDefinition, request: GroupRequest) -> GroupLayout:
-    """How ``request`` is shown: shuffled (seeded by its content and the judge's
-    version) for a group judge with ``shuffle``; as given for a pair."""
+    """How ``request`` (as text) is shown: shuffled, seeded by its content and the
+    judge's version, for a group judge with ``shuffle``; as given for a pair."""
     shuffle = definition.kind == "group" and definition.shuffle
+    fields = json.dumps(request.fields, sort_keys=True) if request.fields else None
     return GroupLayout.for_group(request.prompt, request.responses, request.reference,
-                                 shuffle=shuffle, salt=definition.version)
+                                 shuffle=shuffle, salt=f"{definition.version}|{fields}")
 
 
 def render_group_prompt(definition: JudgeDefinition, request: GroupRequest,
                         layout: GroupLayout) -> JudgePrompt:
-    """The prompt for ``request``; ValueError when the judge cannot take it."""
+    """The prompt for ``request`` (as text); ValueError when the judge cannot take it."""
     limit = definition.max_input_chars or 20_000
     knobs = {k: v for k, v in (("schema", definition.schema),
                                ("temperature", definition.temperature),
@@ -57,12 +80,13 @@ def render_group_prompt(definition: JudgeDefinition, request: GroupRequest,
         first, second = layout.shown(list(request.responses))
         prompt = render_pair(definition.system or PAIR_RUBRIC, request.prompt, first, second,
                              request.reference, scale=definition.effective_scale,
-                             max_input_chars=limit, frame=definition.frame)
+                             max_input_chars=limit, frame=definition.frame,
+                             fields=request.fields)
     else:
         prompt = render_group(definition.system or GROUP_RUBRIC, request.prompt,
                               request.responses, request.reference, layout,
                               scale=definition.effective_scale, max_input_chars=limit,
-                              frame=definition.frame)
+                              frame=definition.frame, fields=request.fields)
     return dataclasses.replace(prompt, **knobs) if knobs else prompt
 
 
@@ -74,6 +98,7 @@ async def judge_group(definition: JudgeDefinition, request: GroupRequest,
 
     Raises ValueError/TypeError (before any call) when the judge cannot take the input.
     """
+    request = as_text(request)
     layout = group_layout(definition, request)
     prompt = render_group_prompt(definition, request, layout)
     k = len(request.responses)
@@ -103,10 +128,20 @@ async def judge_group(definition: JudgeDefinition, request: GroupRequest,
             corrections += 1
             prompt = dataclasses.replace(prompt, turns=(
                 *prompt.turns, {"role": "assistant", "content": completion.text},
-                {"role": "user", "content": definition.correction(str(exc))}))
+                {"role": "user", "content": _correction(definition, str(exc), k)}))
             continue
         return _members(layout, usage, layout.to_caller(shown),
                         {"status": Status.OK, **common})
+
+
+def _correction(definition: JudgeDefinition, error: str, k: int) -> str:
+    if definition.kind == "pairwise":
+        return definition.correction(error)
+    low, high = definition.effective_scale
+    return (f"Your answer could not be read: {error}. Answer again, following the same "
+            f'grading instructions, and finish with a JSON object {{"{definition.parsed.key}": '
+            f"[...]}} holding exactly {k} numbers from {low:g} to {high:g}, one per "
+            f"response, in the order RESPONSE 1 to RESPONSE {k}.")
 
 
 def _read(definition: JudgeDefinition, text: str, structured: Any, k: int) -> list[float]:

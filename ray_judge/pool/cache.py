@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 # the lookups save; a crash loses at most this many seconds of verdicts.
 _COMMIT_EVERY_S = 1.0
 _STORED_FIELDS = ("score", "status", "backend", "model", "raw", "input_tokens",
-                  "output_tokens", "cost_usd")
+                  "output_tokens", "cost_usd", "judge", "judge_version", "extra")
 
 
 def members(result: Result) -> tuple[Verdict, ...]:
@@ -42,10 +42,12 @@ def members(result: Result) -> tuple[Verdict, ...]:
 
 def cache_key(spec: str, model: str, rubric_id: str, request: JudgeRequest) -> str:
     """A stable key; the parts are length-prefixed so no two requests can collide by
-    moving text from one field to the next."""
+    moving text from one field to the next. ``rubric_id`` names the judge (its name and
+    version), so a changed judge never hits its old verdicts."""
     digest = hashlib.sha256()
-    parts = (spec, model, rubric_id, request.rubric, request.prompt, request.response,
-             request.reference)
+    parts = (spec, model, rubric_id, request.rubric, _text(request.prompt),
+             _text(request.response), request.reference,
+             None if request.fields is None else _text(request.fields))
     for part in parts:
         data = b"\x00" if part is None else b"\x01" + part.encode("utf-8", "surrogatepass")
         digest.update(len(data).to_bytes(8, "big"))
@@ -53,12 +55,20 @@ def cache_key(spec: str, model: str, rubric_id: str, request: JudgeRequest) -> s
     return digest.hexdigest()
 
 
+def _text(value: object) -> str:
+    # A trajectory (list of messages) or the fields dict, canonically; text as it is.
+    if isinstance(value, str):
+        return value
+    return "\x02" + json.dumps(value, sort_keys=True, ensure_ascii=False, default=repr)
+
+
 def group_cache_key(spec: str, model: str, judge_id: str, request: GroupRequest) -> str:
     """The key of a group judged in one call: its whole content, in the caller's order
     (the same responses in another order are shown in another shuffle)."""
     digest = hashlib.sha256(b"group")
-    parts = (spec, model, judge_id, request.prompt, request.reference,
-             str(len(request.responses)), *request.responses)
+    parts = (spec, model, judge_id, _text(request.prompt), request.reference,
+             None if request.fields is None else _text(request.fields),
+             str(len(request.responses)), *(_text(r) for r in request.responses))
     for part in parts:
         data = b"\x00" if part is None else b"\x01" + part.encode("utf-8", "surrogatepass")
         digest.update(len(data).to_bytes(8, "big"))
@@ -116,7 +126,7 @@ class VerdictCache:
         self._remember(key, verdict)
         if self._db is not None:
             if isinstance(verdict, tuple):
-                stored: Any = [_stored(v, extra=True) for v in verdict]
+                stored: Any = [_stored(v) for v in verdict]
             else:
                 stored = _stored(verdict)
             try:
@@ -189,12 +199,12 @@ def _as_cached(verdict: Verdict, metadata: Any) -> Verdict:
     if not verdict.ok:
         return dataclasses.replace(verdict, metadata=metadata)
     return dataclasses.replace(verdict, cached=True, metadata=metadata, latency_s=0.0,
-                               attempts=0, cost_usd=None if verdict.cost_usd is None else 0.0)
+                               attempts=0, format_retries=0,
+                               cost_usd=None if verdict.cost_usd is None else 0.0)
 
 
-def _stored(verdict: Verdict, *, extra: bool = False) -> dict[str, Any]:
+def _stored(verdict: Verdict) -> dict[str, Any]:
     stored = {f: getattr(verdict, f) for f in _STORED_FIELDS}
     stored["status"] = verdict.status.value
-    if extra:  # a group member's place in its group (display order, split) is its answer
-        stored["extra"] = dict(verdict.extra)
+    stored["extra"] = dict(verdict.extra)
     return stored

@@ -24,25 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..judging.pairwise import DEFAULT_THRESHOLD, combine
-from ..judging.split import DEFAULT_MAX_GROUP, SplitPlan
+from ..judging.split import SplitPlan
 from ..verdict import GroupRequest, Status, Verdict
 
-__all__ = ["BUILT_IN_GROUP_JUDGES", "DEFAULT_JUDGE_OF_KIND", "GroupCounts", "GroupOptions",
-           "assemble", "chunk_requests", "compare_verdict", "pair_requests"]
-
-
-@dataclass(frozen=True)
-class GroupOptions:
-    """What the actor needs to know of a group or pairwise judge."""
-
-    kind: str
-    max_group: int = DEFAULT_MAX_GROUP
-    swap: bool = True
-    threshold: float = DEFAULT_THRESHOLD
-
-
-BUILT_IN_GROUP_JUDGES = {"group": GroupOptions("group"), "pairwise": GroupOptions("pairwise")}
-DEFAULT_JUDGE_OF_KIND = {"group": "group", "pairwise": "pairwise"}
+__all__ = ["GroupCounts", "assemble", "chunk_requests", "compare_verdict", "pair_requests"]
 
 
 @dataclass
@@ -134,12 +119,12 @@ def _count(plan: SplitPlan, results: Sequence[Sequence[Verdict]], counts: GroupC
         counts.fallbacks += int(fallback > 0)
 
 
-def pair_requests(prompt: str, a: str, b: str, reference: str | None, *, judge: str | None,
-                  swap: bool, first_is_a: bool = True) -> list[GroupRequest]:
-    """The comparison as pair calls: ``(a, b)`` and ``(b, a)`` with the swap, else one
-    order (``first_is_a`` says which)."""
-    ab = GroupRequest(prompt, (a, b), reference, judge=judge)
-    ba = GroupRequest(prompt, (b, a), reference, judge=judge)
+def pair_requests(pair: GroupRequest, *, swap: bool,
+                  first_is_a: bool = True) -> list[GroupRequest]:
+    """The comparison ``pair`` (its responses: a, b) as pair calls: ``(a, b)`` and
+    ``(b, a)`` with the swap, else one order (``first_is_a`` says which)."""
+    ab = pair
+    ba = dataclasses.replace(pair, responses=pair.responses[::-1])
     if swap:
         return [ab, ba]
     return [ab if first_is_a else ba]
@@ -156,8 +141,7 @@ def compare_verdict(results: Sequence[Sequence[Verdict]], *, swap: bool,
     calls = [list(verdicts) for verdicts in results]
     firsts = [verdicts[0] for verdicts in calls]
     usage = _usage(firsts, [v for verdicts in calls for v in verdicts])
-    stamp = {"judge": firsts[0].judge, "judge_version": firsts[0].judge_version} \
-        if hasattr(firsts[0], "judge") else {}
+    stamp = {"judge": firsts[0].judge, "judge_version": firsts[0].judge_version}
     raw = "\n\n".join(f"[{order}]\n{v.raw}" for order, v in
                       zip(_orders(swap, first_is_a), firsts, strict=True) if v.raw is not None)
     if counts is not None:

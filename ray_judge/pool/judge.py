@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +22,19 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..config import JudgeConfig
+from ..judging.catalog import JudgeCatalog
+from ..judging.definition import JudgeDefinition
 from ..judging.pairwise import first_is_a as first_shown
 from ..judging.rubric import load_rubric
 from ..selection.override_file import permission_warnings
 from ..selection.resolver import BackendResolver
 from ..selection.spec import BackendSpec
 from ..verdict import GroupRequest, JudgeRequest, Verdict
-from .cache import Result, VerdictCache, cache_key, group_cache_key
+from .cache import Result, VerdictCache, cache_key, group_cache_key, members
 from .dispatch import Dispatcher, Request, WorkerLost
 from .failover import FailoverChain
 from .grouping import (
-    BUILT_IN_GROUP_JUDGES,
-    DEFAULT_JUDGE_OF_KIND,
     GroupCounts,
-    GroupOptions,
     assemble,
     chunk_requests,
     compare_verdict,
@@ -54,13 +54,25 @@ RECENT_SWITCHES = 10
 _WorkerActor = ray.remote(JudgeWorker)
 
 
-def _batch(items: object) -> list[JudgeRequest | GroupRequest]:
+def _batch(items: object, judges: JudgeCatalog) -> list[JudgeRequest | GroupRequest]:
     if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, (list, tuple)):
         raise TypeError(f"score_batch expects a list of dicts, got {type(items).__name__}")
     # An item with "responses" is a group: it gets a list of Verdicts back.
-    return [GroupRequest.from_mapping(item, index=i)
-            if isinstance(item, Mapping) and "responses" in item
-            else JudgeRequest.from_mapping(item, index=i) for i, item in enumerate(items)]
+    requests = [GroupRequest.from_mapping(item, index=i)
+                if isinstance(item, Mapping) and "responses" in item
+                else JudgeRequest.from_mapping(item, index=i) for i, item in enumerate(items)]
+    for i, request in enumerate(requests):
+        if isinstance(request, JudgeRequest):
+            judges.check(request, index=i)
+    return requests
+
+
+def stamped(result: Result, definition: JudgeDefinition) -> tuple[Verdict, ...]:
+    """A group's Verdicts, each naming its judge (a failure the worker could not stamp,
+    such as a lost worker's, too); a fallback Verdict keeps the judge that made it."""
+    return tuple(v if v.judge is not None else
+                 v.with_(judge=definition.name, judge_version=definition.version)
+                 for v in members(result))
 
 
 @ray.remote(concurrency_groups={CONTROL_GROUP: 4})
@@ -72,7 +84,8 @@ class Judge:
     """
 
     def __init__(self, env: Mapping[str, str], cwd: str,
-                 registry: Mapping[str, str] | None = None) -> None:
+                 registry: Mapping[str, str] | None = None,
+                 judges: Sequence[JudgeDefinition] = ()) -> None:
         os.environ.update(env)
         self.config = JudgeConfig.from_env(os.environ, cwd=Path(cwd))
         self.resolver = BackendResolver(self.config)
@@ -85,19 +98,22 @@ class Judge:
         self._switches = 0
         self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT_SWITCHES)
         self._pid = os.getpid()
+        rubric = load_rubric(self.config)  # also fails start-up on a bad rubric file
+        # The judges file is read here, once; workers get the definitions themselves, in
+        # their constructor arguments, so a restarted worker has them too.
+        self.judges = JudgeCatalog.build(self.config, rubric=rubric, judges=judges)
         node_id = ray.get_runtime_context().get_node_id()
         placement = NodeAffinitySchedulingStrategy(node_id=node_id, soft=True)
         self.workers = [
             _WorkerActor.options(
                 num_cpus=self.config.worker_cpus, max_restarts=-1, max_task_retries=0,
                 max_concurrency=100_000, scheduling_strategy=placement,
-            ).remote(i, dict(env), cwd, dict(registry or {}))
+            ).remote(i, dict(env), cwd, dict(registry or {}), list(self.judges))
             for i in range(self.config.num_workers)
         ]
         self.failover = FailoverChain(
             self.config.fallback, probe_interval_s=self.config.probe_interval_s,
             rate_limited_budget=self.config.failover_rate_limited)
-        rubric = load_rubric(self.config)  # also fails start-up on a bad rubric file
         # Verdicts depend on the rubric: a changed rubric must not hit old entries.
         self._rubric_id = f"{rubric.score_max}:{rubric.template}"
         self.cache = VerdictCache(self.config.cache_size, self.config.cache_path)
@@ -115,10 +131,15 @@ class Judge:
 
     # -- scoring -----------------------------------------------------------------------
 
-    async def score(self, prompt: str, response: str, reference: str | None = None,
-                    rubric: str | None = None, metadata: Any = None) -> Verdict:
-        """Grade one response. Raises TypeError/ValueError for malformed arguments."""
-        request = JudgeRequest(prompt, response, reference, rubric, metadata)
+    async def score(self, prompt: str | list, response: str | list,
+                    reference: str | None = None, rubric: str | None = None,
+                    metadata: Any = None, *, judge: str | None = None,
+                    fields: Mapping[str, str] | None = None) -> Verdict:
+        """Grade one response with judge ``judge`` (``None``: default); ``fields`` are
+        the extra inputs its template names. Raises TypeError/ValueError for malformed
+        arguments, an unknown judge or a field the judge needs and lacks."""
+        request = JudgeRequest(prompt, response, reference, rubric, metadata, judge, fields)
+        self.judges.check(request)
         (future,) = self.dispatcher.submit([request])
         return await future
 
@@ -129,35 +150,43 @@ class Judge:
         as :meth:`score_group` does; its place in the answer holds its list of Verdicts.
         """
         requests = [self._group_judge(r, "group", f"request[{i}]")
-                    if isinstance(r, GroupRequest) else r for i, r in enumerate(_batch(items))]
+                    if isinstance(r, GroupRequest) else r
+                    for i, r in enumerate(_batch(items, self.judges))]
         if not requests:
             return []
         return await self._serve(requests)
 
-    async def score_group(self, prompt: str, responses: list[str],
+    async def score_group(self, prompt: str | list, responses: list,
                           reference: str | None = None, *, judge: str | None = None,
+                          fields: Mapping[str, str] | None = None,
                           metadata: Any = None) -> list[Verdict]:
         """Grade a group of responses to one prompt in one judge call (per ``max_group``);
-        one Verdict per response, in the order of ``responses``."""
+        one Verdict per response, in the order of ``responses``. ``judge`` names a judge
+        of kind ``group`` (``None``: the built-in ``group``); ``fields`` are extra named
+        texts shown to it, each in its own data block."""
         group = self._group_judge(GroupRequest(prompt, responses, reference, judge=judge,
-                                               metadata=metadata), "group", "request")
+                                               metadata=metadata, fields=fields),
+                                  "group", "request")
         (verdicts,) = await self._serve([group])
         return verdicts
 
-    async def compare(self, prompt: str, a: str, b: str, reference: str | None = None, *,
-                      judge: str | None = None, metadata: Any = None) -> Verdict:
+    async def compare(self, prompt: str | list, a: str | list, b: str | list,
+                      reference: str | None = None, *, judge: str | None = None,
+                      fields: Mapping[str, str] | None = None, metadata: Any = None) -> Verdict:
         """The preference for ``a`` over ``b`` in [0, 1] (1: ``a`` clearly better, 0.5: a
-        tie), asked in both orders unless the judge says ``swap = false``."""
+        tie), asked in both orders unless the judge says ``swap = false``. ``judge``
+        names a judge of kind ``pairwise`` (``None``: the built-in ``pairwise``)."""
         pair = self._group_judge(GroupRequest(prompt, (a, b), reference, judge=judge,
-                                              metadata=metadata), "pairwise", "request")
+                                              metadata=metadata, fields=fields),
+                                 "pairwise", "request")
         options = self._options(pair.judge)
-        first_is_a = first_shown(prompt, a, b, reference)
-        calls = pair_requests(prompt, a, b, reference, judge=pair.judge, swap=options.swap,
-                              first_is_a=first_is_a)
-        results = await asyncio.gather(*self.dispatcher.submit(calls))
+        first_is_a = first_shown(*(x if isinstance(x, str) else json.dumps(x, sort_keys=True)
+                                   for x in (prompt, a, b)), reference)
+        calls = pair_requests(pair, swap=options.swap, first_is_a=first_is_a)
+        results = [stamped(r, options) for r in
+                   await asyncio.gather(*self.dispatcher.submit(calls))]
         verdict = compare_verdict(results, swap=options.swap, first_is_a=first_is_a,
-                                  threshold=options.threshold, metadata=metadata,
-                                  counts=self.groups)
+                                  metadata=metadata, counts=self.groups)
         if verdict.ok and options.swap and not verdict.cached:
             self.metrics.record_comparison(consistent=verdict.extra["position_consistent"])
         return verdict
@@ -189,6 +218,7 @@ class Judge:
             "uptime_s": round(time.time() - self.started_at, 1),
             "pid": self._pid,
             "node_id": ray.get_runtime_context().get_node_id(),
+            "judges": self.judges.versions(),
             "limits": {"ccode": self.config.max_in_flight_ccode,
                        "litellm": self.config.max_in_flight_litellm},
             **self.stats.snapshot(),
@@ -272,32 +302,38 @@ class Judge:
                 out.append(results[start])  # type: ignore[arg-type]
                 continue
             saved, judged = self.groups.calls_saved, self.groups.groups
-            out.append(assemble(request, plan, results[start:start + n],  # type: ignore[arg-type]
-                                self.groups))
+            definition = self._options(request.judge)
+            chunks = [stamped(r, definition) for r in results[start:start + n]]
+            out.append(assemble(request, plan, chunks, self.groups))
             if self.groups.groups != judged:  # not all from the cache
                 self.metrics.record_group(saved=self.groups.calls_saved - saved,
                                           split=plan.split)
         return out
 
-    def _options(self, name: str | None) -> GroupOptions:
-        return BUILT_IN_GROUP_JUDGES[name or "group"]
+    def _options(self, name: str | None) -> JudgeDefinition:
+        return self.judges.get(name)
 
     def _group_judge(self, request: GroupRequest, kind: str, where: str) -> GroupRequest:
         """``request`` with its judge named; ValueError unless that judge is a ``kind``
         judge (score_group and group items take group judges, compare a pairwise one)."""
-        name = request.judge or DEFAULT_JUDGE_OF_KIND[kind]
-        options = BUILT_IN_GROUP_JUDGES.get(name)
-        if options is None or options.kind != kind:
-            known = sorted(n for n, o in BUILT_IN_GROUP_JUDGES.items() if o.kind == kind)
-            raise ValueError(f"{where}.judge {name!r} is not a {kind} judge; {kind} judges: "
-                             f"{', '.join(known)}")
+        name = request.judge or kind  # the built-in "group" and "pairwise" judges
+        try:
+            definition = self.judges.get(name)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        if definition.kind != kind:
+            known = [d.name for d in self.judges if d.kind == kind]
+            raise ValueError(f"{where}.judge {name!r} is not a {kind} judge (its kind is "
+                             f"{definition.kind!r}); {kind} judges: {', '.join(known)}")
         return request if request.judge == name else dataclasses.replace(request, judge=name)
 
     def _key(self, spec: BackendSpec, request: Request) -> str:
         model = spec.model(self.config.ccode_models)
+        judge = self.judges.get(request.judge)
         if isinstance(request, GroupRequest):
-            return group_cache_key(str(spec), model, request.judge or "", request)
-        return cache_key(str(spec), model, self._rubric_id, request)
+            return group_cache_key(str(spec), model, f"{judge.name}:{judge.version}", request)
+        return cache_key(str(spec), model, f"{self._rubric_id}|{judge.name}:{judge.version}",
+                         request)
 
     async def _send(self, worker: int, spec: str, requests: list[JudgeRequest]) -> list[Verdict]:
         self._gauge(spec)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..backends import Backend, create_backend
 from ..config import JudgeConfig
 from ..errors import JudgeError
+from ..judging.catalog import JudgeCatalog
+from ..judging.definition import JudgeDefinition
 from ..selection.spec import BackendSpec
 from ..verdict import GroupRequest, JudgeRequest, Status
 from .cache import Result
@@ -30,13 +32,17 @@ class JudgeWorker:
     """Body of a worker actor (``ray.remote`` is applied by the judge that starts it)."""
 
     def __init__(self, index: int, env: Mapping[str, str], cwd: str,
-                 registry: Mapping[str, str] | None = None) -> None:
+                 registry: Mapping[str, str] | None = None,
+                 judges: Sequence[JudgeDefinition] = ()) -> None:
         # Ray starts actors with the raylet's environment, not the driver's: the judge
         # hands over what the person who started it had set.
         os.environ.update(env)
         self.index = index
         self.config = JudgeConfig.from_env(os.environ, cwd=Path(cwd))
         self.registry = dict(registry or {})
+        # The judge's definitions, defaults filled in (render and parse happen here); a
+        # worker started alone reads the configured judges file.
+        self.judges = (JudgeCatalog(judges) if judges else JudgeCatalog.build(self.config))
         self._backends: dict[str, Backend] = {}
         self._prepared: dict[str, asyncio.Task[None]] = {}
         self._broken: dict[str, str] = {}
@@ -48,7 +54,7 @@ class JudgeWorker:
         backend = self._backends.get(spec_text)
         if backend is None:
             backend = create_backend(BackendSpec.parse(spec_text), self.config,
-                                     registry=self.registry)
+                                     registry=self.registry, judges=self.judges)
             self._backends[spec_text] = backend
         return backend
 
