@@ -42,13 +42,15 @@ class Sizes:
     s4_rate: int = 5000
     s5_idle_s: float = 10.0
     s5_requests: int = 256
+    s6_prompts: int = 64  # a GRPO step: prompts x responses per prompt
+    s6_k: int = 8
 
     @classmethod
     def smoke(cls) -> Sizes:
         return cls(s1_requests=32, s1_in_flight=(8,), s1_batch=8, s1_reps=1, s1_busy=0,
                    s2_parallel=2,
                    s2_oneshot=2, s2_session=4, s3_reps=1, s3_ttl_s=1.0, s3_in_flight=2,
-                   s4_window_s=1.0, s5_idle_s=0.5, s5_requests=4)
+                   s4_window_s=1.0, s5_idle_s=0.5, s5_requests=4, s6_prompts=4, s6_k=4)
 
 
 @dataclass

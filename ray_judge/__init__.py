@@ -29,7 +29,7 @@ from .errors import (
 )
 from .judging.definition import JudgeDefinition
 from .selection.spec import BackendSpec
-from .verdict import JudgeRequest, Status, Verdict
+from .verdict import GroupRequest, JudgeRequest, Status, Verdict
 
 if TYPE_CHECKING:
     from .pool.client import JudgeClient
@@ -44,6 +44,7 @@ __all__ = [
     "BackendTimeoutError",
     "BackendUnavailableError",
     "ConfigError",
+    "GroupRequest",
     "InvalidSpecError",
     "JudgeClient",
     "JudgeConfig",

@@ -11,7 +11,7 @@ from typing import Any
 
 from .judging.transcript import check_messages, is_messages
 
-__all__ = ["JudgeRequest", "Status", "Verdict"]
+__all__ = ["GroupRequest", "JudgeRequest", "Status", "Verdict"]
 
 
 class Status(str, Enum):
@@ -209,3 +209,82 @@ class Verdict:
     @classmethod
     def failure(cls, status: Status | str, error: str, **fields: Any) -> Verdict:
         return cls(score=None, status=Status(status), error=error, **fields)
+
+
+@dataclass(frozen=True)
+class GroupRequest:
+    """Several responses to one prompt, judged in one call (a GRPO group, or a pair).
+
+    ``responses`` are the policy's outputs (untrusted), in the caller's order; the
+    Verdicts come back in that order. Each, and ``prompt``, may be text or a list of chat
+    messages (rendered as a transcript). ``judge`` names the judge definition (a group
+    or pairwise kind); ``fields`` are extra named texts, each shown in a data block of
+    its own; ``metadata`` is returned untouched in every member's Verdict.
+    """
+
+    prompt: str | list[Any]
+    responses: tuple[str | list[Any], ...]
+    reference: str | None = None
+    judge: str | None = None
+    metadata: Any = None
+    fields: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        self._check(None)
+
+    def _check(self, index: int | None) -> None:
+        where = _where(index)
+        if is_messages(self.prompt):
+            check_messages(f"{where}.prompt", self.prompt)
+            object.__setattr__(self, "prompt", list(self.prompt))
+        elif not isinstance(self.prompt, str):
+            raise TypeError(f"{where}.prompt must be a string or a list of messages, got "
+                            f"{type(self.prompt).__name__}: {_preview(self.prompt)}")
+        if self.reference is not None and not isinstance(self.reference, str):
+            raise TypeError(f"{where}.reference must be a string, got "
+                            f"{type(self.reference).__name__}: {_preview(self.reference)}")
+        responses = self.responses
+        if isinstance(responses, (str, bytes, Mapping)) or not isinstance(
+                responses, (list, tuple)):
+            raise TypeError(f"{where}.responses must be a list of strings, got "
+                            f"{type(responses).__name__}: {_preview(responses)}")
+        if not responses:
+            raise ValueError(f"{where}.responses is empty; a group needs at least one")
+        for i, response in enumerate(responses):
+            if is_messages(response):
+                check_messages(f"{where}.responses[{i}]", response)
+            elif not isinstance(response, str):
+                raise TypeError(f"{where}.responses[{i}] must be a string or a list of "
+                                f"messages, got {type(response).__name__}: "
+                                f"{_preview(response)}")
+        object.__setattr__(self, "responses", tuple(
+            list(r) if isinstance(r, (list, tuple)) else r for r in responses))
+        if self.judge is not None and not isinstance(self.judge, str):
+            raise TypeError(f"{where}.judge must be a judge's name, got {_preview(self.judge)}")
+        if self.fields is not None:
+            object.__setattr__(self, "fields", _fields(self.fields, index))
+
+    @classmethod
+    def from_mapping(cls, item: Mapping[str, Any], index: int | None = None) -> GroupRequest:
+        """Build from ``{"prompt": p, "responses": [...], "reference": g, ...}``."""
+        unknown = sorted(str(k) for k in item if k not in _GROUP_FIELDS)
+        if unknown:
+            raise ValueError(f"{_where(index)} has unknown field(s) {unknown}; "
+                             f"known for a group: {', '.join(_GROUP_FIELDS)}")
+        for name in ("prompt", "responses"):
+            if name not in item:
+                raise ValueError(f"{_where(index)} is missing the field {name!r}")
+        values = dict(item)
+        request = cls.__new__(cls)
+        for name in _GROUP_FIELDS:
+            object.__setattr__(request, name, values.get(name))
+        request._check(index)
+        return request
+
+    def member(self, index: int) -> JudgeRequest:
+        """Response ``index`` as a request of its own (pointwise fallback)."""
+        return JudgeRequest(self.prompt, self.responses[index], self.reference,
+                            metadata=self.metadata)
+
+
+_GROUP_FIELDS = ("prompt", "responses", "reference", "judge", "metadata", "fields")

@@ -20,6 +20,7 @@ from ray_judge.backends.ccode_output import STRUCTURED_OUTPUT_TOOL, parse_cli_ou
 from ray_judge.backends.ccode_session import ClaudeCodeSessionBackend
 from ray_judge.config import JudgeConfig
 from ray_judge.errors import PermanentBackendError, TransientBackendError
+from ray_judge.judging.definition import JudgeDefinition
 from ray_judge.judging.rubric import JudgePrompt, Rubric
 from ray_judge.selection.spec import BackendSpec
 from ray_judge.testing.fake_llm import Behaviour, FakeLLMServer
@@ -210,26 +211,18 @@ async def wait_until(condition, timeout: float = 10.0) -> None:
 @real_cli
 def test_judge_with_a_schema_reads_a_text_answer_with_the_text_parser(fake, env):
     """Backend.judge() on a prompt that carries a schema: a model that answers in text
-    still gets its verdict from the SCORE line. (The rubric is a two-method stand-in for
-    a judge definition with a schema; the judging loop that reads ``structured`` is the
-    judge definitions' own.)"""
-
-    class SchemaRubric:
-        score_max = 10.0
-
-        def render(self, request, max_chars):
-            return dataclasses.replace(Rubric.default().render(request, max_chars),
-                                       schema=SCHEMA)
-
+    still gets its verdict from the SCORE line (a judge definition with a schema and the
+    default layout)."""
     fake.script(Behaviour.ok("Correct.\nSCORE: 8"))
     backend = ClaudeCodeSessionBackend(
         BackendSpec.ccode("ccode-4-sonnet"),
         JudgeConfig(claude_cli_path=CLI, timeout_s=30.0, max_attempts=1, ccode_sessions=1),
-        environ=env, rubric=SchemaRubric())
+        environ=env, judges=[JudgeDefinition(name="with_schema", schema=SCHEMA)])
 
     async def run():
         try:
-            return await backend.judge(JudgeRequest(prompt="What is 2+2?", response="4"))
+            return await backend.judge(JudgeRequest(prompt="What is 2+2?", response="4",
+                                                    judge="with_schema"))
         finally:
             await backend.aclose()
 

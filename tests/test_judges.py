@@ -117,7 +117,8 @@ def test_frame_false_sends_the_templates_as_written_apart_from_the_blocks() -> N
 
 
 @pytest.mark.parametrize(("request_kwargs", "error", "words"), [
-    ({"judge": "nope"}, ValueError, "unknown judge 'nope'; known: default, yaml01"),
+    ({"judge": "nope"}, ValueError,
+     "unknown judge 'nope'; known: default, group, pairwise, yaml01"),
     ({"judge": "yaml01"}, ValueError, "needs dockerfile"),
     ({"judge": "yaml01", "fields": {"dockerfile": "x", "dockerfle": "y"}}, ValueError,
      "does not use the field(s) ['dockerfle']"),
@@ -189,7 +190,7 @@ def test_a_judges_file_reads_prompt_files_relative_to_itself(tmp_path) -> None:
     [mine] = load_judges_file(path)
     assert mine.system == "My {rubric} verbatim.\n" and mine.scale == (0.0, 1.0)
     catalog = JudgeCatalog.build(JudgeConfig(judges_file=path))
-    assert list(catalog.versions()) == ["default", "mine"]
+    assert list(catalog.versions()) == ["default", "group", "pairwise", "mine"]
 
 
 @pytest.mark.parametrize(("text", "judge", "key", "words"), [

@@ -146,7 +146,7 @@ def test_a_judge_defined_in_code_reaches_the_workers_and_survives_a_worker_resta
 
 @pytest.mark.parametrize(("kwargs", "error", "words"), [
     ({"judge": "terminal_agnet"}, ValueError,
-     "unknown judge 'terminal_agnet'; known: default, terminal_agent, "
+     "unknown judge 'terminal_agnet'; known: default, group, pairwise, terminal_agent, "
      "terminal_agent_structured, pass_fail"),
     ({"judge": "terminal_agent"}, ValueError, "judge 'terminal_agent' needs dockerfile"),
     ({"judge": "terminal_agent", "fields": {"dockerfile": b"FROM x"}}, TypeError,
@@ -200,8 +200,8 @@ def test_status_and_the_cli_name_the_judges(judge) -> None:
     from ray_judge.cli import format_live_status
 
     status = ray.get(judge.status.remote())
-    assert list(status["judges"]) == ["default", "terminal_agent", "terminal_agent_structured",
-                                      "pass_fail"]
+    assert list(status["judges"]) == ["default", "group", "pairwise", "terminal_agent",
+                                      "terminal_agent_structured", "pass_fail"]
     assert all(len(v) == 12 for v in status["judges"].values())
     text = format_live_status(status)
     assert f"terminal_agent ({status['judges']['terminal_agent']})" in text

@@ -24,10 +24,11 @@ from ..config import JudgeConfig
 from ..errors import BackendCallError, BackendTimeoutError, RubricError
 from ..judging.catalog import JudgeCatalog
 from ..judging.definition import JudgeDefinition
+from ..judging.group_judgement import judge_group
 from ..judging.judgement import Outcome, judge_request
 from ..judging.rubric import JudgePrompt, Rubric, load_rubric
 from ..selection.spec import BackendSpec
-from ..verdict import JudgeRequest, Status, Verdict
+from ..verdict import GroupRequest, JudgeRequest, Status, Verdict
 
 __all__ = ["Backend", "Completion", "RetryPolicy"]
 
@@ -141,6 +142,38 @@ class Backend(ABC):
                                       time_left=lambda: deadline - self._clock())
         return verdict.with_(latency_s=self._clock() - start, backend=base["backend"],
                              model=verdict.model or self.model, metadata=request.metadata)
+
+    async def judge_group(self, request: GroupRequest, *,
+                          deadline: float | None = None) -> tuple[Verdict, ...]:
+        """Grade a group (or a pair) in one call: one Verdict per response, in its order.
+
+        Never raises for a failed call. With the judge's ``fallback = "pointwise"``, a
+        group whose answer does not read (after the correction turns) is judged one
+        response at a time by the ``default`` judge, within the same deadline.
+        """
+        start = self._clock()
+        deadline = start + self.policy.deadline_s if deadline is None else deadline
+        base = {"backend": str(self.spec), "metadata": request.metadata}
+
+        async def transport(prompt: JudgePrompt) -> Outcome:
+            return await self._call(prompt, deadline)
+
+        try:
+            definition = self.judges.get(request.judge)
+            verdicts = await judge_group(definition, request, transport,
+                                         time_left=lambda: deadline - self._clock())
+        except (RubricError, ValueError, TypeError) as exc:
+            failed = Verdict.failure(Status.INVALID_INPUT, str(exc), model=self.model, **base)
+            return tuple(failed for _ in request.responses)
+        if definition.fallback == "pointwise" and verdicts[0].status is Status.PARSE_ERROR:
+            alone = await asyncio.gather(*(self.judge(request.member(i), deadline=deadline)
+                                           for i in range(len(request.responses))))
+            verdicts = tuple(
+                one.with_(extra={**one.extra, "fallback": "pointwise",
+                                 "group_error": group.error, "group": group.extra["group"]})
+                for one, group in zip(alone, verdicts, strict=True))
+        return tuple(v.with_(latency_s=self._clock() - start, model=v.model or self.model,
+                             **base) for v in verdicts)
 
     async def _call(self, prompt: JudgePrompt, deadline: float) -> Outcome:
         """One answer for ``prompt`` with bounded, polite transport retries."""

@@ -72,7 +72,10 @@ class JudgeCatalog:
             RubricError: the configured rubric file is.
         """
         rubric = load_rubric(config) if rubric is None else rubric
-        found = [JudgeDefinition(name=DEFAULT_JUDGE, source="built in")]
+        found = [JudgeDefinition(name=DEFAULT_JUDGE, source="built in"),
+                 # score_group's and compare's judges, unless a request names another
+                 JudgeDefinition(name="group", kind="group", source="built in"),
+                 JudgeDefinition(name="pairwise", kind="pairwise", source="built in")]
         if config.judges_file is not None:
             found += load_judges_file(config.judges_file)
         for definition in judges:

@@ -37,14 +37,20 @@ from .rubric import JudgePrompt, Rubric
 from .template import closing, frame, placeholders, render_user
 from .transcript import inputs
 
-__all__ = ["AGGREGATES", "DEFINITION_KEYS", "JudgeDefinition"]
+__all__ = ["AGGREGATES", "DEFINITION_KEYS", "KINDS", "JudgeDefinition"]
 
 #: How the scores of ``samples`` judgements are combined.
 AGGREGATES = ("mean", "median", "majority")
 #: Keys of a judge's table in a judges file (``system_file``/``user_file`` are read there).
 DEFINITION_KEYS = ("system", "system_file", "user", "user_file", "parser", "scale", "labels",
                    "schema", "correction_turns", "samples", "aggregate", "max_input_chars",
-                   "temperature", "max_tokens", "frame")
+                   "temperature", "max_tokens", "frame", "kind", "max_group", "shuffle",
+                   "fallback", "swap")
+#: What a judge grades: one response, a group of responses to one prompt, or a pair.
+KINDS = ("pointwise", "group", "pairwise")
+#: The answer a group or pairwise judge gives unless its definition names a parser.
+_KIND_PARSERS = {"group": "json:scores", "pairwise": "json:preference"}
+_MAX_GROUP = 64
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 _DATA = ("prompt", "response")
 _MIN_INPUT_CHARS = 100
@@ -77,6 +83,17 @@ class JudgeDefinition:
         temperature, max_tokens: sampling knobs (LiteLLM), ``None`` for the backend's.
         frame: put ray_judge's security preamble before ``system`` and a footer after
             the data; ``False`` sends the templates as written, apart from the blocks.
+        kind: ``pointwise`` (one response), ``group`` (several responses to one prompt,
+            one call: ``score_group``) or ``pairwise`` (two: ``compare``). A group or
+            pairwise judge shows each response in a numbered (or A/B) data block, reads
+            ``json:scores`` / ``json:preference`` unless ``parser`` says otherwise, and
+            takes no ``user`` template and one sample.
+        max_group: largest group judged in one call; larger ones are split in chunks
+            sharing an anchor response (see :mod:`ray_judge.judging.split`).
+        shuffle: show a group in an order shuffled from its content.
+        fallback: ``"pointwise"``: when a group's answer does not read after the
+            correction turns, judge each response alone with the ``default`` judge.
+        swap: ask a comparison in both orders and average them.
         source: where it was defined, for messages (not part of the version).
     """
 
@@ -94,6 +111,11 @@ class JudgeDefinition:
     temperature: float | None = None
     max_tokens: int | None = None
     frame: bool = True
+    kind: str = "pointwise"
+    max_group: int = 16
+    shuffle: bool = True
+    fallback: str | None = None
+    swap: bool = True
     source: str = field(default="code", compare=False)
     #: the configured rubric, for a judge without ``system`` (set by with_defaults)
     rubric: Rubric | None = field(default=None, repr=False)
@@ -107,6 +129,7 @@ class JudgeDefinition:
         self._text("user")
         if self.user is not None:
             self._check(lambda: placeholders(self.user, "user template"), "user", self.user)
+        self._kind()
         self._scale()
         self._labels()
         self._parser()
@@ -128,7 +151,7 @@ class JudgeDefinition:
             self._integer("max_tokens", 16, 1_000_000)
         if not isinstance(self.frame, bool):
             self._fail("frame", self.frame, "must be true or false")
-        if self.system is None:
+        if self.system is None and self.kind == "pointwise":
             self._rubric_layout()
         if self.rubric is not None and not isinstance(self.rubric, Rubric):
             self._fail("rubric", self.rubric, "must be a Rubric")
@@ -139,7 +162,9 @@ class JudgeDefinition:
     def version(self) -> str:
         """A short stable hash of everything that changes the verdict (not the name)."""
         system = self.system
-        if system is None:
+        if system is None and self.kind != "pointwise":
+            system = ["built in", self.kind]
+        elif system is None:
             system = None if self.rubric is None else ["rubric", self.rubric.template]
         parts = {
             "rendering": _RENDERING, "system": system, "user": self.user,
@@ -149,6 +174,9 @@ class JudgeDefinition:
             "max_input_chars": self.max_input_chars, "temperature": self.temperature,
             "max_tokens": self.max_tokens, "frame": self.frame,
         }
+        if self.kind != "pointwise":  # pointwise versions stay what they were
+            parts.update(kind=self.kind, max_group=self.max_group, shuffle=self.shuffle,
+                         fallback=self.fallback, swap=self.swap)
         blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
         return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
@@ -173,6 +201,10 @@ class JudgeDefinition:
     def check(self, request: JudgeRequest) -> None:
         """Raise ValueError when ``request`` lacks an input this judge needs or brings a
         field it does not use (a typo that would otherwise be graded without it)."""
+        if self.kind != "pointwise":
+            call = "score_group" if self.kind == "group" else "compare"
+            raise ValueError(f"judge {self.name!r} is a {self.kind} judge: call {call} "
+                             "with it, not score")
         fields = dict(request.fields or {})
         if self.system is None:
             if fields:
@@ -240,7 +272,8 @@ class JudgeDefinition:
             changes["scale"] = (0.0, 1.0) if self.labels else (0.0, float(score_max))
         if self.max_input_chars is None:
             changes["max_input_chars"] = max_input_chars
-        if self.system is None and self.rubric is None and rubric is not None:
+        if (self.system is None and self.rubric is None and rubric is not None
+                and self.kind == "pointwise"):
             # The rubric's frame names its scale: keep it the judge's.
             top = changes.get("scale", self.scale)[1]
             changes["rubric"] = (rubric if rubric.score_max == top
@@ -263,6 +296,26 @@ class JudgeDefinition:
                 f"{_where(self.source)}judge {self.name!r}: {key}: {exc}", judge=self.name, key=key,
                 value=_preview(value),
                 path=None if self.source == "code" else self.source) from None
+
+    def _kind(self) -> None:
+        if self.kind not in KINDS:
+            self._fail("kind", self.kind, f"must be one of {', '.join(KINDS)}")
+        self._integer("max_group", 2, _MAX_GROUP)
+        for key in ("shuffle", "swap"):
+            if not isinstance(getattr(self, key), bool):
+                self._fail(key, getattr(self, key), "must be true or false")
+        if self.fallback is not None and (self.fallback != "pointwise" or self.kind != "group"):
+            self._fail("fallback", self.fallback, 'must be "pointwise", on a judge of kind '
+                       '"group" (or absent)')
+        if self.kind == "pointwise":
+            return
+        if self.user is not None:
+            self._fail("user", self.user, f"is not taken by a {self.kind} judge: its "
+                       "responses go in numbered data blocks of their own")
+        if self.samples != 1:
+            self._fail("samples", self.samples, f"must be 1 for a {self.kind} judge")
+        if self.parser == "score_line":  # the pointwise default: this kind's own answer
+            object.__setattr__(self, "parser", _KIND_PARSERS[self.kind])
 
     def _text(self, key: str) -> None:
         value = getattr(self, key)

@@ -7,6 +7,8 @@ get it with ``ray.get_actor("judge", namespace="ray_judge")``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
 import os
 import time
@@ -22,14 +24,22 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from ..config import JudgeConfig
 from ..judging.catalog import JudgeCatalog
 from ..judging.definition import JudgeDefinition
+from ..judging.pairwise import first_is_a as first_shown
 from ..judging.rubric import load_rubric
 from ..selection.override_file import permission_warnings
 from ..selection.resolver import BackendResolver
 from ..selection.spec import BackendSpec
-from ..verdict import JudgeRequest, Verdict
-from .cache import VerdictCache, cache_key
-from .dispatch import Dispatcher, WorkerLost
+from ..verdict import GroupRequest, JudgeRequest, Verdict
+from .cache import Result, VerdictCache, cache_key, group_cache_key, members
+from .dispatch import Dispatcher, Request, WorkerLost
 from .failover import FailoverChain
+from .grouping import (
+    GroupCounts,
+    assemble,
+    chunk_requests,
+    compare_verdict,
+    pair_requests,
+)
 from .metrics import JudgeMetrics
 from .shift_monitor import DEFAULT_JUDGE, ShiftMonitor, ShiftReport, judge_of
 from .stats import JudgeStats
@@ -45,13 +55,25 @@ RECENT_SWITCHES = 10
 _WorkerActor = ray.remote(JudgeWorker)
 
 
-def _batch(items: object, judges: JudgeCatalog) -> list[JudgeRequest]:
+def _batch(items: object, judges: JudgeCatalog) -> list[JudgeRequest | GroupRequest]:
     if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, (list, tuple)):
         raise TypeError(f"score_batch expects a list of dicts, got {type(items).__name__}")
-    requests = [JudgeRequest.from_mapping(item, index=i) for i, item in enumerate(items)]
+    # An item with "responses" is a group: it gets a list of Verdicts back.
+    requests = [GroupRequest.from_mapping(item, index=i)
+                if isinstance(item, Mapping) and "responses" in item
+                else JudgeRequest.from_mapping(item, index=i) for i, item in enumerate(items)]
     for i, request in enumerate(requests):
-        judges.check(request, index=i)
+        if isinstance(request, JudgeRequest):
+            judges.check(request, index=i)
     return requests
+
+
+def stamped(result: Result, definition: JudgeDefinition) -> tuple[Verdict, ...]:
+    """A group's Verdicts, each naming its judge (a failure the worker could not stamp,
+    such as a lost worker's, too); a fallback Verdict keeps the judge that made it."""
+    return tuple(v if v.judge is not None else
+                 v.with_(judge=definition.name, judge_version=definition.version)
+                 for v in members(result))
 
 
 @ray.remote(concurrency_groups={CONTROL_GROUP: 4})
@@ -71,6 +93,7 @@ class Judge:
         self.started_at = time.time()
         self.stats = JudgeStats()
         self.metrics = JudgeMetrics()
+        self.groups = GroupCounts()
         self._current: str | None = None
         self._settled: str | None = None  # serving outside a half-open circuit's probe
         self._primary: BackendSpec | None = None
@@ -131,13 +154,53 @@ class Judge:
         (future,) = self.dispatcher.submit([request])
         return self._served(request, await future)
 
-    async def score_batch(self, items: list[Mapping[str, Any]]) -> list[Verdict]:
-        """Grade many responses; Verdicts come back in the order of ``items``."""
-        requests = _batch(items, self.judges)
+    async def score_batch(self, items: list[Mapping[str, Any]]) -> list[Verdict | list[Verdict]]:
+        """Grade many responses; Verdicts come back in the order of ``items``.
+
+        An item with ``"responses"`` (a list) instead of ``"response"`` is a group, judged
+        as :meth:`score_group` does; its place in the answer holds its list of Verdicts.
+        """
+        requests = [self._group_judge(r, "group", f"request[{i}]")
+                    if isinstance(r, GroupRequest) else r
+                    for i, r in enumerate(_batch(items, self.judges))]
         if not requests:
             return []
-        verdicts = await asyncio.gather(*self.dispatcher.submit(requests))
-        return [self._served(r, v) for r, v in zip(requests, verdicts, strict=True)]
+        return await self._serve(requests)
+
+    async def score_group(self, prompt: str | list, responses: list,
+                          reference: str | None = None, *, judge: str | None = None,
+                          fields: Mapping[str, str] | None = None,
+                          metadata: Any = None) -> list[Verdict]:
+        """Grade a group of responses to one prompt in one judge call (per ``max_group``);
+        one Verdict per response, in the order of ``responses``. ``judge`` names a judge
+        of kind ``group`` (``None``: the built-in ``group``); ``fields`` are extra named
+        texts shown to it, each in its own data block."""
+        group = self._group_judge(GroupRequest(prompt, responses, reference, judge=judge,
+                                               metadata=metadata, fields=fields),
+                                  "group", "request")
+        (verdicts,) = await self._serve([group])
+        return verdicts
+
+    async def compare(self, prompt: str | list, a: str | list, b: str | list,
+                      reference: str | None = None, *, judge: str | None = None,
+                      fields: Mapping[str, str] | None = None, metadata: Any = None) -> Verdict:
+        """The preference for ``a`` over ``b`` in [0, 1] (1: ``a`` clearly better, 0.5: a
+        tie), asked in both orders unless the judge says ``swap = false``. ``judge``
+        names a judge of kind ``pairwise`` (``None``: the built-in ``pairwise``)."""
+        pair = self._group_judge(GroupRequest(prompt, (a, b), reference, judge=judge,
+                                              metadata=metadata, fields=fields),
+                                 "pairwise", "request")
+        options = self._options(pair.judge)
+        first_is_a = first_shown(*(x if isinstance(x, str) else json.dumps(x, sort_keys=True)
+                                   for x in (prompt, a, b)), reference)
+        calls = pair_requests(pair, swap=options.swap, first_is_a=first_is_a)
+        results = [stamped(r, options) for r in
+                   await asyncio.gather(*self.dispatcher.submit(calls))]
+        verdict = compare_verdict(results, swap=options.swap, first_is_a=first_is_a,
+                                  metadata=metadata, counts=self.groups)
+        if verdict.ok and options.swap and not verdict.cached:
+            self.metrics.record_comparison(consistent=verdict.extra["position_consistent"])
+        return verdict
 
     # -- control -----------------------------------------------------------------------
 
@@ -161,6 +224,7 @@ class Judge:
             "recent_switches": list(self._recent),
             "failover": self.failover.snapshot(),
             "cache": self.cache.snapshot(),
+            "groups": self.groups.snapshot(),
             "started_at": self.started_at,
             "uptime_s": round(time.time() - self.started_at, 1),
             "pid": self._pid,
@@ -260,10 +324,58 @@ class Judge:
         self.failover.report(verdict)
         return not verdict.ok and self.failover.can_reroute(verdict, self._primary)
 
-    def _key(self, spec: BackendSpec, request: JudgeRequest) -> str:
+    async def _serve(self, requests: list[JudgeRequest | GroupRequest]
+                     ) -> list[Verdict | list[Verdict]]:
+        """Submit singles and groups (split into chunks) at once; results in order."""
+        flat: list[Request] = []
+        plans = []
+        for request in requests:
+            if isinstance(request, GroupRequest):
+                plan, chunks = chunk_requests(request, self._options(request.judge).max_group)
+                plans.append((request, plan, len(flat), len(chunks)))
+                flat.extend(chunks)
+            else:
+                plans.append((request, None, len(flat), 1))
+                flat.append(request)
+        results: list[Result] = list(await asyncio.gather(*self.dispatcher.submit(flat)))
+        out: list[Verdict | list[Verdict]] = []
+        for request, plan, start, n in plans:
+            if plan is None:
+                out.append(self._served(request, results[start]))  # type: ignore[arg-type]
+                continue
+            saved, judged = self.groups.calls_saved, self.groups.groups
+            definition = self._options(request.judge)
+            chunks = [stamped(r, definition) for r in results[start:start + n]]
+            out.append(assemble(request, plan, chunks, self.groups))
+            if self.groups.groups != judged:  # not all from the cache
+                self.metrics.record_group(saved=self.groups.calls_saved - saved,
+                                          split=plan.split)
+        return out
+
+    def _options(self, name: str | None) -> JudgeDefinition:
+        return self.judges.get(name)
+
+    def _group_judge(self, request: GroupRequest, kind: str, where: str) -> GroupRequest:
+        """``request`` with its judge named; ValueError unless that judge is a ``kind``
+        judge (score_group and group items take group judges, compare a pairwise one)."""
+        name = request.judge or kind  # the built-in "group" and "pairwise" judges
+        try:
+            definition = self.judges.get(name)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        if definition.kind != kind:
+            known = [d.name for d in self.judges if d.kind == kind]
+            raise ValueError(f"{where}.judge {name!r} is not a {kind} judge (its kind is "
+                             f"{definition.kind!r}); {kind} judges: {', '.join(known)}")
+        return request if request.judge == name else dataclasses.replace(request, judge=name)
+
+    def _key(self, spec: BackendSpec, request: Request) -> str:
+        model = spec.model(self.config.ccode_models)
         judge = self.judges.get(request.judge)
-        return cache_key(str(spec), spec.model(self.config.ccode_models),
-                         f"{self._rubric_id}|{judge.name}:{judge.version}", request)
+        if isinstance(request, GroupRequest):
+            return group_cache_key(str(spec), model, f"{judge.name}:{judge.version}", request)
+        return cache_key(str(spec), model, f"{self._rubric_id}|{judge.name}:{judge.version}",
+                         request)
 
     async def _send(self, worker: int, spec: str, requests: list[JudgeRequest]) -> list[Verdict]:
         self._gauge(spec)

@@ -65,6 +65,14 @@ class JudgeMetrics:
             "judge_failovers_total", "Moves to a fallback backend (LLM_JUDGE_FALLBACK).")
         self.cache_hits = metrics.Counter(
             "judge_cache_hits_total", "Verdicts answered from the cache or a shared call.")
+        self.group_calls_saved = metrics.Counter(
+            "judge_group_calls_saved_total",
+            "Backend calls saved by judging groups in one call (members minus calls made).")
+        self.groups_split = metrics.Counter(
+            "judge_groups_split_total", "Groups larger than max_group, judged in chunks.")
+        self.position_inconsistent = metrics.Counter(
+            "judge_position_inconsistent_total",
+            "Comparisons whose two orders disagreed beyond the threshold.")
         self.current = metrics.Gauge(
             "judge_current_backend",
             "1 for the backend new requests go to (after failover), 0 for the others.",
@@ -116,6 +124,19 @@ class JudgeMetrics:
             self._set(self.shift, mean, {"judge": judge})
         if spearman is not None:
             self._set(self.rank_correlation, spearman, {"judge": judge})
+
+    def record_group(self, *, saved: int, split: bool) -> None:
+        """One group judged (not from the cache): calls saved, whether it was split."""
+        if saved:
+            # Ray counters only go up; a fallback that cost more than it saved shows in
+            # status()'s calls_saved, which may go down.
+            self.group_calls_saved.inc(max(0, saved))
+        if split:
+            self.groups_split.inc(1)
+
+    def record_comparison(self, *, consistent: bool) -> None:
+        if not consistent:
+            self.position_inconsistent.inc(1)
 
     def set_in_flight(self, backend: str, n: int, queued: int) -> None:
         self._set(self.in_flight, n, {"backend": backend})

@@ -19,7 +19,9 @@ from ..errors import JudgeError
 from ..judging.catalog import JudgeCatalog
 from ..judging.definition import JudgeDefinition
 from ..selection.spec import BackendSpec
-from ..verdict import JudgeRequest, Status, Verdict
+from ..verdict import GroupRequest, JudgeRequest, Status
+from .cache import Result
+from .dispatch import failure
 
 __all__ = ["JudgeWorker"]
 
@@ -56,8 +58,10 @@ class JudgeWorker:
             self._backends[spec_text] = backend
         return backend
 
-    async def judge_batch(self, spec_text: str, requests: list[JudgeRequest]) -> list[Verdict]:
-        """Grade ``requests`` with backend ``spec_text``; one Verdict per request, in order."""
+    async def judge_batch(self, spec_text: str,
+                          requests: list[JudgeRequest | GroupRequest]) -> list[Result]:
+        """Grade ``requests`` with backend ``spec_text``; one Verdict per request (a tuple
+        of them per group), in order."""
         try:
             backend = self._backend(spec_text)
             if spec_text not in self._prepared:  # shared by the batches that arrive meanwhile
@@ -72,10 +76,12 @@ class JudgeWorker:
                 logger.error("%s", message)
                 self._broken[spec_text] = message
             # "unavailable" lets the failover chain move on, as for bad credentials.
-            return [Verdict.failure(Status.BACKEND_ERROR, message, backend=spec_text,
-                                    metadata=r.metadata, extra={"unavailable": True})
+            return [failure(r, Status.BACKEND_ERROR, message, backend=spec_text,
+                            extra={"unavailable": True})
                     for r in requests]
-        return list(await asyncio.gather(*(backend.judge(r) for r in requests)))
+        return list(await asyncio.gather(*(
+            backend.judge_group(r) if isinstance(r, GroupRequest) else backend.judge(r)
+            for r in requests)))
 
     async def ping(self) -> int:
         return os.getpid()
