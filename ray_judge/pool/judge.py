@@ -348,8 +348,11 @@ class Judge:
             chunks = [stamped(r, definition) for r in results[start:start + n]]
             out.append(assemble(request, plan, chunks, self.groups))
             if self.groups.groups != judged:  # not all from the cache
-                self.metrics.record_group(saved=self.groups.calls_saved - saved,
-                                          split=plan.split)
+                try:
+                    self.metrics.record_group(saved=self.groups.calls_saved - saved,
+                                              split=plan.split)
+                except Exception:  # metrics must never cost a caller its verdicts
+                    logger.exception("recording a group's metrics failed")
         return out
 
     def _options(self, name: str | None) -> JudgeDefinition:
