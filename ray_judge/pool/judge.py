@@ -74,14 +74,14 @@ class Judge:
         rubric = load_rubric(self.config)  # also fails start-up on a bad rubric file
         # The judges file is read here, once; workers get the definitions themselves, in
         # their constructor arguments, so a restarted worker has them too.
-        self.judges = JudgeCatalog.build(self.config, rubric=rubric, judges=judges)
+        self.judges_catalog = JudgeCatalog.build(self.config, rubric=rubric, judges=judges)
         node_id = ray.get_runtime_context().get_node_id()
         placement = NodeAffinitySchedulingStrategy(node_id=node_id, soft=True)
         self.workers = [
             _WorkerActor.options(
                 num_cpus=self.config.worker_cpus, max_restarts=-1, max_task_retries=0,
                 max_concurrency=100_000, scheduling_strategy=placement,
-            ).remote(i, dict(env), cwd, dict(registry or {}), list(self.judges))
+            ).remote(i, dict(env), cwd, dict(registry or {}), list(self.judges_catalog))
             for i in range(self.config.num_workers)
         ]
         self.failover = FailoverChain(
@@ -112,13 +112,13 @@ class Judge:
         the extra inputs its template names. Raises TypeError/ValueError for malformed
         arguments, an unknown judge or a field the judge needs and lacks."""
         request = JudgeRequest(prompt, response, reference, rubric, metadata, judge, fields)
-        self.judges.check(request)
+        self.judges_catalog.check(request)
         (future,) = self.dispatcher.submit([request])
         return await future
 
     async def score_batch(self, items: list[Mapping[str, Any]]) -> list[Verdict]:
         """Grade many responses; Verdicts come back in the order of ``items``."""
-        requests = _batch(items, self.judges)
+        requests = _batch(items, self.judges_catalog)
         if not requests:
             return []
         return list(await asyncio.gather(*self.dispatcher.submit(requests)))
@@ -148,11 +148,16 @@ class Judge:
             "uptime_s": round(time.time() - self.started_at, 1),
             "pid": self._pid,
             "node_id": ray.get_runtime_context().get_node_id(),
-            "judges": self.judges.versions(),
+            "judges": self.judges_catalog.versions(),
             "limits": {"ccode": self.config.max_in_flight_ccode,
                        "litellm": self.config.max_in_flight_litellm},
             **self.stats.snapshot(),
         }
+
+    @ray.method(concurrency_group=CONTROL_GROUP)
+    def judges(self) -> dict[str, str]:
+        """The judges this judge knows: name -> version."""
+        return self.judges_catalog.versions()
 
     @ray.method(concurrency_group=CONTROL_GROUP)
     def refresh_backend(self) -> dict[str, Any]:
@@ -208,7 +213,7 @@ class Judge:
         return not verdict.ok and self.failover.can_reroute(verdict, self._primary)
 
     def _key(self, spec: BackendSpec, request: JudgeRequest) -> str:
-        judge = self.judges.get(request.judge)
+        judge = self.judges_catalog.get(request.judge)
         return cache_key(str(spec), spec.model(self.config.ccode_models),
                          f"{self._rubric_id}|{judge.name}:{judge.version}", request)
 
