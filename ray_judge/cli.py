@@ -270,6 +270,11 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}s"
 
 
+def _format_retries(status: dict) -> str:
+    n = status.get("format_retries") or 0
+    return f" (+{n} correction turns)" if n else ""
+
+
 def format_live_status(status: dict, *, warnings: bool = True) -> str:
     """A person's view of the judge's ``status()`` (``warnings``: the override file's)."""
     in_flight = sum(status.get("in_flight", {}).values())
@@ -278,7 +283,8 @@ def format_live_status(status: dict, *, warnings: bool = True) -> str:
         f"up {status['uptime_s']:.0f}s, {status['workers']} workers",
         f"  load:     {in_flight} in flight, {status['queued']} queued",
         f"  verdicts: {status['total']} (p50 {_seconds(status['latency_p50_s'])}, "
-        f"p95 {_seconds(status['latency_p95_s'])}), {status['retries']} retries, "
+        f"p95 {_seconds(status['latency_p95_s'])}), {status['retries']} retries"
+        f"{_format_retries(status)}, "
         f"{status['switches']} switches, cost ${status['cost_usd']:.4f}",
     ]
     if status.get("judges"):

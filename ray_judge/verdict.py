@@ -129,9 +129,9 @@ def _fields(fields: object, index: int | None) -> dict[str, str]:
         if not (isinstance(name, str) and _FIELD_NAME.fullmatch(name)):
             raise ValueError(f"{where}: field names must be identifiers such as 'dockerfile', "
                              f"got {_preview(name)}")
-        if name in _TEXT_FIELDS:
+        if name.lower() in _TEXT_FIELDS:  # its data block would be named like theirs
             raise ValueError(f"{where}: {name!r} is a request argument, not a field; pass it "
-                             f"as {name}=")
+                             f"as {name.lower()}=")
         if not isinstance(value, str):
             raise TypeError(f"{where}[{name!r}] must be a string, got "
                             f"{type(value).__name__}: {_preview(value)}")
@@ -201,6 +201,12 @@ class Verdict:
     @property
     def ok(self) -> bool:
         return self.status is Status.OK
+
+    @property
+    def transport_retries(self) -> int:
+        """Attempts beyond the first of each model call, correction turns left out."""
+        calls = len(self.extra.get("samples", ())) or 1
+        return max(0, self.attempts - self.format_retries - calls)
 
     def with_(self, **changes: Any) -> Verdict:
         """A copy with ``changes`` applied (dataclasses.replace, re-validated)."""

@@ -186,3 +186,14 @@ def test_a_judge_reads_a_score_within_0_1_or_a_parse_error(spec, text, structure
 def test_every_parser_kind_has_a_table_row() -> None:
     kinds = {spec.partition(":")[0] for spec, *_ in CASES} | {"python"}
     assert kinds == set(PARSERS)
+
+
+@pytest.mark.parametrize(("spec", "text"), [
+    ("yaml:score", "```yaml\nscore: 2024-13-45\n```"),
+    ("yaml:score", "score: 2024-13-45"),
+    ("json:score", "[" * 100_000),
+    ("yaml:score", "```yaml\n" + "[" * 10_000 + "\n```"),
+])
+def test_pathological_answers_are_parse_errors(spec, text) -> None:
+    with pytest.raises(ScoreParseError):
+        read(spec, text)

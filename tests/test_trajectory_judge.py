@@ -196,6 +196,16 @@ def test_a_bad_judges_file_fails_start_up_in_the_caller(judge, server, tmp_path,
     assert ray.get(judge.score.remote("What is 2+2?", "4"), timeout=60).ok
 
 
+def test_starting_again_with_other_definitions_warns_and_keeps_the_running_judge(
+        judge, server, tmp_path, caplog) -> None:
+    changed = JudgeDefinition(name="pass_fail", system="Say PASS or FAIL, strictly.",
+                              parser=r"regex:VERDICT: (\w+)", labels={"PASS": 1, "FAIL": 0})
+    with caplog.at_level("WARNING", logger="ray_judge"):
+        again = ray_judge.start_judge(env=env_for(server, tmp_path), judges=[changed])
+    assert ray.get(again.status.remote())["pid"] == ray.get(judge.status.remote())["pid"]
+    assert "other definitions of pass_fail" in caplog.text
+
+
 def test_status_and_the_cli_name_the_judges(judge) -> None:
     from ray_judge.cli import format_live_status
 

@@ -133,7 +133,8 @@ class Backend(ABC):
             # render() applies request.rubric (validated, cached) when the request has one
             prompt = definition.render(request)
         except (RubricError, ValueError, TypeError) as exc:
-            return Verdict.failure(Status.INVALID_INPUT, str(exc), **base)
+            return Verdict.failure(Status.INVALID_INPUT, str(exc), judge=request.judge or
+                                   "default", **base)
 
         async def transport(prompt: JudgePrompt) -> Outcome:
             return await self._call(prompt, deadline)

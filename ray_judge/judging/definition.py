@@ -14,7 +14,8 @@ or the built-in one) with its own frame and ``SCORE: N`` answer, so ``JudgeDefin
 name="voting", samples=3)`` is the default judge asked three times. ``scale``,
 ``max_input_chars`` and that rubric are filled in from the configuration by
 :meth:`JudgeDefinition.with_defaults` (the catalog does it), which is why ``version`` is
-the *effective* judge's.
+the *effective* judge's. Every judge today grades one response per request; judges of
+a group of responses (pairwise, ranking) would add a ``kind`` to this value.
 """
 
 from __future__ import annotations
@@ -119,6 +120,9 @@ class JudgeDefinition:
     source: str = field(default="code", compare=False)
     #: the configured rubric, for a judge without ``system`` (set by with_defaults)
     rubric: Rubric | None = field(default=None, repr=False)
+    # Computed once: every request asks for them (the cache key, the field check).
+    _version: str = field(init=False, repr=False, compare=False, default="")
+    _inputs: tuple[str, ...] = field(init=False, repr=False, compare=False, default=())
 
     def __post_init__(self) -> None:
         if not (isinstance(self.name, str) and _NAME.fullmatch(self.name)):
@@ -155,12 +159,18 @@ class JudgeDefinition:
             self._rubric_layout()
         if self.rubric is not None and not isinstance(self.rubric, Rubric):
             self._fail("rubric", self.rubric, "must be a Rubric")
+        object.__setattr__(self, "_version", self._hash())
+        object.__setattr__(self, "_inputs", () if self.user is None else tuple(
+            n for n in placeholders(self.user, "user template") if n not in _DATA))
 
     # -- what the rest of the code reads ----------------------------------------------
 
     @property
     def version(self) -> str:
         """A short stable hash of everything that changes the verdict (not the name)."""
+        return self._version
+
+    def _hash(self) -> str:
         system = self.system
         if system is None and self.kind != "pointwise":
             system = ["built in", self.kind]
@@ -193,10 +203,8 @@ class JudgeDefinition:
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        """The inputs a request must bring beyond prompt and response (``None``: any)."""
-        if self.user is None:
-            return ()
-        return tuple(n for n in placeholders(self.user, "user template") if n not in _DATA)
+        """The inputs a request must bring beyond prompt and response (``()``: none)."""
+        return self._inputs
 
     def check(self, request: JudgeRequest) -> None:
         """Raise ValueError when ``request`` lacks an input this judge needs or brings a

@@ -79,7 +79,7 @@ async def _sample(definition: JudgeDefinition, prompt: JudgePrompt, transport: T
         common = {"raw": completion.text, "attempts": attempts, "format_retries": corrections,
                   "model": model, **_usage(usage)}
         try:
-            score, structured = definition.read(completion.text, completion.structured)
+            score, structured = _read(definition, completion)
         except ScoreParseError as exc:
             if corrections >= definition.correction_turns or time_left() <= 0:
                 return Verdict.failure(Status.PARSE_ERROR, str(exc), extra=extra, **common)
@@ -91,6 +91,16 @@ async def _sample(definition: JudgeDefinition, prompt: JudgePrompt, transport: T
         if definition.schema is not None:
             extra = {"structured": structured}
         return Verdict(score=score, status=Status.OK, extra=extra, **common)
+
+
+def _read(definition: JudgeDefinition, completion: Any) -> tuple[float, bool]:
+    try:
+        return definition.read(completion.text, completion.structured)
+    except ScoreParseError:
+        raise
+    except Exception as exc:  # a parser bug is this answer's parse_error, not a crash
+        raise ScoreParseError(f"the {definition.parser} parser failed: "
+                              f"{type(exc).__name__}: {exc}") from None
 
 
 def _combine(definition: JudgeDefinition, verdicts: list[Verdict]) -> Verdict:

@@ -161,8 +161,8 @@ def _yaml(argument: str, _: float) -> tuple[Callable[[str], Any], str]:
             last = block.end()
             try:
                 data = yaml.safe_load(block.group(3))
-            except yaml.YAMLError:
-                continue
+            except Exception:  # YAMLError, and e.g. ValueError for a date like 2024-13-45
+                data = None  # not an answer; parsers do not log
             if isinstance(data, dict):
                 same = [v for k, v in data.items() if str(k).lower() == key.lower()]
                 if same:
@@ -172,7 +172,7 @@ def _yaml(argument: str, _: float) -> tuple[Callable[[str], Any], str]:
             for line in bare.finditer(chunk):
                 try:
                     value = yaml.safe_load(line["v"]) if line["v"] else None
-                except yaml.YAMLError:
+                except Exception:
                     value = line["v"]
                 found.append((offset + line.start(), value))
         if not found:
@@ -244,7 +244,7 @@ def _json_objects(text: str) -> list[Any]:
     while index != -1:
         try:
             obj, end = decoder.raw_decode(text, index)
-        except ValueError:
+        except (ValueError, RecursionError):
             index = text.find("{", index + 1)
             continue
         objects.append(obj)

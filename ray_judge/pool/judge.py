@@ -103,14 +103,14 @@ class Judge:
         rubric = load_rubric(self.config)  # also fails start-up on a bad rubric file
         # The judges file is read here, once; workers get the definitions themselves, in
         # their constructor arguments, so a restarted worker has them too.
-        self.judges = JudgeCatalog.build(self.config, rubric=rubric, judges=judges)
+        self.judges_catalog = JudgeCatalog.build(self.config, rubric=rubric, judges=judges)
         node_id = ray.get_runtime_context().get_node_id()
         placement = NodeAffinitySchedulingStrategy(node_id=node_id, soft=True)
         self.workers = [
             _WorkerActor.options(
                 num_cpus=self.config.worker_cpus, max_restarts=-1, max_task_retries=0,
                 max_concurrency=100_000, scheduling_strategy=placement,
-            ).remote(i, dict(env), cwd, dict(registry or {}), list(self.judges))
+            ).remote(i, dict(env), cwd, dict(registry or {}), list(self.judges_catalog))
             for i in range(self.config.num_workers)
         ]
         self.failover = FailoverChain(
@@ -150,7 +150,7 @@ class Judge:
         the extra inputs its template names. Raises TypeError/ValueError for malformed
         arguments, an unknown judge or a field the judge needs and lacks."""
         request = JudgeRequest(prompt, response, reference, rubric, metadata, judge, fields)
-        self.judges.check(request)
+        self.judges_catalog.check(request)
         (future,) = self.dispatcher.submit([request])
         return self._served(request, await future)
 
@@ -162,7 +162,7 @@ class Judge:
         """
         requests = [self._group_judge(r, "group", f"request[{i}]")
                     if isinstance(r, GroupRequest) else r
-                    for i, r in enumerate(_batch(items, self.judges))]
+                    for i, r in enumerate(_batch(items, self.judges_catalog))]
         if not requests:
             return []
         return await self._serve(requests)
@@ -229,7 +229,7 @@ class Judge:
             "uptime_s": round(time.time() - self.started_at, 1),
             "pid": self._pid,
             "node_id": ray.get_runtime_context().get_node_id(),
-            "judges": self.judges.versions(),
+            "judges": self.judges_catalog.versions(),
             "limits": {"ccode": self.config.max_in_flight_ccode,
                        "litellm": self.config.max_in_flight_litellm},
             "shift": self.shift.snapshot(),
@@ -242,6 +242,11 @@ class Judge:
     def shift_pairs(self) -> dict[str, Any]:
         """Per judge: the latest shift report with its paired scores and fitted map."""
         return self.shift.pairs()
+
+    @ray.method(concurrency_group=CONTROL_GROUP)
+    def judges(self) -> dict[str, str]:
+        """The judges this judge knows: name -> version."""
+        return self.judges_catalog.versions()
 
     @ray.method(concurrency_group=CONTROL_GROUP)
     def refresh_backend(self) -> dict[str, Any]:
@@ -356,25 +361,25 @@ class Judge:
         return out
 
     def _options(self, name: str | None) -> JudgeDefinition:
-        return self.judges.get(name)
+        return self.judges_catalog.get(name)
 
     def _group_judge(self, request: GroupRequest, kind: str, where: str) -> GroupRequest:
         """``request`` with its judge named; ValueError unless that judge is a ``kind``
         judge (score_group and group items take group judges, compare a pairwise one)."""
         name = request.judge or kind  # the built-in "group" and "pairwise" judges
         try:
-            definition = self.judges.get(name)
+            definition = self.judges_catalog.get(name)
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
         if definition.kind != kind:
-            known = [d.name for d in self.judges if d.kind == kind]
+            known = [d.name for d in self.judges_catalog if d.kind == kind]
             raise ValueError(f"{where}.judge {name!r} is not a {kind} judge (its kind is "
                              f"{definition.kind!r}); {kind} judges: {', '.join(known)}")
         return request if request.judge == name else dataclasses.replace(request, judge=name)
 
     def _key(self, spec: BackendSpec, request: Request) -> str:
         model = spec.model(self.config.ccode_models)
-        judge = self.judges.get(request.judge)
+        judge = self.judges_catalog.get(request.judge)
         if isinstance(request, GroupRequest):
             return group_cache_key(str(spec), model, f"{judge.name}:{judge.version}", request)
         return cache_key(str(spec), model, f"{self._rubric_id}|{judge.name}:{judge.version}",

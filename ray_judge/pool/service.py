@@ -63,7 +63,8 @@ def start_judge(*, name: str | None = None, namespace: str | None = None,
 
     Returns:
         The actor handle. If a judge already runs under that name it is returned as is
-        (its settings are the ones it was started with).
+        (its settings and judges are the ones it was started with; a warning names the
+        judges whose definitions differ from this caller's).
     """
     ray = _ensure_ray()
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -74,7 +75,7 @@ def start_judge(*, name: str | None = None, namespace: str | None = None,
     config = JudgeConfig.from_env(environ)  # fail here, in the caller, on a bad setting
     judges = list(judges)
     # Likewise a bad rubric file, judges file or definition, rather than a dead actor later.
-    JudgeCatalog.build(config, rubric=load_rubric(config), judges=judges)
+    wanted = JudgeCatalog.build(config, rubric=load_rubric(config), judges=judges).versions()
     name, namespace = _names(config, name, namespace)
     handle = Judge.options(
         name=name, namespace=namespace, lifetime="detached", get_if_exists=True,
@@ -84,6 +85,13 @@ def start_judge(*, name: str | None = None, namespace: str | None = None,
             node_id=ray.get_runtime_context().get_node_id(), soft=False),
     ).remote(forwarded_env(environ), str(Path.cwd()), dict(backend_registry or {}), judges)
     ray.get(handle.ping.remote(), timeout=timeout_s)
+    running = ray.get(handle.judges.remote(), timeout=timeout_s)
+    differ = sorted(n for n, v in wanted.items() if running.get(n) != v)
+    if differ:
+        # get_if_exists returned a judge started earlier, with other definitions.
+        logger.warning("the running judge %r has other definitions of %s than this caller "
+                       "(it keeps its own: restart it to change judges); it knows %s",
+                       name, ", ".join(differ), running)
     return handle
 
 
