@@ -232,6 +232,36 @@ def test_judge_with_a_schema_reads_a_text_answer_with_the_text_parser(fake, env)
     assert [t["name"] for t in offered_tools(call)] == [STRUCTURED_OUTPUT_TOOL]
 
 
+@real_cli
+@both
+def test_judge_with_a_schema_reads_the_structured_answer_or_the_text(fake, env, mode):
+    """Backend.judge() with a judge definition that asks for structured output: the
+    tool call's object when the model makes it, the text parser when it does not."""
+    graded = JudgeDefinition(name="graded", system="Grade the response.", parser="yaml:score",
+                             scale=(0, 10), schema=SCHEMA)
+    fake.script(Behaviour.structured_output({"score": 7}),
+                Behaviour.ok("Correct.\n```yaml\nscore: 8\n```"))
+    backend = MODES[mode](
+        BackendSpec.ccode("ccode-4-sonnet"),
+        JudgeConfig(claude_cli_path=CLI, timeout_s=30.0, max_attempts=1, ccode_sessions=1),
+        environ=env, judges=[graded])
+
+    async def run():
+        try:
+            return [await backend.judge(JudgeRequest(prompt="What is 2+2?", response=r,
+                                                     judge="graded")) for r in ("4", "four")]
+        finally:
+            await backend.aclose()
+
+    structured, text = asyncio.run(asyncio.wait_for(run(), 120))
+    assert (structured.status, structured.score, structured.extra) == (
+        "ok", 0.7, {"structured": True}), structured
+    assert (text.status, text.score, text.extra) == ("ok", 0.8, {"structured": False}), text
+    assert text.raw == "Correct.\n```yaml\nscore: 8\n```"
+    assert [[t["name"] for t in offered_tools(c)] for c in model_calls(fake)] == [
+        [STRUCTURED_OUTPUT_TOOL]] * 2
+
+
 # -- correction turns ------------------------------------------------------------------
 
 FOLLOW_UP = ("Your answer could not be read: no line of the form SCORE: N. Answer again "
