@@ -7,7 +7,7 @@ with CLI 2.1.332 against the fake Messages API on 127.0.0.1:
 * **Later turns** (a correction turn: our earlier answer, then our follow-up) become ONE
   user message: the original data blocks, each earlier answer quoted as data in its own
   ``<<<BEGIN EARLIER ANSWER n>>>`` block (forged markers neutralised by the same helper
-  as every data block), then our follow-up.
+  as every data block), then our follow-up (markers it quotes neutralised too).
 * **A JSON schema** goes to ``--json-schema`` (inline JSON only; the CLI reads no file).
   The CLI then offers the model exactly one tool, ``StructuredOutput``, whose
   ``input_schema`` is the schema (with ``--tools ""`` no other tool is offered), and
@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import PermanentBackendError
-from ..judging.rubric import JudgePrompt, data_block
+from ..judging.rubric import JudgePrompt, data_block, neutralise
 
 __all__ = ["MAX_ARG_BYTES", "SessionKey", "cli_env", "cli_message", "schema_arg", "session_key"]
 
@@ -52,7 +52,8 @@ def cli_message(prompt: JudgePrompt, max_chars: int) -> str:
     """The one user message the CLI sends for ``prompt``: ``user`` and its later turns.
 
     Each ``assistant`` turn is quoted in a data block (cut to ``max_chars``, forged
-    markers neutralised); each ``user`` turn is ours and follows as it is.
+    markers neutralised); each ``user`` turn is ours and follows as it is, apart from
+    marker runs (it may quote the answer), neutralised the same way.
     """
     if not prompt.turns:
         return prompt.user
@@ -67,7 +68,9 @@ def cli_message(prompt: JudgePrompt, max_chars: int) -> str:
             name = "EARLIER ANSWER" if answers == 1 else f"EARLIER ANSWER {number}"
             parts.append(data_block(name, turn["content"], max_chars))
         elif turn["role"] == "user":
-            parts.append(turn["content"])
+            # Ours, but it may quote the answer (a parse error shows the bad value): in
+            # one message, a marker in it would be read as ending or opening a block.
+            parts.append(neutralise(turn["content"]))
         else:
             raise ValueError(f"a later turn's role must be 'assistant' or 'user', got "
                              f"{turn['role']!r}")

@@ -31,7 +31,7 @@ from ..config import JudgeConfig
 from ..errors import RubricError
 from ..verdict import JudgeRequest
 
-__all__ = ["DEFAULT_RUBRIC", "JudgePrompt", "Rubric", "data_block", "load_rubric"]
+__all__ = ["DEFAULT_RUBRIC", "JudgePrompt", "Rubric", "data_block", "load_rubric", "neutralise"]
 
 #: What each placeholder of a rubric template renders as.
 _PLACEHOLDERS = {
@@ -302,8 +302,17 @@ def _check_encodable(request: JudgeRequest) -> None:
 def data_block(name: str, text: str, max_chars: int) -> str:
     """``text`` between ``<<<BEGIN NAME>>>`` and ``<<<END NAME>>>``, cut to ``max_chars``
     with a visible marker, each run of 3+ ``<`` rewritten so that no data closes a block."""
-    body = _OPENER_RUN.sub(lambda m: "\u2039" * len(m.group()), _truncate(text, max_chars))
+    body = neutralise(_truncate(text, max_chars))
     return f"<<<BEGIN {name}>>>\n{body}\n<<<END {name}>>>"
+
+
+def neutralise(text: str) -> str:
+    """``text`` with each run of 3+ ``<`` rewritten as U+2039s: it holds no block marker.
+
+    For text of ours that quotes untrusted text outside a block (a correction turn
+    quoting a parse error that quotes the answer).
+    """
+    return _OPENER_RUN.sub(lambda m: "\u2039" * len(m.group()), text)
 
 
 def _truncate(text: str, max_chars: int) -> str:
