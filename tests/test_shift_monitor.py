@@ -221,3 +221,18 @@ def test_status_prints_the_shift_in_one_line_per_judge() -> None:
 def test_raw_score_is_checked(fields, message) -> None:
     with pytest.raises(ValueError, match=message):
         Verdict(**fields)
+
+
+def test_a_judge_definition_asks_for_calibration(tmp_path) -> None:
+    from ray_judge.errors import JudgeDefinitionError
+    from ray_judge.judging.catalog import load_judges_file
+    from ray_judge.judging.definition import JudgeDefinition
+
+    path = tmp_path / "judges.toml"
+    path.write_text('[judges.graded]\ncalibrate = "quantile"\n[judges.plain]\n')
+    graded, plain = sorted(load_judges_file(path), key=lambda d: d.name)
+    assert (graded.calibrate, plain.calibrate) == ("quantile", None)
+    assert graded.version == plain.version  # it maps the served score, not the judgement
+    with pytest.raises(JudgeDefinitionError, match="calibrate must be one of none, quantile, "
+                                                   "got 'linear'"):
+        JudgeDefinition(name="x", calibrate="linear")

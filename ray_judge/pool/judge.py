@@ -314,7 +314,14 @@ class Judge:
             return verdict
 
     def _calibration_of(self, judge: str) -> str:
-        return self.config.calibrate if judge == DEFAULT_JUDGE else "none"
+        """``calibrate`` of the judge's definition; for ``default`` without one, the setting."""
+        try:
+            chosen = self._options(judge).calibrate
+        except ValueError:  # not a judge of this catalog: nothing to calibrate
+            return "none"
+        if chosen is None:
+            return self.config.calibrate if judge == DEFAULT_JUDGE else "none"
+        return chosen
 
     def _shift_gauges(self, report: ShiftReport) -> None:
         self.metrics.set_shift(report.judge, report.stats.mean, report.stats.spearman)
