@@ -132,7 +132,8 @@ class Judge:
             reference=None if reference is None else str(reference),
             calibration_of=self._calibration_of, limit_for=self.config.max_in_flight,
             send_spare=self.dispatcher.send_spare, serving=lambda: self._settled,
-            store=self.cache, on_report=self._shift_gauges)
+            store=self.cache, on_report=self._shift_gauges,
+            version_of=lambda name: self._options(name).version)
         spec, _ = self._route()
         logger.info("judge started: backend %s, %d workers, override file %s",
                     spec, len(self.workers), self.config.backend_file)
