@@ -80,7 +80,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
         "0.1", "share of the new backend's in-flight limit the re-judging may use"),
     "LLM_JUDGE_SHIFT_WARN": ("0.1", "mean score shift after a switch that is logged as WARNING"),
     "LLM_JUDGE_CALIBRATE": (
-        "none", "`quantile`: map the default judge's scores onto the reference backend's"),
+        "none", "`quantile`: map the default judge's scores onto the reference backend's "
+        "(other judges: `calibrate` in their definition)"),
     "LLM_JUDGE_CALIBRATION_MIN_PAIRS": ("100", "re-judged pairs needed before calibrating"),
     "LLM_JUDGE_CALIBRATION_REFERENCE": (
         "first backend of the run", "backend whose score scale calibration maps onto"),

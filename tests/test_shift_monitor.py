@@ -158,10 +158,13 @@ def test_calibration_off_leaves_verdicts_alone_and_failures_are_never_sampled() 
     asyncio.run(main())
 
 
-def test_the_reservoir_survives_a_restart_in_the_cache_file(tmp_path) -> None:
-    async def main(path) -> dict:
+def test_the_reservoir_survives_a_restart_in_the_cache_file_unless_the_judge_changed(
+        tmp_path, caplog) -> None:
+    async def main(path, version: str) -> dict:
         cache = VerdictCache(10, path)
-        shift, _ = monitor(Backends(), [OLD], store=cache, capacity=5)
+        shift, _ = monitor(Backends(), [OLD], store=cache, capacity=5,
+                           version_of=lambda judge: version)
+        restored = shift.reservoir_snapshot()
         if not shift.reservoirs:
             for i in range(12):
                 shift.observe(request(i), verdict(OLD, request(i)))
@@ -169,14 +172,24 @@ def test_the_reservoir_survives_a_restart_in_the_cache_file(tmp_path) -> None:
         samples = [s.to_dict() for s in shift.reservoirs["default"].samples]
         await shift.aclose()
         cache.close()
-        return {"snap": snap, "samples": samples}
+        return {"restored": restored, "snap": snap, "samples": samples}
 
     path = tmp_path / "cache.sqlite"
-    first = asyncio.run(main(path))
+    first = asyncio.run(main(path, "v1"))
+    assert first["restored"] == {}
     assert first["snap"] == {"default": {"entries": 5, "seen": 12, "capacity": 5}}
-    assert asyncio.run(main(path)) == first
-    rows = sqlite3.connect(path).execute("SELECT COUNT(*) FROM reservoir").fetchone()
-    assert rows == (5,)
+    again = asyncio.run(main(path, "v1"))
+    assert again["restored"] == first["snap"] and again["samples"] == first["samples"]
+    rows = sqlite3.connect(path).execute("SELECT judge, COUNT(*) FROM reservoir "
+                                         "GROUP BY judge").fetchall()
+    assert rows == [("default@v1", 5)]
+    # The judge's definition changed: its old scores are not this judge's; a new sample.
+    with caplog.at_level(logging.INFO, logger="ray_judge.pool.shift_monitor"):
+        changed = asyncio.run(main(path, "v2"))
+    assert changed["restored"] == {} and "version v1, now v2" in caplog.text
+    rows = sqlite3.connect(path).execute("SELECT judge, COUNT(*) FROM reservoir "
+                                         "GROUP BY judge").fetchall()
+    assert rows == [("default@v2", 5)]
 
 
 def test_send_spare_uses_only_free_slots_and_none_while_requests_wait() -> None:
@@ -221,3 +234,18 @@ def test_status_prints_the_shift_in_one_line_per_judge() -> None:
 def test_raw_score_is_checked(fields, message) -> None:
     with pytest.raises(ValueError, match=message):
         Verdict(**fields)
+
+
+def test_a_judge_definition_asks_for_calibration(tmp_path) -> None:
+    from ray_judge.errors import JudgeDefinitionError
+    from ray_judge.judging.catalog import load_judges_file
+    from ray_judge.judging.definition import JudgeDefinition
+
+    path = tmp_path / "judges.toml"
+    path.write_text('[judges.graded]\ncalibrate = "quantile"\n[judges.plain]\n')
+    graded, plain = sorted(load_judges_file(path), key=lambda d: d.name)
+    assert (graded.calibrate, plain.calibrate) == ("quantile", None)
+    assert graded.version == plain.version  # it maps the served score, not the judgement
+    with pytest.raises(JudgeDefinitionError, match="calibrate must be one of none, quantile, "
+                                                   "got 'linear'"):
+        JudgeDefinition(name="x", calibrate="linear")

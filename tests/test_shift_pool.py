@@ -39,6 +39,9 @@ from ray_judge.testing import FakeLLMServer  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
+#: The switch test's judge: a judge definition asking for calibration (the failover test
+#: uses the default judge and LLM_JUDGE_CALIBRATE).
+JUDGE = "graded"
 RESERVOIR = 120
 FILL = range(0, 200)
 OLD = "litellm:anthropic/claude-3-haiku-20240307"
@@ -69,8 +72,9 @@ def answer(i: int) -> str:
     return f"The answer is answer-{i:06d}."
 
 
-def items(ids) -> list[dict[str, Any]]:
-    return [{"prompt": "Solve the task.", "response": answer(i), "metadata": i} for i in ids]
+def items(ids, judge: str | None = None) -> list[dict[str, Any]]:
+    return [{"prompt": "Solve the task.", "response": answer(i), "metadata": i, "judge": judge}
+            for i in ids]
 
 
 def wait_for(predicate, what: str, timeout: float = WAIT_S) -> Any:
@@ -117,7 +121,7 @@ class Trainer(threading.Thread):
             while not self._halt.is_set() or pending:
                 while not self._halt.is_set() and len(pending) < self.callers:
                     ref = self.judge.score.remote("Solve the task.", answer(self.next_id),
-                                                  metadata=self.next_id)
+                                                  metadata=self.next_id, judge=JUDGE)
                     self.next_id += 1
                     pending[ref] = (self.phase, time.monotonic())
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
@@ -174,10 +178,10 @@ def status(judge: Any) -> dict[str, Any]:
     return ray.get(judge.status.remote(), timeout=30)
 
 
-def fill(judge: Any, ids: range) -> None:
+def fill(judge: Any, ids: range, name: str | None = None) -> None:
     for start in range(ids.start, ids.stop, 100):
         chunk = range(start, min(start + 100, ids.stop))
-        verdicts = ray.get(judge.score_batch.remote(items(chunk)), timeout=WAIT_S)
+        verdicts = ray.get(judge.score_batch.remote(items(chunk, name)), timeout=WAIT_S)
         assert all(v.ok for v in verdicts), [v for v in verdicts if not v.ok][:1]
 
 
@@ -187,15 +191,17 @@ def switched(cluster, providers, tmp_path_factory):
     under training load; yields once the re-judging is done."""
     tmp = tmp_path_factory.mktemp("switch")
     path = tmp / ".judge_backend"
+    (tmp / "judges.toml").write_text(f'[judges.{JUDGE}]\ncalibrate = "quantile"\n')
     env = judge_env(providers, path, LLM_JUDGE_NUM_WORKERS="2",
-                    LLM_JUDGE_RESERVOIR_SIZE=str(RESERVOIR), LLM_JUDGE_CALIBRATE="quantile",
+                    LLM_JUDGE_RESERVOIR_SIZE=str(RESERVOIR),
+                    LLM_JUDGE_JUDGES_FILE=str(tmp / "judges.toml"),
                     LLM_JUDGE_CALIBRATION_MIN_PAIRS="100",
                     LLM_JUDGE_CACHE_PATH=str(tmp / "cache.sqlite"),
                     # 4 background calls at a time, so the re-judging lasts a while
                     LLM_JUDGE_MAX_IN_FLIGHT_LITELLM="20", LLM_JUDGE_SHIFT_SHARE="0.2")
     judge = ray_judge.start_judge(name="judge_switch", env=env)
-    fill(judge, FILL)
-    assert status(judge)["reservoir"]["default"]["entries"] == RESERVOIR
+    fill(judge, FILL, JUDGE)
+    assert status(judge)["reservoir"][JUDGE]["entries"] == RESERVOIR
     trainer = Trainer(judge)
     trainer.start()
     try:
@@ -203,8 +209,8 @@ def switched(cluster, providers, tmp_path_factory):
         write_override(path, BackendSpec.parse(NEW))
         assert ray.get(judge.refresh_backend.remote(), timeout=30)["backend"] == NEW
         trainer.phase = "during"
-        report = wait_for(lambda: status(judge)["shift"].get("default", {}).get("done")
-                          and status(judge)["shift"]["default"], "the re-judging")
+        report = wait_for(lambda: status(judge)["shift"].get(JUDGE, {}).get("done")
+                          and status(judge)["shift"][JUDGE], "the re-judging")
         trainer.phase = "after"
         n_during = len(trainer.latencies.get("during", []))
         wait_for(lambda: len(trainer.latencies.get("after", [])) >= max(30, n_during),
@@ -252,11 +258,12 @@ def test_training_calls_are_not_delayed_by_the_re_judging(switched) -> None:
 
 def test_calibrated_scores_follow_the_reference_distribution(switched) -> None:
     judge, _, _, _ = switched
-    calibration = status(judge)["calibration"]["default"]
+    assert "default" not in status(judge)["calibration"]  # LLM_JUDGE_CALIBRATE is unset
+    calibration = status(judge)["calibration"][JUDGE]
     assert calibration["reference"] == OLD and calibration["maps"][NEW]["pairs"] == RESERVOIR
     held_out = range(50_000, 50_200)
-    verdicts = ray.get(judge.score_batch.remote(items(held_out)), timeout=WAIT_S)
-    assert all(v.ok and v.backend == NEW for v in verdicts)
+    verdicts = ray.get(judge.score_batch.remote(items(held_out, JUDGE)), timeout=WAIT_S)
+    assert all(v.ok and v.backend == NEW and v.judge == JUDGE for v in verdicts)
     raw = [v.raw_score for v in verdicts]
     assert raw == [new_score(i) / 100 for i in held_out]
     calibrated = [v.score for v in verdicts]
@@ -276,7 +283,7 @@ def test_the_shift_plot_renders_the_pairs(switched, tmp_path) -> None:
     from ray_judge.judging.shift_plot import render_shift_plot
 
     judge, _, _, _ = switched
-    data = ray.get(judge.shift_pairs.remote(), timeout=30)["default"]
+    data = ray.get(judge.shift_pairs.remote(), timeout=30)[JUDGE]
     assert len(data["pairs"]) == data["map"]["pairs"] == RESERVOIR
     out = render_shift_plot(data, tmp_path / "shift.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
@@ -286,14 +293,14 @@ def test_the_shift_plot_renders_the_pairs(switched, tmp_path) -> None:
     from ray_judge.cli import app
 
     saved = tmp_path / "pairs.json"
-    saved.write_text(json.dumps({"default": data}))
-    result = CliRunner().invoke(app, ["shift-plot", "--input", str(saved),
+    saved.write_text(json.dumps({JUDGE: data}))
+    result = CliRunner().invoke(app, ["shift-plot", "--input", str(saved), "--judge", JUDGE,
                                       "--out", str(tmp_path / "cli.png")])
     assert result.exit_code == 0, result.output
     assert "cli.png: since" in result.output and (tmp_path / "cli.png").stat().st_size > 10_000
     result = CliRunner().invoke(app, ["shift-plot", "--input", str(saved), "--judge", "x"])
     assert result.exit_code == 1
-    assert "no shift measured for judge 'x'; judges with one: default" in result.output
+    assert f"no shift measured for judge 'x'; judges with one: {JUDGE}" in result.output
 
 
 def test_a_usage_limit_failover_never_calls_the_old_backend_again(
@@ -335,9 +342,9 @@ def test_a_usage_limit_failover_never_calls_the_old_backend_again(
 
 def test_a_restarted_judge_keeps_its_reservoir_in_the_cache_file(switched) -> None:
     judge, _, _, env = switched
-    before = status(judge)["reservoir"]["default"]
+    before = status(judge)["reservoir"][JUDGE]
     assert before["entries"] == RESERVOIR
     ray_judge.stop_judge(name="judge_switch")
     judge = ray_judge.start_judge(name="judge_switch", env=env)
-    assert status(judge)["reservoir"]["default"] == before
+    assert status(judge)["reservoir"][JUDGE] == before
     assert ray.get(judge.shift_pairs.remote(), timeout=30) == {}  # a new run: no switch yet

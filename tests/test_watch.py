@@ -31,6 +31,9 @@ from ray_judge.monitoring.watch import Poller, render
 REPO = Path(__file__).resolve().parent.parent
 
 STATUS: dict[str, Any] = {
+    "shift": {"default": {"line": "since 14:02 gpt-4o vs gpt-4.1-mini on 180 pairs: mean "
+                                  "+0.31, Spearman 0.72"},
+              "agent": {"line": "since 14:03 gpt-4o vs gpt-4.1-mini on 12 pairs"}},
     "backend": "litellm:openai/gpt-4.1-mini", "serving": "litellm:openai/gpt-4o",
     "source": "file", "override_file": "/runs/.judge_backend", "override_problem": None,
     "override_warnings": ["/runs/.judge_backend is writable by group"],
@@ -81,6 +84,8 @@ def test_a_frame_shows_backend_rate_statuses_load_failover_switches_and_problems
     assert "rate_limited" in out and re.search(r"gpt-4\.1-mini\s+1,000\s+77", out), out
     assert "failover" in out.split("last backend changes")[1]
     assert "2h48m20s" in out  # uptime
+    assert "since 14:02 gpt-4o vs gpt-4.1-mini on 180 pairs: mean +0.31" in out  # shift
+    assert "judge agent: since 14:03" in out
 
 
 def test_the_view_says_when_the_judge_goes_away_and_when_it_is_back():

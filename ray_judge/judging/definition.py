@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config import CALIBRATIONS
 from ..errors import JudgeDefinitionError
 from ..verdict import JudgeRequest
 from .parsers import Parser, read_value
@@ -46,7 +47,7 @@ AGGREGATES = ("mean", "median", "majority")
 DEFINITION_KEYS = ("system", "system_file", "user", "user_file", "parser", "scale", "labels",
                    "schema", "correction_turns", "samples", "aggregate", "max_input_chars",
                    "temperature", "max_tokens", "frame", "kind", "max_group", "shuffle",
-                   "fallback", "swap")
+                   "fallback", "swap", "calibrate")
 #: What a judge grades: one response, a group of responses to one prompt, or a pair.
 KINDS = ("pointwise", "group", "pairwise")
 #: The answer a group or pairwise judge gives unless its definition names a parser.
@@ -95,6 +96,11 @@ class JudgeDefinition:
         fallback: ``"pointwise"``: when a group's answer does not read after the
             correction turns, judge each response alone with the ``default`` judge.
         swap: ask a comparison in both orders and average them.
+        calibrate: ``"quantile"``: after a backend switch, serve this judge's scores mapped
+            onto its reference backend's scale (:mod:`ray_judge.pool.shift_monitor`);
+            ``"none"``: never; ``None``: ``LLM_JUDGE_CALIBRATE`` for ``default``, else
+            never. Not part of the version: it maps the served score, the judgement and
+            the cached verdict stay the backend's own.
         source: where it was defined, for messages (not part of the version).
     """
 
@@ -117,6 +123,7 @@ class JudgeDefinition:
     shuffle: bool = True
     fallback: str | None = None
     swap: bool = True
+    calibrate: str | None = None
     source: str = field(default="code", compare=False)
     #: the configured rubric, for a judge without ``system`` (set by with_defaults)
     rubric: Rubric | None = field(default=None, repr=False)
@@ -155,6 +162,8 @@ class JudgeDefinition:
             self._integer("max_tokens", 16, 1_000_000)
         if not isinstance(self.frame, bool):
             self._fail("frame", self.frame, "must be true or false")
+        if self.calibrate is not None and self.calibrate not in CALIBRATIONS:
+            self._fail("calibrate", self.calibrate, f"must be one of {', '.join(CALIBRATIONS)}")
         if self.system is None and self.kind == "pointwise":
             self._rubric_layout()
         if self.rubric is not None and not isinstance(self.rubric, Rubric):

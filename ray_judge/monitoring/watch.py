@@ -182,6 +182,10 @@ def _status_parts(status: dict[str, Any], rate: float | None,
     load = ", ".join(f"{b} {n}" for b, n in sorted(in_flight.items()) if n) or "none"
     summary.add_row("load", f"{status['queued']:,} queued   in flight: {load}")
     summary.add_row("failover", _failover(failover))
+    for judge, report in sorted((status.get("shift") or {}).items()):
+        # How far the reward moved with the latest switch (see Switch-aware rewards).
+        name = "" if judge == "default" else f"judge {judge}: "
+        summary.add_row("shift", f"{name}{report['line']}")
     problems = []
     if status.get("override_problem"):
         problems.append(Text(status["override_problem"], style="red"))

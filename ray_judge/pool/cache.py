@@ -170,6 +170,17 @@ class VerdictCache:
         except sqlite3.Error:
             logger.exception("writing the reservoir failed; continuing in memory")
 
+    def drop_samples(self, judge: str) -> None:
+        """Forget a reservoir kept in the file."""
+        if self._db is None:
+            return
+        try:
+            self._db.execute("DELETE FROM reservoir WHERE judge = ?", (judge,))
+            self._db.execute("DELETE FROM reservoir_seen WHERE judge = ?", (judge,))
+            self._dirty += 1
+        except sqlite3.Error:
+            logger.exception("dropping a reservoir from the cache file failed")
+
     def load_samples(self) -> dict[str, tuple[int, list[dict[str, Any]]]]:
         """Every judge's ``(seen, samples in slot order)`` from the file; empty without one."""
         if self._db is None:

@@ -132,7 +132,8 @@ class Judge:
             reference=None if reference is None else str(reference),
             calibration_of=self._calibration_of, limit_for=self.config.max_in_flight,
             send_spare=self.dispatcher.send_spare, serving=lambda: self._settled,
-            store=self.cache, on_report=self._shift_gauges)
+            store=self.cache, on_report=self._shift_gauges,
+            version_of=lambda name: self._options(name).version)
         spec, _ = self._route()
         logger.info("judge started: backend %s, %d workers, override file %s",
                     spec, len(self.workers), self.config.backend_file)
@@ -319,7 +320,14 @@ class Judge:
             return verdict
 
     def _calibration_of(self, judge: str) -> str:
-        return self.config.calibrate if judge == DEFAULT_JUDGE else "none"
+        """``calibrate`` of the judge's definition; for ``default`` without one, the setting."""
+        try:
+            chosen = self._options(judge).calibrate
+        except ValueError:  # not a judge of this catalog: nothing to calibrate
+            return "none"
+        if chosen is None:
+            return self.config.calibrate if judge == DEFAULT_JUDGE else "none"
+        return chosen
 
     def _shift_gauges(self, report: ShiftReport) -> None:
         self.metrics.set_shift(report.judge, report.stats.mean, report.stats.spearman)

@@ -123,6 +123,8 @@ class ShiftMonitor:
         serving: the backend new requests go to now (None while a probe decides).
         store: the verdict cache, whose SQLite file (if any) keeps the reservoirs.
         on_report: called with each updated report (metrics).
+        version_of: a judge's ``judge_version``; a sample kept in the file under another
+            version is dropped at start (its scores came from a different judge).
     """
 
     def __init__(self, *, capacity: int, share: float, warn: float, min_pairs: int,
@@ -130,12 +132,14 @@ class ShiftMonitor:
                  limit_for: Callable[[BackendSpec], int], send_spare: SendSpare,
                  serving: Callable[[], str | None], store: VerdictCache | None = None,
                  on_report: Callable[[ShiftReport], None] = lambda report: None,
+                 version_of: Callable[[str], str | None] = lambda judge: None,
                  clock: Callable[[], float] = time.time) -> None:
         self.capacity, self.share, self.warn, self.min_pairs = capacity, share, warn, min_pairs
         self._configured_reference = reference
         self._calibration_of = calibration_of
         self._limit_for, self._send_spare, self._serving = limit_for, send_spare, serving
         self._store, self._on_report, self._clock = store, on_report, clock
+        self._version_of = version_of
         self.reservoirs: dict[str, Reservoir] = {}
         self.reference: dict[str, str] = {}
         self.reports: dict[str, ShiftReport] = {}
@@ -156,8 +160,8 @@ class ShiftMonitor:
         assert verdict.score is not None
         slot = reservoir.offer(request, verdict.backend, verdict.score)
         if slot is not None and self._store is not None:
-            self._store.save_sample(judge, slot, reservoir.samples[slot].to_dict(),
-                                    reservoir.seen)
+            self._store.save_sample(self._stored_as(judge), slot,
+                                    reservoir.samples[slot].to_dict(), reservoir.seen)
 
     def switched(self, old: str, new: str) -> None:
         """The serving backend changed: measure the shift in the background."""
@@ -241,7 +245,7 @@ class ShiftMonitor:
             self._task.cancel()
         if self._store is not None:
             for judge, reservoir in list(self.reservoirs.items()):
-                self._store.save_seen(judge, reservoir.seen)
+                self._store.save_seen(self._stored_as(judge), reservoir.seen)
 
     # -- the background measurement ----------------------------------------------------
 
@@ -333,12 +337,28 @@ class ShiftMonitor:
     def _persist(self, judge: str, reservoir: Reservoir, sample: Sample) -> None:
         slot = reservoir.slot_of(sample)
         if slot is not None and self._store is not None:
-            self._store.save_sample(judge, slot, sample.to_dict(), reservoir.seen)
+            self._store.save_sample(self._stored_as(judge), slot, sample.to_dict(),
+                                    reservoir.seen)
+
+    def _stored_as(self, judge: str) -> str:
+        """The name a judge's sample is kept under in the file: with its version."""
+        try:
+            version = self._version_of(judge)
+        except Exception:  # a judge the catalog no longer has
+            version = None
+        return judge if version is None else f"{judge}@{version}"
 
     def _restore(self) -> None:
         if self._store is None or self.capacity == 0:
             return
-        for judge, (seen, rows) in self._store.load_samples().items():
+        for stored_as, (seen, rows) in self._store.load_samples().items():
+            judge, _, version = stored_as.partition("@")
+            if stored_as != self._stored_as(judge):
+                logger.info("judge %s changed since its sample was kept (version %s, now %s): "
+                            "starting a new sample", judge, version or "?",
+                            self._version_of(judge) or "?")
+                self._store.drop_samples(stored_as)
+                continue
             samples = []
             for row in rows:
                 try:
