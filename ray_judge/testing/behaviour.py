@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-__all__ = ["DEFAULT_TEXT", "Behaviour", "RecordedRequest"]
+__all__ = ["DEFAULT_TEXT", "STRUCTURED_OUTPUT_TOOL", "Behaviour", "RecordedRequest"]
 
 DEFAULT_TEXT = "The response matches the reference.\nSCORE: 8"
+#: The tool through which the Claude Code CLI (``--json-schema``) takes structured output.
+STRUCTURED_OUTPUT_TOOL = "StructuredOutput"
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,11 @@ class Behaviour:
     that is not JSON (or a broken SSE stream). ``cut`` sends the status line, the
     headers and half the body, then closes the connection (a reset mid-body); ``stall``
     sends the same half and then nothing more (a body slower than any timeout).
-    ``delay_s`` is added to the server's latency before any of this.
+    ``delay_s`` is added to the server's latency before any of this. ``structured`` (any
+    JSON value) answers with structured output: on the Anthropic route a ``tool_use``
+    call of the request's structured-output tool (how the Claude Code CLI asks for it;
+    see :data:`STRUCTURED_OUTPUT_TOOL`) with ``text`` before it when not empty, on the
+    OpenAI route the JSON as the message text.
     """
 
     text: str = DEFAULT_TEXT
@@ -36,6 +43,7 @@ class Behaviour:
     malformed: bool = False
     cut: bool = False
     stall: bool = False
+    structured: Any = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str):
@@ -52,14 +60,29 @@ class Behaviour:
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
             raise TypeError(f"Behaviour.headers must map str to str, got {headers!r}")
         object.__setattr__(self, "headers", headers)  # a private copy: callers keep theirs
+        if self.structured is not None:
+            try:
+                json.dumps(self.structured)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"Behaviour.structured must be JSON-ready, got "
+                                f"{self.structured!r}: {exc}") from None
 
     def __hash__(self) -> int:  # the headers dict is not hashable; its items are
         return hash((self.text, self.status, tuple(sorted(self.headers.items())), self.body,
-                     self.delay_s, self.hang, self.drop, self.malformed, self.cut, self.stall))
+                     self.delay_s, self.hang, self.drop, self.malformed, self.cut, self.stall,
+                     json.dumps(self.structured, sort_keys=True)))
 
     @classmethod
     def ok(cls, text: str = DEFAULT_TEXT, *, delay_s: float = 0.0) -> Behaviour:
         return cls(text=text, delay_s=delay_s)
+
+    @classmethod
+    def structured_output(cls, value: Any, text: str = "", *,
+                          delay_s: float = 0.0) -> Behaviour:
+        """Answer with structured output ``value`` (see ``structured``), ``text`` first."""
+        if value is None:
+            raise ValueError("Behaviour.structured_output needs a value, got None")
+        return cls(text=text, structured=value, delay_s=delay_s)
 
     @classmethod
     def error(cls, status: int, message: str = "fake provider error", *,
@@ -108,6 +131,7 @@ class Behaviour:
     @property
     def _plain_default(self) -> bool:
         return (self.status == 200 and self.body is None and self.text == DEFAULT_TEXT
+                and self.structured is None
                 and not (self.hang or self.drop or self.malformed or self.cut or self.stall))
 
 
