@@ -469,8 +469,14 @@ def watch_judge(
         _fail("no Ray cluster found here: start one with ./launch.sh or `ray start --head`, "
               "or set RAY_ADDRESS")
     from .monitoring.watch import watch
+    from .selection.live import JudgeUnreachable
 
-    watch(config, address, interval_s=interval)
+    try:
+        watch(config, address, interval_s=interval)
+    except JudgeUnreachable as exc:
+        _fail(str(exc))
+    except ConnectionError as exc:
+        _fail(f"could not connect to Ray at {address}: {exc}")
 
 
 @app.command("grafana-dashboard")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import socket
 import subprocess
@@ -49,6 +50,7 @@ pytestmark = [
 ]
 
 A, C, B = "litellm:openai/gpt-4o-mini", "litellm:openai/gpt-4.1-mini", "litellm:openai/gpt-4o"
+C_MODEL = "gpt-4.1-mini"
 WAIT_S = 90.0
 #: What Grafana puts in $__rate_interval for a 1 s scrape interval and 1 s steps is 4 s;
 #: a little more keeps a one-off event visible for a few steps on a loaded machine.
@@ -149,9 +151,17 @@ def prometheus(cluster, tmp_path_factory):
     server.stop()
 
 
+def reply(body: dict[str, Any]) -> str:
+    """Scores that vary with the response (so a rank correlation exists), one point higher
+    from C's model (so the switch to C shifts them)."""
+    found = re.search(r"(?:answer|slow) (\d+)", json.dumps(body.get("messages")))
+    score = int(found.group(1)) % 9 if found else 5
+    return f"Fine.\nSCORE: {score + (1 if body.get('model') == C_MODEL else 0)}"
+
+
 @pytest.fixture(scope="module")
 def provider():
-    with FakeLLMServer() as server:
+    with FakeLLMServer(reply=reply) as server:
         yield server
 
 
@@ -160,7 +170,7 @@ def judge(cluster, provider, tmp_path_factory):
     path = tmp_path_factory.mktemp("grafana") / ".judge_backend"
     env = {
         "LLM_JUDGE_NAME": A, "LLM_JUDGE_FALLBACK": B, "LLM_JUDGE_BACKEND_FILE": str(path),
-        "LLM_JUDGE_NUM_WORKERS": "1", "LLM_JUDGE_TIMEOUT": "3", "LLM_JUDGE_DEADLINE": "8",
+        "LLM_JUDGE_NUM_WORKERS": "1", "LLM_JUDGE_TIMEOUT": "4", "LLM_JUDGE_DEADLINE": "12",
         "LLM_JUDGE_MAX_ATTEMPTS": "2", "LLM_JUDGE_BACKOFF": "0.05",
         "LLM_JUDGE_MAX_BACKOFF": "0.2", "LLM_JUDGE_PROBE_INTERVAL": "600",
         "LLM_JUDGE_FAILOVER_RATE_LIMITED": "1000000", "LLM_JUDGE_MAX_IN_FLIGHT_LITELLM": "2",
@@ -200,6 +210,14 @@ def count(status: str, backend: str | None = None) -> str:
     return f"sum(ray_judge_requests_total{{{where}}})"
 
 
+def shift_done(judge: Any, new: str) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        report = ray.get(judge.status.remote())["shift"].get("default")
+        return report if report and report["new"] == new and report["done"] else None
+
+    return wait_for(done, f"the shift measurement on {new}")
+
+
 def drive(run: Run, judge: Any, path: Path) -> dict[str, float]:
     """The scenario; returns the moments the checks look at."""
     prom = run.prometheus
@@ -214,12 +232,13 @@ def drive(run: Run, judge: Any, path: Path) -> dict[str, float]:
     hit = run.score(response="answer 1")
     assert hit.ok and hit.cached
     # A slow spell: two in flight (the litellm limit), four queued.
-    run.provider.script(*[Behaviour.ok(delay_s=3)] * 6)
+    run.provider.script(*[Behaviour.ok(delay_s=2.5)] * 6)
     slow = judge.score_batch.remote([{"prompt": "p", "response": f"slow {i}"}
                                      for i in range(6)])
     wait_for(lambda: prom.value("sum(ray_judge_queued)") >= 1, "a queue in prometheus")
     marks["busy"] = time.time()
-    assert all(v.ok for v in ray.get(slow, timeout=WAIT_S))
+    slow = ray.get(slow, timeout=WAIT_S)
+    assert all(v.ok for v in slow), [(v.status, v.error) for v in slow]
 
     # Every failure kind, twice, and a retry that succeeds.
     for round_ in (1, 2):
@@ -236,10 +255,12 @@ def drive(run: Run, judge: Any, path: Path) -> dict[str, float]:
         run.seen(count("parse_error", A), round_)
     marks["failures"] = time.time()
 
-    # A person switches to C.
+    # A person switches to C. The judge re-judges its sample of A's requests on C to
+    # measure the shift: let it finish before scripting C's answers again.
     write_override(path, BackendSpec.parse(C))
     ray.get(judge.refresh_backend.remote())
     assert all(run.score().backend == C for _ in range(3))
+    shift_done(judge, C)
     run.seen(count("ok", C), 3)
     marks["switch"] = time.time()
 
@@ -247,6 +268,7 @@ def drive(run: Run, judge: Any, path: Path) -> dict[str, float]:
     moved = run.score(Behaviour.error(401, "invalid x-api-key"))
     assert moved.ok and moved.backend == B, moved
     assert all(run.score().backend == B for _ in range(3))
+    shift_done(judge, B)
     run.seen("sum(ray_judge_failovers_total)", 1)
     marks["failover"] = time.time()
     # Then B's key is refused too: nothing left to fail over to, the caller sees it.
@@ -339,7 +361,7 @@ def test_every_dashboard_query_returns_what_the_run_caused(judge, provider, prom
         assert 0 < peak(share, status=status) <= 1, status
     assert "ok" not in {s["metric"].get("status") for s in share}
 
-    # Hangs cost 2 x 3 s: the tail shows them; the median of quick answers is small.
+    # Hangs cost 2 x 4 s: the tail shows them; the median of quick answers is small.
     assert peak(results[("Latency percentiles", "C")], backend=A) > 1.0
     assert peak(results[("Latency percentiles", "A")], backend=A) > 0
 
@@ -351,6 +373,18 @@ def test_every_dashboard_query_returns_what_the_run_caused(judge, provider, prom
     assert peak(tokens, backend=A, direction="input") > 0
     assert peak(tokens, backend=A, direction="output") > 0
     assert peak(results[("Cost per minute", "A")], backend=A) > 0
+
+    # Scores as the backends gave them; C's model answers one point (0.1) higher.
+    scores = results[("Score by backend and judge", "A")]
+    assert 0 < peak(scores, backend=A, judge="default") <= 1
+    assert {series_key(s, "backend") for s in scores} >= {(A,), (C,)}
+    assert peak(results[("Score by backend and judge", "C")], backend=A) <= 1
+    shift = results[("Score shift since the latest switch", "A")]
+    assert peak(shift, judge="default") > 0.05, shift  # A -> C: +0.1 on the same requests
+    assert 0 < peak(results[("Score shift since the latest switch", "B")], judge="default") <= 1
+    # Groups and comparisons were not used: their counters exist, at 0.
+    assert peak(results[("Backend calls saved by groups", "A")]) == 0
+    assert peak(results[("Split groups and inconsistent comparisons", "B")]) == 0
 
     assert peak(results[("annotation: Backend changes", "")]) > 0
     assert peak(results[("annotation: Failovers", "")]) > 0

@@ -131,14 +131,14 @@ WAIT_S = 90.0
 class Pane:
     """One tmux session on its own server socket (nobody else's tmux is touched)."""
 
-    def __init__(self, command: list[str], env: dict[str, str]) -> None:
-        self.socket = f"rjwatch-{uuid.uuid4().hex[:8]}"
+    def __init__(self, command: list[str], env: dict[str, str], where: Path) -> None:
+        self.socket = str(where / f"tmux-{uuid.uuid4().hex[:8]}")
         line = shlex.join(["env", *(f"{k}={v}" for k, v in env.items()), *command])
         self.tmux("new-session", "-d", "-s", "w", "-x", "118", "-y", "44",
                   f"{line}; echo EXIT=$?; sleep 600")
 
     def tmux(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, "-f", "/dev/null", *args],
+        return subprocess.run(["tmux", "-S", self.socket, "-f", "/dev/null", *args],
                               check=True, capture_output=True, text=True, timeout=30).stdout
 
     def capture(self, escapes: bool = False) -> str:
@@ -154,8 +154,9 @@ class Pane:
             time.sleep(0.2)
 
     def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], check=False,
+        subprocess.run(["tmux", "-S", self.socket, "kill-server"], check=False,
                        capture_output=True, timeout=30)
+        Path(self.socket).unlink(missing_ok=True)
 
 
 def redraw(screen: str) -> int:
@@ -199,7 +200,7 @@ def test_watch_in_a_real_terminal(cluster, tmp_path):
                  for i in range(n)]), timeout=WAIT_S)
 
         assert all(v.ok for v in batch(20, "warm"))
-        pane = Pane([sys.executable, "-m", "ray_judge.cli", "watch"], shell_env)
+        pane = Pane([sys.executable, "-m", "ray_judge.cli", "watch"], shell_env, tmp_path)
         try:
             pane.wait_for(lambda s: "redraw" in s and A in s, "the judge on A")
             # A person switches with the real CLI; the view follows within two redraws.
@@ -240,7 +241,7 @@ def test_watch_in_a_real_terminal(cluster, tmp_path):
 
             # The same view from the switch script.
             pane = Pane([sys.executable, str(REPO / "switch_judge_backend.py"), "show",
-                         "--watch"], shell_env)
+                         "--watch"], shell_env, tmp_path)
             pane.wait_for(lambda s: "redraw" in s and C in s, "show --watch drawing")
             pane.tmux("send-keys", "-t", "w", "C-c")
             assert "EXIT=0" in pane.wait_for(lambda s: "EXIT=" in s, "show --watch to exit")

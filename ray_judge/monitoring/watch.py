@@ -32,6 +32,8 @@ __all__ = ["Poller", "View", "render", "watch"]
 NOTICE_S = 30.0
 #: Bound on one status() call; a judge that does not answer within it counts as gone.
 CALL_TIMEOUT_S = 5.0
+#: Bound on connecting to the cluster at start.
+CONNECT_TIMEOUT_S = 30.0
 #: The failure statuses, in the order the table shows them (ok first).
 STATUS_ORDER = ("ok", "parse_error", "timeout", "rate_limited", "usage_limited",
                 "auth_error", "backend_error", "invalid_input")
@@ -247,9 +249,14 @@ def watch(config: JudgeConfig, address: str, *, interval_s: float = 1.0,
     """Redraw the judge's status every ``interval_s`` until Ctrl-C."""
     import ray
 
+    from ..selection.live import _bounded
+
     logging.getLogger("ray").setLevel(logging.ERROR)
-    ray.init(address=address, namespace=config.namespace, log_to_driver=False,
-             logging_level=logging.ERROR, configure_logging=False)
+    # Bounded: ray.init() retries a wrong or dead address for minutes, in silence.
+    _bounded(lambda: ray.init(address=address, namespace=config.namespace,
+                              log_to_driver=False, logging_level=logging.ERROR,
+                              configure_logging=False),
+             CONNECT_TIMEOUT_S, f"connecting to Ray at {address}")
     console = console or Console()
     poller = Poller(config)
     try:

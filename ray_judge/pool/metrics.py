@@ -8,8 +8,8 @@ Ray forgets a gauge about 20 s after it was last set (measured with Ray 2.60), s
 gauges (current backend, in flight, queued) are set again every few seconds: an idle
 judge still shows which backend it would use, and 0 in flight, rather than no data.
 
-The counters without labels (switches, failovers, cache hits) are exported at 0 from the
-start. Prometheus' ``rate()``/``increase()`` only see a counter grow from a sample it
+The counters without labels (switches, failovers, cache hits, group counts) are exported
+at 0 from the start. Prometheus' ``rate()``/``increase()`` only see a counter grow from a sample it
 already has, so a counter that first appears at 1 would hide the first switch or
 failover of a run, the one a dashboard's markers exist for.
 """
@@ -92,7 +92,8 @@ class JudgeMetrics:
             "judge_score_rank_correlation", "Spearman correlation of the old and new "
             "backend's scores on the same requests since the latest switch.",
             tag_keys=("judge",))
-        for counter in (self.switches, self.failovers, self.cache_hits):
+        for counter in (self.switches, self.failovers, self.cache_hits,
+                        self.group_calls_saved, self.groups_split, self.position_inconsistent):
             _export_zero(counter)
         self._current: str | None = None
         self._gauges: dict[tuple[int, tuple[tuple[str, str], ...]], tuple[Any, float]] = {}
