@@ -188,7 +188,11 @@ class Judge:
         verdict = compare_verdict(results, swap=options.swap, first_is_a=first_is_a,
                                   metadata=metadata, counts=self.groups)
         if verdict.ok and options.swap and not verdict.cached:
-            self.metrics.record_comparison(consistent=verdict.extra["position_consistent"])
+            try:
+                self.metrics.record_comparison(
+                    consistent=verdict.extra["position_consistent"])
+            except Exception:  # metrics must never cost a caller its verdict
+                logger.exception("recording a comparison failed")
         return verdict
 
     # -- control -----------------------------------------------------------------------
@@ -306,8 +310,11 @@ class Judge:
             chunks = [stamped(r, definition) for r in results[start:start + n]]
             out.append(assemble(request, plan, chunks, self.groups))
             if self.groups.groups != judged:  # not all from the cache
-                self.metrics.record_group(saved=self.groups.calls_saved - saved,
-                                          split=plan.split)
+                try:
+                    self.metrics.record_group(saved=self.groups.calls_saved - saved,
+                                              split=plan.split)
+                except Exception:  # metrics must never cost a caller its verdicts
+                    logger.exception("recording a group failed")
         return out
 
     def _options(self, name: str | None) -> JudgeDefinition:

@@ -105,10 +105,10 @@ class JudgeMetrics:
 
     def record_group(self, *, saved: int, split: bool) -> None:
         """One group judged (not from the cache): calls saved, whether it was split."""
-        if saved:
-            # Ray counters only go up; a fallback that cost more than it saved shows in
-            # status()'s calls_saved, which may go down.
-            self.group_calls_saved.inc(max(0, saved))
+        if saved > 0:
+            # Ray counters only go up (and refuse 0); a fallback that cost more than it
+            # saved shows in status()'s calls_saved, which may go down.
+            self.group_calls_saved.inc(saved)
         if split:
             self.groups_split.inc(1)
 
