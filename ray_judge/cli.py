@@ -11,12 +11,14 @@ also on a login node where importing ray takes seconds.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -30,6 +32,9 @@ from .selection.resolver import (
     write_override,
 )
 from .selection.spec import CCODE_MODELS, DEFAULT_SPEC, LITELLM_PREFIX, BackendSpec
+
+if TYPE_CHECKING:
+    from .integrations.openrlhf import RewardServer
 
 __all__ = ["Notifier", "app", "main", "notify_running_judge", "switch_app", "switch_main"]
 
@@ -282,12 +287,29 @@ def format_live_status(status: dict, *, warnings: bool = True) -> str:
     for backend, counts in status.get("counts", {}).items():
         detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         lines.append(f"    {backend}: {detail}")
+    lines += shift_lines(status)
     if status.get("override_problem"):
         lines.append(f"  problem:  {status['override_problem']}")
     if warnings:
         lines += [f"  warning:  {w}; whoever can write it can change the reward"
                   for w in status.get("override_warnings") or []]
     return "\n".join(lines)
+
+
+def shift_lines(status: dict) -> list[str]:
+    """The latest switch's score shift, one line per judge, and what calibration does."""
+    lines = []
+    for judge, report in sorted((status.get("shift") or {}).items()):
+        name = "" if judge == "default" else f"judge {judge} "
+        lines.append(f"  shift:    {name}{report['line']}")
+    for judge, calibration in sorted((status.get("calibration") or {}).items()):
+        name = "" if judge == "default" else f"judge {judge} "
+        maps = ", ".join(f"{b} on {m['pairs']} pairs"
+                         for b, m in sorted(calibration["maps"].items())) or (
+            f"none yet (needs {calibration['min_pairs']} pairs)")
+        lines.append(f"  calibrate: {name}{calibration['mode']} onto "
+                     f"{calibration['reference']}; maps: {maps}")
+    return lines
 
 
 @switch_app.command("remove")
@@ -371,6 +393,62 @@ def status(
     typer.echo(json.dumps(judge) if as_json else format_live_status(judge))
 
 
+@app.command("serve-rm")
+def serve_rm(
+    failure_reward: Annotated[float, typer.Option(
+        help="Required: the reward a sample gets when the judge could not judge it "
+             "(OpenRLHF needs a number for every sample; ray_judge never picks one).")],
+    host: Annotated[str, typer.Option(
+        help="Interface to listen on; another than 127.0.0.1 opens the reward to the "
+             "network (use --token-file then).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port.")] = 5000,
+    token_file: Annotated[Path | None, typer.Option(
+        help="A file holding a token every request must carry (Bearer, or the password "
+             "of basic auth: http://rm:TOKEN@host:port/get_reward).")] = None,
+    judge: Annotated[str | None, typer.Option(
+        help="A named judge definition to judge with (default: the default judge).")] = None,
+) -> None:
+    """Serve OpenRLHF's --reward.remote_url from the running judge."""
+    config = _load_config()
+    token = None
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"cannot read --token-file {token_file}: {exc}")
+    from .integrations.openrlhf import RewardServer
+
+    try:
+        server = RewardServer(failure_reward=failure_reward, token=token, judge=judge)
+    except ValueError as exc:
+        _fail(str(exc))
+    _connect_ray()
+    asyncio.run(_serve_until_signal(server, host, port, config))
+
+
+async def _serve_until_signal(server: RewardServer, host: str, port: int,
+                              config: JudgeConfig) -> None:
+    from .integrations.openrlhf import serve
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        runner, bound = await serve(server, host, port)
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc}")
+    typer.echo(f"Reward server for OpenRLHF on http://{host}:{bound}/get_reward: judge "
+               f"{config.actor_name!r} in namespace {config.namespace!r}, failure reward "
+               f"{server.failure_reward}, token {'required' if server.token else 'not required'}"
+               ".")
+    typer.echo(f"READY http://{host}:{bound}", err=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
 @app.command("watch")
 def watch_judge(
     interval: Annotated[float, typer.Option(
@@ -409,6 +487,46 @@ def grafana_dashboard(
     typer.echo(f"Wrote {path}")
     typer.echo("Grafana loads it at its next provisioning scan (or import it in the UI: "
                "Dashboards > New > Import).")
+
+
+@app.command("shift-plot")
+def shift_plot(
+    out: Annotated[Path, typer.Option("--out", help="PNG file to write.")] = Path("shift.png"),
+    judge: Annotated[str, typer.Option("--judge", help="Judge definition's name.")] = "default",
+    source: Annotated[Path | None, typer.Option(
+        "--input", help="Read the pairs from this JSON file (written by --save) instead of "
+        "asking the running judge.", show_default=False)] = None,
+    save: Annotated[Path | None, typer.Option(
+        "--save", help="Also write the pairs as JSON to this file.", show_default=False,
+    )] = None,
+) -> None:
+    """Draw the latest switch's paired scores (old vs new backend) as a PNG."""
+    config = _load_config()
+    if source is not None:
+        try:
+            data = json.loads(source.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            _fail(f"cannot read pairs from {source}: {exc}")
+    else:
+        from .selection.live import JudgeUnreachable, live_shift_pairs
+
+        try:
+            data = live_shift_pairs(config)
+        except JudgeUnreachable as exc:
+            _fail(f"no running judge: {exc}")
+    if judge not in data:
+        known = ", ".join(sorted(data)) or "none: no switch measured yet"
+        _fail(f"no shift measured for judge {judge!r}; judges with one: {known}")
+    if save is not None:
+        save.write_text(json.dumps(data), encoding="utf-8")
+    from .judging.shift_plot import render_shift_plot
+
+    try:
+        with _user_errors():
+            path = render_shift_plot(data[judge], out)
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(f"Wrote {path}: {data[judge]['line']}")
 
 
 # ---------------------------------------------------------------------- entry points

@@ -175,6 +175,9 @@ class Verdict:
     #: correction turns sent because an answer did not parse (also in ``attempts``)
     format_retries: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: the backend's own score when ``score`` was calibrated onto a reference backend's
+    #: scale (``extra["calibration"]`` names the map); None when ``score`` is the raw one
+    raw_score: float | None = None
 
     def __post_init__(self) -> None:
         status = Status(self.status)
@@ -189,6 +192,11 @@ class Verdict:
             object.__setattr__(self, "score", float(self.score))
         elif self.score is not None:
             raise ValueError(f"a {status.value} Verdict must not carry a score ({self.score!r})")
+        if self.raw_score is not None and not (
+                status is Status.OK and isinstance(self.raw_score, (int, float))
+                and 0.0 <= self.raw_score <= 1.0):
+            raise ValueError(f"raw_score must be within [0, 1] and only on an ok Verdict, got "
+                             f"{self.raw_score!r} on a {status.value} Verdict")
 
     @property
     def ok(self) -> bool:

@@ -48,7 +48,7 @@ from ..errors import (
 )
 from ..judging.rubric import JudgePrompt
 from .base import Backend, Completion
-from .http_transport import PARSERS, HttpTransport, NetworkError
+from .http_transport import PARSERS, HttpTransport, NetworkError, lower
 from .litellm_wire import Pricing, Route, litellm_failure, plan_route, shape_key, ssl_setting
 
 __all__ = ["LiteLLMBackend", "load_litellm", "retry_after_seconds", "scrub", "translate_error"]
@@ -152,13 +152,13 @@ class LiteLLMBackend(Backend):
             raise translate_error(litellm_failure(litellm, route, network=exc.cause),
                                   backend=backend, timeout=timeout) from None
         if reply.status >= 300:
-            failure = litellm_failure(litellm, route, status=reply.status, headers=dict(
+            failure = litellm_failure(litellm, route, status=reply.status, headers=lower(
                 reply.headers), text=reply.body.decode("utf-8", "replace"))
             raise translate_error(failure, backend=backend, timeout=timeout)
         try:
             data = json.loads(reply.body)
         except ValueError as exc:
-            failure = litellm_failure(litellm, route, status=reply.status, headers=dict(
+            failure = litellm_failure(litellm, route, status=reply.status, headers=lower(
                 reply.headers), text=reply.body.decode("utf-8", "replace"), bad_json=exc)
             raise translate_error(failure, backend=backend, timeout=timeout) from None
         try:
@@ -178,7 +178,8 @@ class LiteLLMBackend(Backend):
             text=text if isinstance(text, str) else "", model=answer.model or self.model,
             input_tokens=answer.input_tokens, output_tokens=answer.output_tokens,
             cost_usd=prices.cost(answer.model, answer.input_tokens, answer.output_tokens,
-                                 answer.usage))
+                                 answer.usage),
+            structured=_json_object(text) if "response_format" in kwargs else None)
 
 
     def request_kwargs(self, prompt: JudgePrompt, timeout: float) -> dict[str, Any]:

@@ -3,8 +3,10 @@
 Keyed by a hash of (backend spec, model, rubric, prompt, response, reference). Only
 ``ok`` verdicts are stored, so a failure is always tried again. A group judged in one
 call is one entry (its tuple of Verdicts, stored only when every one is ``ok``): the
-judge graded the members together, so a member alone is not the same question. An in-memory LRU, and
-optionally an SQLite file so that a restarted judge keeps its verdicts.
+judge graded the members together, so a member alone is not the same question. An
+in-memory LRU, and optionally an SQLite file so that a restarted judge keeps its
+verdicts. The same file keeps each judge's reservoir of sampled requests
+(:mod:`.reservoir`), one row per slot.
 """
 
 from __future__ import annotations
@@ -99,6 +101,10 @@ class VerdictCache:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("CREATE TABLE IF NOT EXISTS verdicts "
                    "(key TEXT PRIMARY KEY, verdict TEXT NOT NULL, at REAL NOT NULL)")
+        db.execute("CREATE TABLE IF NOT EXISTS reservoir (judge TEXT NOT NULL, "
+                   "slot INTEGER NOT NULL, sample TEXT NOT NULL, PRIMARY KEY (judge, slot))")
+        db.execute("CREATE TABLE IF NOT EXISTS reservoir_seen "
+                   "(judge TEXT PRIMARY KEY, seen INTEGER NOT NULL)")
         db.execute("BEGIN")
         return db
 
@@ -136,6 +142,49 @@ class VerdictCache:
                 self.flush(force=False)
             except sqlite3.Error:
                 logger.exception("writing the verdict cache failed; continuing in memory")
+
+    @property
+    def persistent(self) -> bool:
+        return self._db is not None
+
+    def save_sample(self, judge: str, slot: int, sample: dict[str, Any], seen: int) -> None:
+        """Keep reservoir ``slot`` of ``judge`` in the file (no-op without one)."""
+        if self._db is None:
+            return
+        try:
+            self._db.execute("INSERT OR REPLACE INTO reservoir VALUES (?, ?, ?)",
+                             (judge, slot, json.dumps(sample)))
+            self._db.execute("INSERT OR REPLACE INTO reservoir_seen VALUES (?, ?)",
+                             (judge, seen))
+            self._dirty += 1
+            self.flush(force=False)
+        except (sqlite3.Error, TypeError, ValueError):
+            logger.exception("writing the reservoir failed; continuing in memory")
+
+    def save_seen(self, judge: str, seen: int) -> None:
+        if self._db is None:
+            return
+        try:
+            self._db.execute("INSERT OR REPLACE INTO reservoir_seen VALUES (?, ?)", (judge, seen))
+            self._dirty += 1
+        except sqlite3.Error:
+            logger.exception("writing the reservoir failed; continuing in memory")
+
+    def load_samples(self) -> dict[str, tuple[int, list[dict[str, Any]]]]:
+        """Every judge's ``(seen, samples in slot order)`` from the file; empty without one."""
+        if self._db is None:
+            return {}
+        out: dict[str, tuple[int, list[dict[str, Any]]]] = {}
+        try:
+            seen = dict(self._db.execute("SELECT judge, seen FROM reservoir_seen").fetchall())
+            for judge, _, sample in self._db.execute(
+                    "SELECT judge, slot, sample FROM reservoir ORDER BY judge, slot"):
+                out.setdefault(judge, (int(seen.get(judge, 0)), []))[1].append(
+                    json.loads(sample))
+        except (sqlite3.Error, ValueError):
+            logger.exception("the reservoir in the cache file could not be read; ignoring it")
+            return {}
+        return out
 
     def flush(self, *, force: bool = True) -> None:
         if self._db is None or not self._dirty:

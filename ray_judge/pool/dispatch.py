@@ -15,6 +15,8 @@ workers, and sends one call per micro-batch. So:
   calls coalesce into micro-batches on the way to the workers;
 * a verdict that says "this backend is out" (usage limit, bad credentials) can be
   served again by the next backend instead of reaching the caller;
+* background work (re-judging after a switch) goes through :meth:`Dispatcher.send_spare`,
+  which only uses capacity no queued request is waiting for.
 * a :class:`~ray_judge.verdict.GroupRequest` (several responses judged in one call) is
   one item like any other: one slot, one cache entry, and its result is a tuple of
   Verdicts, one per response.
@@ -26,6 +28,7 @@ and a lost worker is reported by raising :class:`WorkerLost`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections import deque
@@ -43,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 #: How often a dispatcher waiting for a slot looks again at which backend is current.
 _RESOLVE_EVERY_S = 0.5
+#: A lost worker is pinged until it answers: each ping's bound, and the backoff between.
+_PING_TIMEOUT_S = 10.0
+_PING_BACKOFF_S = (0.1, 2.0)
 
 
 class WorkerLost(Exception):
@@ -94,6 +100,10 @@ class Dispatcher:
         max_chunk: largest micro-batch. A round's items are split evenly over the
             workers, so a batch costs one call per worker up to this size.
         max_lost: times an item may lose its worker before it fails as ``backend_error``.
+        ping: awaits an answer from one worker. With it, a worker that was lost gets no
+            micro-batch until it answers again (a restarting worker fails every call at
+            once: without this, requeued items would spend their ``max_lost`` on one
+            restart); without it, a lost worker is sent to again at once.
         coalesce_s / coalesce_below: a round that would send fewer than
             ``coalesce_below`` items per worker waits until ``coalesce_s`` after the
             previous round, for more to arrive or come free, so that single calls under
@@ -115,6 +125,7 @@ class Dispatcher:
     max_reroutes: int = 3
     coalesce_s: float = 0.02
     coalesce_below: int = 8  # per worker
+    ping: Callable[[int], Awaitable[object]] | None = None
     _queue: deque[_Item] = field(default_factory=deque)
     _slots: dict[str, Slots] = field(default_factory=dict)
     _rates: dict[str, RateLimiter] = field(default_factory=dict)
@@ -125,6 +136,7 @@ class Dispatcher:
     _task: asyncio.Task[None] | None = None
     _serving: set[asyncio.Task[None]] = field(default_factory=set)
     _last_round: float = float("-inf")
+    _down: set[int] = field(default_factory=set)  # lost workers not yet answering ping
 
     def __post_init__(self) -> None:
         if self.num_workers < 1:
@@ -153,6 +165,46 @@ class Dispatcher:
 
     def in_flight(self) -> dict[str, int]:
         return {spec: s.in_use for spec, s in self._slots.items()}
+
+    async def send_spare(self, spec: BackendSpec,
+                         requests: Sequence[JudgeRequest]) -> list[Verdict]:
+        """Serve the first k of ``requests`` outside the queue, on spare capacity only.
+
+        k is what ``spec`` can start now without a queued request waiting for it: 0 while
+        anything is queued, else bounded by free slots, the rate and the token budget.
+        The slots are held while the call runs (so the global limit holds) and given
+        back after. Returns k Verdicts, in order; they bypass the cache and ``on_verdict``.
+        """
+        if self._queue or not requests:
+            return []
+        slots, rate, budget = self._limits(spec)
+        if budget.wait_s() > 0:
+            return []
+        n = slots.try_take(min(len(requests), rate.available()))
+        if n == 0:
+            return []
+        allowed = await rate.take(n, 0)
+        slots.give_back(n - allowed)
+        n = allowed
+        if n == 0:
+            return []
+        worker = min(range(self.num_workers), key=self._load.__getitem__)
+        self._load[worker] += n
+        batch = list(requests[:n])
+        try:
+            verdicts = list(await self.send(worker, str(spec), batch))
+            if len(verdicts) != n:
+                raise RuntimeError(f"worker {worker} returned {len(verdicts)} verdicts for {n}")
+        except Exception as exc:  # WorkerLost too: background work is not re-queued
+            verdicts = [Verdict.failure(Status.BACKEND_ERROR, f"background call failed: {exc!r}",
+                                        backend=str(spec)) for _ in batch]
+        finally:
+            self._load[worker] -= n
+            slots.give_back(n)
+            self._wake_up()
+        for verdict in verdicts:
+            budget.debit((verdict.input_tokens or 0) + (verdict.output_tokens or 0))
+        return verdicts
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -188,6 +240,12 @@ class Dispatcher:
             await self._round(spec, cap)
 
     async def _round(self, spec: BackendSpec, cap: int | None) -> None:
+        if len(self._down) >= self.num_workers:  # every worker restarting: wait for one
+            assert self._wake is not None
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), _RESOLVE_EVERY_S)
+            return
         slots, rate, budget = self._limits(spec)
         wait = budget.wait_s()
         if wait > 0:  # over the tokens-per-minute budget: let it refill
@@ -246,12 +304,15 @@ class Dispatcher:
         """Micro-batches of at most ``max_chunk``, each to the least loaded worker."""
         if not items:
             return []
-        per_worker = math.ceil(len(items) / self.num_workers)
+        # All down since the round began (it awaited slots): send anyway, they requeue.
+        up = [w for w in range(self.num_workers) if w not in self._down] or list(
+            range(self.num_workers))
+        per_worker = math.ceil(len(items) / len(up))
         size = max(1, min(self.max_chunk, per_worker))
         out = []
         for start in range(0, len(items), size):
             chunk = items[start : start + size]
-            worker = min(range(self.num_workers), key=self._load.__getitem__)
+            worker = min(up, key=self._load.__getitem__)
             self._load[worker] += len(chunk)
             out.append((worker, chunk))
         return out
@@ -269,6 +330,7 @@ class Dispatcher:
         except WorkerLost as exc:
             logger.warning("judge worker %d lost with %d requests; re-queueing them (%s)",
                            worker, len(chunk), exc)
+            self._mark_down(worker)
             self._requeue(chunk, spec_text, lost=True)
             return
         except Exception as exc:  # every waiting caller gets a Verdict, never a hang
@@ -291,6 +353,29 @@ class Dispatcher:
                 self._settle(item, verdict)
         if again:
             self._requeue(again, spec_text, lost=False)
+
+    def _mark_down(self, worker: int) -> None:
+        if self.ping is None or worker in self._down:
+            return
+        self._down.add(worker)
+        task = asyncio.get_running_loop().create_task(self._watch(worker))
+        self._serving.add(task)
+        task.add_done_callback(self._serving.discard)
+
+    async def _watch(self, worker: int) -> None:
+        """Ping a lost worker (with backoff) until it answers, then use it again."""
+        assert self.ping is not None
+        delay = _PING_BACKOFF_S[0]
+        while True:
+            try:
+                await asyncio.wait_for(self.ping(worker), _PING_TIMEOUT_S)
+                break
+            except Exception:  # restarting, or the ping timed out: ask again later
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, _PING_BACKOFF_S[1])
+        logger.info("judge worker %d answers again", worker)
+        self._down.discard(worker)
+        self._wake_up()
 
     def _reroute(self, result: Result) -> bool:
         # A group's members share one call: its first failure (or its first member,

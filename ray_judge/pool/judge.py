@@ -41,6 +41,7 @@ from .grouping import (
     pair_requests,
 )
 from .metrics import JudgeMetrics
+from .shift_monitor import DEFAULT_JUDGE, ShiftMonitor, ShiftReport, judge_of
 from .stats import JudgeStats
 from .worker import JudgeWorker
 
@@ -94,6 +95,7 @@ class Judge:
         self.metrics = JudgeMetrics()
         self.groups = GroupCounts()
         self._current: str | None = None
+        self._settled: str | None = None  # serving outside a half-open circuit's probe
         self._primary: BackendSpec | None = None
         self._switches = 0
         self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT_SWITCHES)
@@ -121,7 +123,16 @@ class Judge:
             num_workers=len(self.workers), send=self._send, route=self._route,
             limit_for=self.config.max_in_flight, rpm_for=self.config.rpm,
             tpm_for=self.config.tpm, on_verdict=self._record, reroute=self._learn,
-            cache=self.cache, key_for=self._key)
+            cache=self.cache, key_for=self._key,
+            ping=lambda i: self.workers[i].ping.remote())
+        reference = self.config.calibration_reference
+        self.shift = ShiftMonitor(
+            capacity=self.config.reservoir_size, share=self.config.shift_share,
+            warn=self.config.shift_warn, min_pairs=self.config.calibration_min_pairs,
+            reference=None if reference is None else str(reference),
+            calibration_of=self._calibration_of, limit_for=self.config.max_in_flight,
+            send_spare=self.dispatcher.send_spare, serving=lambda: self._settled,
+            store=self.cache, on_report=self._shift_gauges)
         spec, _ = self._route()
         logger.info("judge started: backend %s, %d workers, override file %s",
                     spec, len(self.workers), self.config.backend_file)
@@ -141,7 +152,7 @@ class Judge:
         request = JudgeRequest(prompt, response, reference, rubric, metadata, judge, fields)
         self.judges.check(request)
         (future,) = self.dispatcher.submit([request])
-        return await future
+        return self._served(request, await future)
 
     async def score_batch(self, items: list[Mapping[str, Any]]) -> list[Verdict | list[Verdict]]:
         """Grade many responses; Verdicts come back in the order of ``items``.
@@ -225,8 +236,16 @@ class Judge:
             "judges": self.judges.versions(),
             "limits": {"ccode": self.config.max_in_flight_ccode,
                        "litellm": self.config.max_in_flight_litellm},
+            "shift": self.shift.snapshot(),
+            "calibration": self.shift.calibration_snapshot(),
+            "reservoir": self.shift.reservoir_snapshot(),
             **self.stats.snapshot(),
         }
+
+    @ray.method(concurrency_group=CONTROL_GROUP)
+    def shift_pairs(self) -> dict[str, Any]:
+        """Per judge: the latest shift report with its paired scores and fitted map."""
+        return self.shift.pairs()
 
     @ray.method(concurrency_group=CONTROL_GROUP)
     def refresh_backend(self) -> dict[str, Any]:
@@ -254,6 +273,7 @@ class Judge:
 
     async def shutdown(self) -> None:
         """Close the workers' backends (kills CLI processes); the caller then kills actors."""
+        await self.shift.aclose()
         self.cache.close()
         await asyncio.gather(*(w.aclose.remote() for w in self.workers),
                              return_exceptions=True)
@@ -279,7 +299,29 @@ class Judge:
                                      "why": why})
             self._current = text
             self.metrics.set_current(text, switched=switched)
+        # A half-open circuit's single probe is not a switch: the backend may still be
+        # out of quota, and re-judging the reservoir on it is what must not happen.
+        if cap is None and text != self._settled:
+            old, self._settled = self._settled, text
+            if old is not None:
+                self.shift.switched(old, text)
         return spec, cap
+
+    def _served(self, request: JudgeRequest, verdict: Verdict) -> Verdict:
+        """Sample it for shift measurement, count its score, calibrate it if asked."""
+        try:
+            self.shift.observe(request, verdict)
+            self.metrics.record_score(verdict, judge_of(request))
+            return self.shift.calibrate(request, verdict)
+        except Exception:  # bookkeeping must never cost a caller its verdict
+            logger.exception("recording a verdict for shift measurement failed")
+            return verdict
+
+    def _calibration_of(self, judge: str) -> str:
+        return self.config.calibrate if judge == DEFAULT_JUDGE else "none"
+
+    def _shift_gauges(self, report: ShiftReport) -> None:
+        self.metrics.set_shift(report.judge, report.stats.mean, report.stats.spearman)
 
     def _learn(self, verdict: Verdict) -> bool:
         """Feed the failover chain; True when the request should go to another backend."""
@@ -303,7 +345,7 @@ class Judge:
         out: list[Verdict | list[Verdict]] = []
         for request, plan, start, n in plans:
             if plan is None:
-                out.append(results[start])  # type: ignore[arg-type]
+                out.append(self._served(request, results[start]))  # type: ignore[arg-type]
                 continue
             saved, judged = self.groups.calls_saved, self.groups.groups
             definition = self._options(request.judge)
@@ -314,7 +356,7 @@ class Judge:
                     self.metrics.record_group(saved=self.groups.calls_saved - saved,
                                               split=plan.split)
                 except Exception:  # metrics must never cost a caller its verdicts
-                    logger.exception("recording a group failed")
+                    logger.exception("recording a group's metrics failed")
         return out
 
     def _options(self, name: str | None) -> JudgeDefinition:
