@@ -7,11 +7,13 @@ from this process: pointwise (P x K items, the baseline) and grouped (P group it
 LiteLLM and, when there is one, through the real Claude Code CLI against the fake
 Messages API. The fake answers every call with a text that reads both ways (a
 ``SCORE: N`` line and a ``{"scores": [...]}`` object), so only the number of calls and
-their size differ. "calls" is what the fake provider received, counted there.
+their size differ. "calls" are the judge calls the fake provider received (requests
+with a PROMPT data block: the CLI's own requests, if any, are not counted).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -45,18 +47,10 @@ def run(ctx: Context) -> None:
             base = ctx.report.add(_measure(ctx, fake, judge, name, n_prompts, k, False))
             grouped = ctx.report.add(_measure(ctx, fake, judge, name, n_prompts, k, True))
             ctx.report.relate("6", base, [grouped])
-            # LiteLLM makes exactly one provider call per judge call; the CLI may make
-            # calls of its own, so there the target is the ratio of the two runs' calls.
-            calls, before = grouped.extra["backend_calls"], base.extra["backend_calls"]
-            if name == "LiteLLM":
-                ctx.report.targets.append(Target(
-                    "6", f"{name}: provider calls for {n_prompts} groups of {k}",
-                    f"== {n_prompts}", calls, calls == n_prompts))
-            else:
-                ratio = before / calls if calls else None
-                ctx.report.targets.append(Target(
-                    "6", f"{name}: provider calls pointwise / grouped", f">= {k}", ratio,
-                    None if ratio is None else ratio >= k))
+            calls = grouped.extra["backend_calls"]
+            ctx.report.targets.append(Target(
+                "6", f"{name}: judge calls for {n_prompts} groups of {k}",
+                f"== {n_prompts}", calls, calls == n_prompts))
             ctx.ray().stop_judge()
     finally:
         fake.set_default(Behaviour())
@@ -78,11 +72,12 @@ def _measure(ctx: Context, fake: Any, judge: Any, name: str, n_prompts: int, k: 
     ray = ctx.ray().ray
     tag = f"{name}-{'grouped' if grouped else 'pointwise'}-{time.time_ns()}"
     items = _grouped(n_prompts, k, tag) if grouped else _pointwise(n_prompts, k, tag)
-    calls0 = fake.model_calls()
+    seen = len(fake.requests())
     cpu0, t0 = ctx.pool_cpu(), time.perf_counter()
     out = ray.get(judge.score_batch.remote(items), timeout=1800)
     wall, cpu = time.perf_counter() - t0, ctx.pool_cpu() - cpu0
-    calls = fake.model_calls() - calls0
+    calls = sum(1 for r in fake.requests()[seen:]
+                if r.body is not None and "<<<BEGIN PROMPT>>>" in json.dumps(r.body))
     verdicts = [v for item in out for v in (item if isinstance(item, list) else [item])]
     ok = sum(1 for v in verdicts if v.ok)
     status = ray.get(judge.status.remote(), timeout=60)

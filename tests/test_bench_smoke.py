@@ -107,3 +107,19 @@ def test_smoke_run_of_the_launch_scenario(tmp_path):
     for row in rows[1:]:
         assert row["extra"]["judge_mib"] > 0
         assert len(row["extra"]["workers_mib"]) == 1 and row["extra"]["workers_mib"][0] > 0
+
+
+def test_smoke_run_of_the_groups_scenario(tmp_path):
+    report, table = run_bench(tmp_path, "--only", "6")
+    check_shape(report)
+    rows = report["rows"]
+    cases = 2 if CLI is not None else 1
+    assert [r["scenario"] for r in rows] == ["6"] * 2 * cases
+    for base, grouped in zip(rows[::2], rows[1::2], strict=True):
+        assert base["baseline"] and not grouped["baseline"]
+        assert base["n"] == grouped["n"] == 4 * 4
+        # the fake provider counted the calls: one per group, one per response pointwise
+        assert grouped["extra"]["backend_calls"] == 4 and base["extra"]["backend_calls"] == 16
+    targets = [t for t in report["targets"] if t["scenario"] == "6"]
+    assert len(targets) == cases and all(t["met"] for t in targets), targets
+    assert "GRPO step" in table or "prompts x" in table

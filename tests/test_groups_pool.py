@@ -203,7 +203,9 @@ def test_every_failure_shape_fails_the_whole_group_and_the_fallback_recovers(
     strict = ray.get(llm_judge.score_group.remote(f"{shape}?", responses,
                                                   judge="group_strict"), timeout=120)
     assert [v.status for v in strict] == [Status.PARSE_ERROR] * 3, strict
-    assert all(v.score is None and v.raw == bad and v.format_retries == 1 for v in strict)
+    # the raw text is kept (LiteLLM moves a leading <think> span out of it)
+    assert all(v.score is None and v.raw and v.raw.strip() in bad and v.format_retries == 1
+               for v in strict)
     assert fake.model_calls == 2
     # the correction turn quoted the problem and went to the same backend
     assert "could not be read" in json.dumps(model_calls(fake)[1].body)
@@ -260,7 +262,8 @@ def test_compare_with_a_fair_judge_is_consistent(fake_judge):
     verdict = ray.get(fake_judge.compare.remote("Which?", a, b))
     expected = 0.5 + (content_score(a) - content_score(b)) / 20
     assert verdict.ok and verdict.score == pytest.approx(expected)
-    assert verdict.extra["position_consistent"] is True and verdict.extra["gap"] == 0
+    assert verdict.extra["position_consistent"] is True
+    assert verdict.extra["gap"] == pytest.approx(0, abs=1e-9)
 
 
 # ----------------------------------------------------------------------- bad input

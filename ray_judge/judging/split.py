@@ -19,6 +19,7 @@ to the anchor) and balanced: chunk sizes differ by at most one, so a group of 40
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ __all__ = ["DEFAULT_MAX_GROUP", "SplitPlan"]
 
 DEFAULT_MAX_GROUP = 16
 ANCHOR = 0
+_PLACES = 12
 
 
 @dataclass(frozen=True)
@@ -78,12 +80,14 @@ class SplitPlan:
         if not self.split:
             return [(float(s), None) for s in chunk_scores[0]]
         anchor_scores = [float(s[0]) for s in chunk_scores]
-        aligned = sum(anchor_scores) / len(anchor_scores)
+        # Rounded to 12 places: three chunks that all gave the anchor 0.7 must leave it,
+        # and everyone else, at 0.7, not 0.6999999999999998.
+        aligned = round(statistics.fmean(anchor_scores), _PLACES)
         out: list[tuple[float, dict[str, Any] | None]] = [(0.0, None)] * self.size
         for j, (chunk, scores) in enumerate(zip(self.chunks, chunk_scores, strict=True)):
-            offset = aligned - anchor_scores[j]
+            offset = round(aligned - anchor_scores[j], _PLACES)
             for index, score in zip(chunk[1:], scores[1:], strict=True):
-                moved = min(scale, max(0.0, float(score) + offset))
+                moved = round(min(scale, max(0.0, float(score) + offset)), _PLACES)
                 out[index] = (moved, self._extra(j, anchor_scores, offset, float(score)))
         out[self.anchor] = (aligned, self._extra(None, anchor_scores, None, None))
         return out

@@ -200,7 +200,11 @@ class Judge:
         verdict = compare_verdict(results, swap=options.swap, first_is_a=first_is_a,
                                   metadata=metadata, counts=self.groups)
         if verdict.ok and options.swap and not verdict.cached:
-            self.metrics.record_comparison(consistent=verdict.extra["position_consistent"])
+            try:
+                self.metrics.record_comparison(
+                    consistent=verdict.extra["position_consistent"])
+            except Exception:  # metrics must never cost a caller its verdict
+                logger.exception("recording a comparison failed")
         return verdict
 
     # -- control -----------------------------------------------------------------------
