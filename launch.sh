@@ -9,7 +9,8 @@
 #   ./launch.sh --stop               stop the judge, and the Ray head launch.sh started
 #
 # Options (before CMD): --keep, --host IP (default 127.0.0.1: nothing listens beyond this
-# machine; pass the node's address for a multi-node cluster), --port N (GCS, 6379),
+# machine; pass the node's address for a multi-node cluster: Ray's token authentication
+# is then turned on, the token in ~/.ray/auth_token), --port N (GCS, 6379),
 # --dashboard-port N (8265). The caller's environment (CLAUDE_CLI_PATH, LLM_JUDGE_*,
 # provider keys and bases, LITELLM_*) reaches the judge and its workers.
 set -euo pipefail
@@ -21,7 +22,7 @@ DASHBOARD_PORT=8265
 KEEP=0
 STOP=0
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -50,6 +51,44 @@ if [[ "$HOST" == 127.* || "$HOST" == localhost ]]; then
 fi
 
 ray_judge() { "$PYTHON" -m ray_judge.cli "$@"; }
+
+# A cluster others can reach runs code for whoever connects: any --host but 127.0.0.1 or
+# localhost turns on Ray's token authentication (127.0.0.2 too: which addresses other
+# machines can reach is not for this script to guess). Every Ray process, CLI and driver
+# then needs RAY_AUTH_MODE=token and the token: RAY_AUTH_TOKEN, else the file
+# RAY_AUTH_TOKEN_PATH, else Ray's default file ~/.ray/auth_token, made here (mode 600)
+# when none exists. Other nodes get a copy of that file (see the README).
+token_auth() {
+  if [[ "${RAY_AUTH_MODE:-token}" != token ]]; then
+    echo "launch.sh: --host $HOST makes the cluster reachable from other machines, where" \
+      "RAY_AUTH_MODE=$RAY_AUTH_MODE would let anyone who reaches it run code on it;" \
+      "unset RAY_AUTH_MODE (launch.sh then turns on token authentication)" >&2
+    exit 2
+  fi
+  export RAY_AUTH_MODE=token
+  if [[ -n "${RAY_AUTH_TOKEN:-}" ]]; then
+    AUTH_WHERE="RAY_AUTH_TOKEN"
+  elif [[ -n "${RAY_AUTH_TOKEN_PATH:-}" ]]; then
+    if [[ ! -s "$RAY_AUTH_TOKEN_PATH" ]]; then
+      echo "launch.sh: RAY_AUTH_TOKEN_PATH=$RAY_AUTH_TOKEN_PATH is not a readable token file" >&2
+      exit 2
+    fi
+    AUTH_WHERE=$RAY_AUTH_TOKEN_PATH
+  else
+    AUTH_WHERE="$HOME/.ray/auth_token"
+    if [[ ! -s "$AUTH_WHERE" ]]; then
+      # Ray writes it with the default umask; nobody else on this machine may read it.
+      (umask 077 && mkdir -p "$HOME/.ray" && ray get-auth-token --generate >/dev/null 2>&1) || {
+        echo "launch.sh: \`ray get-auth-token --generate\` failed" >&2; exit 1; }
+      echo "launch.sh: generated a Ray authentication token in $AUTH_WHERE"
+    fi
+    chmod 600 "$AUTH_WHERE"
+  fi
+  echo "launch.sh: Ray token authentication is on (RAY_AUTH_MODE=token, token from" \
+    "$AUTH_WHERE); other nodes and drivers need both: see the README's launch.sh section"
+}
+LOCAL_ONLY=0
+if [[ "$HOST" == 127.0.0.1 || "$HOST" == localhost ]]; then LOCAL_ONLY=1; fi
 
 # What this script starts it stops, and nothing else: `ray stop` would end every Ray
 # process on the machine, other people's clusters included. So `ray start` runs in a
@@ -85,9 +124,12 @@ stop_started_ray() {  # PGID ADDRESS
 }
 
 if [[ $STOP == 1 ]]; then
+  pgid="" address="" auth=""
+  if [[ -f "$STATE_FILE" ]]; then read -r pgid address auth < "$STATE_FILE"; fi
+  # A head started with token authentication answers only with the token.
+  if [[ "$auth" == token ]]; then export RAY_AUTH_MODE=token; fi
   ray_judge stop || true
-  if [[ -f "$STATE_FILE" ]]; then
-    read -r pgid address < "$STATE_FILE"
+  if [[ -n "$pgid" ]]; then
     stop_started_ray "$pgid" "$address"
     echo "launch.sh: stopped the Ray head at $address"
   else
@@ -96,6 +138,8 @@ if [[ $STOP == 1 ]]; then
   fi
   exit 0
 fi
+
+if [[ $LOCAL_ONLY == 0 ]]; then token_auth; fi
 
 # The cluster to join: RAY_ADDRESS, else the one `ray start` recorded in this Ray temp
 # dir, if its GCS answers. Not `ray status` alone: with nothing recorded it joins any
@@ -126,7 +170,8 @@ else
     echo "launch.sh: could not start Ray on $HOST:$PORT (see the messages above)" >&2
     exit 1
   fi
-  mkdir -p "$RAY_TEMP_ROOT" && echo "$RAY_PGID $HOST:$PORT" > "$STATE_FILE"
+  mkdir -p "$RAY_TEMP_ROOT" && echo "$RAY_PGID $HOST:$PORT ${RAY_AUTH_MODE:-disabled}" \
+    > "$STATE_FILE"
   STARTED_RAY=1
   export RAY_ADDRESS="$HOST:$PORT"
 fi

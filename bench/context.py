@@ -31,6 +31,7 @@ class Sizes:
     s1_in_flight: tuple[int, ...] = (256, 2048)
     s1_batch: int = 256
     s1_reps: int = 2
+    s1_busy: int = 1  # 1: repeat the top level with one core kept busy by a busy loop
     s2_parallel: int = 4  # CLI processes in flight: 2 x CPUs, the pool's default here
     s2_oneshot: int = 48
     s2_session: int = 400
@@ -41,12 +42,15 @@ class Sizes:
     s4_rate: int = 5000
     s5_idle_s: float = 10.0
     s5_requests: int = 256
+    s6_prompts: int = 64  # a GRPO step: prompts x responses per prompt
+    s6_k: int = 8
 
     @classmethod
     def smoke(cls) -> Sizes:
-        return cls(s1_requests=32, s1_in_flight=(8,), s1_batch=8, s1_reps=1, s2_parallel=2,
+        return cls(s1_requests=32, s1_in_flight=(8,), s1_batch=8, s1_reps=1, s1_busy=0,
+                   s2_parallel=2,
                    s2_oneshot=2, s2_session=4, s3_reps=1, s3_ttl_s=1.0, s3_in_flight=2,
-                   s4_window_s=1.0, s5_idle_s=0.5, s5_requests=4)
+                   s4_window_s=1.0, s5_idle_s=0.5, s5_requests=4, s6_prompts=4, s6_k=4)
 
 
 @dataclass

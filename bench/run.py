@@ -39,9 +39,11 @@ SCENARIOS = {
     "2": "bench.s2_ccode",
     "1": "bench.s1_litellm",
     "3": "bench.s3_switch",
+    "6": "bench.s6_groups",
 }
 NAMES = {"1": "LiteLLM path", "2": "Claude Code path", "3": "switch latency",
-         "4": "override file cost", "5": "start-up and footprint"}
+         "4": "override file cost", "5": "start-up and footprint",
+         "6": "GRPO step, pointwise vs grouped"}
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:

@@ -239,6 +239,20 @@ def show(
     # The file's warnings are printed above already (the same file, seen from here).
     typer.echo(format_live_status(judge, warnings=False) if judge
                else f"Running judge: {judge_error}")
+    if not judge and config.judges_file is not None:
+        typer.echo(_judges_file_text(config))
+
+
+def _judges_file_text(config: JudgeConfig) -> str:
+    """The judges a judge started here would know (LLM_JUDGE_JUDGES_FILE), or its problem."""
+    from .judging.catalog import JudgeCatalog
+
+    try:
+        versions = JudgeCatalog.build(config).versions()
+    except JudgeError as exc:
+        return f"Judges file: {exc}"
+    names = ", ".join(f"{name} ({version})" for name, version in versions.items())
+    return f"Judges file: {config.judges_file}: {names}"
 
 
 def _live_status(config: JudgeConfig) -> tuple[dict | None, str | None]:
@@ -267,15 +281,35 @@ def format_live_status(status: dict, *, warnings: bool = True) -> str:
         f"p95 {_seconds(status['latency_p95_s'])}), {status['retries']} retries, "
         f"{status['switches']} switches, cost ${status['cost_usd']:.4f}",
     ]
+    if status.get("judges"):
+        lines.append("  judges:   " + ", ".join(
+            f"{name} ({version})" for name, version in status["judges"].items()))
     for backend, counts in status.get("counts", {}).items():
         detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         lines.append(f"    {backend}: {detail}")
+    lines += shift_lines(status)
     if status.get("override_problem"):
         lines.append(f"  problem:  {status['override_problem']}")
     if warnings:
         lines += [f"  warning:  {w}; whoever can write it can change the reward"
                   for w in status.get("override_warnings") or []]
     return "\n".join(lines)
+
+
+def shift_lines(status: dict) -> list[str]:
+    """The latest switch's score shift, one line per judge, and what calibration does."""
+    lines = []
+    for judge, report in sorted((status.get("shift") or {}).items()):
+        name = "" if judge == "default" else f"judge {judge} "
+        lines.append(f"  shift:    {name}{report['line']}")
+    for judge, calibration in sorted((status.get("calibration") or {}).items()):
+        name = "" if judge == "default" else f"judge {judge} "
+        maps = ", ".join(f"{b} on {m['pairs']} pairs"
+                         for b, m in sorted(calibration["maps"].items())) or (
+            f"none yet (needs {calibration['min_pairs']} pairs)")
+        lines.append(f"  calibrate: {name}{calibration['mode']} onto "
+                     f"{calibration['reference']}; maps: {maps}")
+    return lines
 
 
 @switch_app.command("remove")
@@ -453,6 +487,46 @@ def grafana_dashboard(
     typer.echo(f"Wrote {path}")
     typer.echo("Grafana loads it at its next provisioning scan (or import it in the UI: "
                "Dashboards > New > Import).")
+
+
+@app.command("shift-plot")
+def shift_plot(
+    out: Annotated[Path, typer.Option("--out", help="PNG file to write.")] = Path("shift.png"),
+    judge: Annotated[str, typer.Option("--judge", help="Judge definition's name.")] = "default",
+    source: Annotated[Path | None, typer.Option(
+        "--input", help="Read the pairs from this JSON file (written by --save) instead of "
+        "asking the running judge.", show_default=False)] = None,
+    save: Annotated[Path | None, typer.Option(
+        "--save", help="Also write the pairs as JSON to this file.", show_default=False,
+    )] = None,
+) -> None:
+    """Draw the latest switch's paired scores (old vs new backend) as a PNG."""
+    config = _load_config()
+    if source is not None:
+        try:
+            data = json.loads(source.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            _fail(f"cannot read pairs from {source}: {exc}")
+    else:
+        from .selection.live import JudgeUnreachable, live_shift_pairs
+
+        try:
+            data = live_shift_pairs(config)
+        except JudgeUnreachable as exc:
+            _fail(f"no running judge: {exc}")
+    if judge not in data:
+        known = ", ".join(sorted(data)) or "none: no switch measured yet"
+        _fail(f"no shift measured for judge {judge!r}; judges with one: {known}")
+    if save is not None:
+        save.write_text(json.dumps(data), encoding="utf-8")
+    from .judging.shift_plot import render_shift_plot
+
+    try:
+        with _user_errors():
+            path = render_shift_plot(data[judge], out)
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(f"Wrote {path}: {data[judge]['line']}")
 
 
 # ---------------------------------------------------------------------- entry points

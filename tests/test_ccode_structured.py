@@ -16,10 +16,11 @@ import pytest
 
 from ray_judge.backends.base import Completion
 from ray_judge.backends.ccode import ClaudeCodeBackend
-from ray_judge.backends.ccode_output import STRUCTURED_OUTPUT_TOOL
+from ray_judge.backends.ccode_output import STRUCTURED_OUTPUT_TOOL, parse_cli_output
 from ray_judge.backends.ccode_session import ClaudeCodeSessionBackend
 from ray_judge.config import JudgeConfig
-from ray_judge.errors import PermanentBackendError
+from ray_judge.errors import PermanentBackendError, TransientBackendError
+from ray_judge.judging.definition import JudgeDefinition
 from ray_judge.judging.rubric import JudgePrompt, Rubric
 from ray_judge.selection.spec import BackendSpec
 from ray_judge.testing.fake_llm import Behaviour, FakeLLMServer
@@ -33,7 +34,6 @@ SCHEMA = {"type": "object", "properties": {"score": {"type": "number"},
           "required": ["score"]}
 MODES = {"oneshot": ClaudeCodeBackend, "session": ClaudeCodeSessionBackend}
 
-pytestmark = real_cli
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +96,7 @@ both = pytest.mark.parametrize("mode", sorted(MODES))
 
 # -- structured output -----------------------------------------------------------------
 
+@real_cli
 @both
 def test_schema_is_offered_as_the_only_tool_and_the_answer_is_structured(fake, env, mode):
     fake.script(Behaviour.structured_output({"score": 0.7, "reason": "right"},
@@ -115,6 +116,7 @@ def test_schema_is_offered_as_the_only_tool_and_the_answer_is_structured(fake, e
     assert "SCORE: N" in texts(call.body["system"])  # our frame, not the CLI's prompt
 
 
+@real_cli
 @both
 def test_a_model_that_ignores_the_schema_gives_its_text(fake, env, mode):
     fake.script(Behaviour.ok("It is right.\nSCORE: 9"))
@@ -127,6 +129,7 @@ def test_a_model_that_ignores_the_schema_gives_its_text(fake, env, mode):
     assert len(model_calls(fake)) == 1
 
 
+@real_cli
 @both
 def test_an_answer_the_schema_rejects_is_kept_as_text(fake, env, mode):
     fake.script(Behaviour.structured_output({"score": "high"}))
@@ -137,6 +140,7 @@ def test_an_answer_the_schema_rejects_is_kept_as_text(fake, env, mode):
     assert len(model_calls(fake)) == 1
 
 
+@real_cli
 @both
 def test_without_a_schema_no_tool_is_offered_and_nothing_is_structured(fake, env, mode):
     fake.script(Behaviour.structured_output({"score": 3}))  # no tool to call: JSON text
@@ -147,6 +151,7 @@ def test_without_a_schema_no_tool_is_offered_and_nothing_is_structured(fake, env
     assert offered_tools(call) == []
 
 
+@real_cli
 @both
 def test_a_schema_the_cli_refuses_is_a_permanent_error(fake, env, mode):
     backend = make(mode, env)
@@ -155,6 +160,7 @@ def test_a_schema_the_cli_refuses_is_a_permanent_error(fake, env, mode):
     assert model_calls(fake) == []
 
 
+@real_cli
 def test_a_schema_too_large_for_one_argument_is_refused_before_any_process(env):
     backend = make("oneshot", env)
     huge = {"type": "object", "description": "x" * 200_000}
@@ -162,6 +168,7 @@ def test_a_schema_too_large_for_one_argument_is_refused_before_any_process(env):
         complete(backend, prompt(schema=huge))
 
 
+@real_cli
 def test_sessions_are_kept_per_schema(fake, env):
     other = {"type": "object", "properties": {"grade": {"type": "string"}}}
     fake.script(Behaviour.structured_output({"score": 1}),
@@ -188,6 +195,9 @@ def test_sessions_are_kept_per_schema(fake, env):
     calls = model_calls(fake)
     assert [[t["input_schema"] for t in offered_tools(c)] for c in calls] == [
         [SCHEMA], [other], [SCHEMA], []]
+    # the reused session was cleared: nothing of the first verdict's tool call is left
+    assert [m["role"] for m in calls[2].body["messages"]] == ["user"]
+    assert "tool_use" not in json.dumps(calls[2].body["messages"])
 
 
 async def wait_until(condition, timeout: float = 10.0) -> None:
@@ -198,28 +208,21 @@ async def wait_until(condition, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
+@real_cli
 def test_judge_with_a_schema_reads_a_text_answer_with_the_text_parser(fake, env):
     """Backend.judge() on a prompt that carries a schema: a model that answers in text
-    still gets its verdict from the SCORE line. (The rubric is a two-method stand-in for
-    a judge definition with a schema; the judging loop that reads ``structured`` is the
-    judge definitions' own.)"""
-
-    class SchemaRubric:
-        score_max = 10.0
-
-        def render(self, request, max_chars):
-            return dataclasses.replace(Rubric.default().render(request, max_chars),
-                                       schema=SCHEMA)
-
+    still gets its verdict from the SCORE line (a judge definition with a schema and the
+    default layout)."""
     fake.script(Behaviour.ok("Correct.\nSCORE: 8"))
     backend = ClaudeCodeSessionBackend(
         BackendSpec.ccode("ccode-4-sonnet"),
         JudgeConfig(claude_cli_path=CLI, timeout_s=30.0, max_attempts=1, ccode_sessions=1),
-        environ=env, rubric=SchemaRubric())
+        environ=env, judges=[JudgeDefinition(name="with_schema", schema=SCHEMA)])
 
     async def run():
         try:
-            return await backend.judge(JudgeRequest(prompt="What is 2+2?", response="4"))
+            return await backend.judge(JudgeRequest(prompt="What is 2+2?", response="4",
+                                                    judge="with_schema"))
         finally:
             await backend.aclose()
 
@@ -235,6 +238,7 @@ FOLLOW_UP = ("Your answer could not be read: no line of the form SCORE: N. Answe
              "and end with the line SCORE: N, N from 0 to 10.")
 
 
+@real_cli
 @both
 def test_later_turns_reach_the_api_as_one_user_message(fake, env, mode):
     fake.script(Behaviour.ok("Right.\nSCORE: 9"))
@@ -254,6 +258,7 @@ def test_later_turns_reach_the_api_as_one_user_message(fake, env, mode):
     assert text.rstrip().endswith(FOLLOW_UP)
 
 
+@real_cli
 @both
 def test_an_injection_in_the_earlier_answer_cannot_close_its_block(fake, env, mode):
     fake.script(Behaviour.ok("SCORE: 1"))
@@ -274,6 +279,7 @@ def test_an_injection_in_the_earlier_answer_cannot_close_its_block(fake, env, mo
     assert "\u2039\u2039\u2039END EARLIER ANSWER>>>" in inside
 
 
+@real_cli
 def test_several_earlier_answers_are_numbered_blocks(fake, env):
     fake.script(Behaviour.ok("SCORE: 4"))
     p = prompt(turns=({"role": "assistant", "content": "first try"},
@@ -290,6 +296,7 @@ def test_several_earlier_answers_are_numbered_blocks(fake, env):
     assert order == sorted(order)
 
 
+@real_cli
 def test_a_turn_with_an_unknown_role_is_refused(env):
     p = prompt(turns=({"role": "system", "content": "new rules"},))
     with pytest.raises(ValueError, match="'system'"):
@@ -299,6 +306,7 @@ def test_a_turn_with_an_unknown_role_is_refused(env):
 # -- max_tokens and temperature --------------------------------------------------------
 
 @both
+@real_cli
 @pytest.mark.parametrize(("user_thinking", "max_tokens", "thinking"), [
     (None, 4000, None),  # ray_judge turns thinking off unless the user turns it on
     ("0", 4000, "enabled"),
@@ -320,7 +328,82 @@ def test_max_tokens_reaches_the_request(fake, env, mode, user_thinking, max_toke
     assert call.body.get("temperature") in (None, 1)
 
 
+@real_cli
 def test_without_max_tokens_the_cli_keeps_its_own(fake, env):
     complete(make("oneshot", env), prompt())
     (call,) = model_calls(fake)
     assert call.body["max_tokens"] >= 32000  # the CLI's default for the model
+
+
+# -- reading the CLI's output (no CLI needed) ----------------------------------------
+
+def _lines(*events: dict) -> str:
+    return "\n".join(json.dumps(e) for e in events)
+
+
+def _assistant(*blocks: dict) -> dict:
+    return {"type": "assistant", "message": {"role": "assistant", "content": list(blocks)}}
+
+
+_MAX_TURNS = {"type": "result", "subtype": "error_max_turns", "is_error": True,
+              "errors": ["Reached maximum number of turns (1)"], "num_turns": 2,
+              "usage": {"input_tokens": 10, "output_tokens": 3}}
+_TEXT = {"type": "text", "text": "SCORE: 6"}
+_OK_TOOL = {"type": "tool_use", "id": "t1", "name": STRUCTURED_OUTPUT_TOOL,
+            "input": {"score": "x"}}
+_BASH = {"type": "tool_use", "id": "t2", "name": "Bash", "input": {"command": "id"}}
+
+
+@pytest.mark.parametrize(("stdout", "schema", "text", "structured"), [
+    # the tool was called: its input, and the result's JSON text
+    (_lines(_assistant(_TEXT), {"type": "result", "subtype": "success", "is_error": False,
+                                "result": '{"score":6}', "structured_output": {"score": 6}}),
+     True, '{"score":6}', {"score": 6}),
+    # without a schema, a structured_output key is never read
+    (_lines({"type": "result", "subtype": "success", "is_error": False, "result": "SCORE: 6",
+             "structured_output": {"score": 9}}), False, "SCORE: 6", None),
+    # a text answer cut off by --max-turns 1: the text, for the text parser
+    (_lines(_assistant(_TEXT), _MAX_TURNS), True, "SCORE: 6", None),
+    # text and a rejected input: the text wins
+    (_lines(_assistant(_TEXT), _assistant(_OK_TOOL), _MAX_TURNS), True, "SCORE: 6", None),
+    # only a rejected input: kept as JSON text (the Verdict's raw shows it)
+    (_lines(_assistant(_OK_TOOL), _MAX_TURNS), True, '{"score": "x"}', None),
+])
+def test_cli_output_under_a_schema(stdout, schema, text, structured):
+    done = parse_cli_output(stdout, model="m", now=0.0, context={}, schema=schema)
+    assert (done.text, done.structured) == (text, structured)
+    if "error_max_turns" in stdout:
+        assert (done.input_tokens, done.output_tokens) == (10, 3)
+
+
+@pytest.mark.parametrize(("stdout", "schema"), [
+    (_lines(_assistant(_TEXT, _BASH), _MAX_TURNS), True),  # asked for a real tool
+    (_lines(_assistant(_TEXT), _MAX_TURNS), False),  # no schema: no fallback
+    (_lines(_assistant({"type": "text", "text": "  "}), _MAX_TURNS), True),  # nothing said
+])
+def test_cli_output_that_stays_an_error(stdout, schema):
+    error = parse_cli_output(stdout, model="m", now=0.0, context={}, schema=schema)
+    assert isinstance(error, TransientBackendError)
+    assert "error_max_turns" in str(error)
+
+
+def test_the_command_lines_with_a_schema_keep_every_security_flag(tmp_path):
+    cli = tmp_path / "claude"
+    cli.write_text("#!/bin/sh\n")
+    cli.chmod(0o755)
+    environ = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    config = JudgeConfig(claude_cli_path=str(cli))
+    oneshot = ClaudeCodeBackend(BackendSpec.ccode(), config, environ=environ)
+    session = ClaudeCodeSessionBackend(BackendSpec.ccode(), config, environ=environ)
+    schema = json.dumps(SCHEMA)
+    for argv in (oneshot.argv("sys", tmp_path, schema),
+                 session.session_argv("sys", tmp_path, schema)):
+        assert not any("dangerously" in a or "bypassPermissions" in a for a in argv), argv
+        assert argv[argv.index("--tools") + 1] == "" and "--safe-mode" in argv
+        assert argv[argv.index("--max-turns") + 1] == "1"
+        assert argv[argv.index("--json-schema") + 1] == schema
+        assert argv.count("--verbose") == 1
+        assert argv[argv.index("--output-format") + 1] == "stream-json"
+    plain = session.session_argv("sys", tmp_path)
+    assert sorted(plain) == sorted(a for a in session.session_argv("sys", tmp_path, schema)
+                                   if a not in ("--json-schema", schema))

@@ -143,6 +143,40 @@ def test_lost_worker_requeues_then_gives_up_with_a_failure_not_a_number() -> Non
     asyncio.run(main())
 
 
+def test_a_restarting_worker_gets_nothing_until_it_answers_ping() -> None:
+    # A killed Ray actor fails every call at once while it restarts. The items it lost
+    # must wait for it (or go to another worker), not spend max_lost on one restart.
+    async def main() -> None:
+        workers = Workers()
+        pings = []
+
+        async def ping(worker: int) -> int:
+            pings.append(worker)
+            if len(pings) < 4:
+                raise WorkerLost("restarting")
+            workers.fail_next = []
+            return worker
+
+        workers.fail_next = [WorkerLost("killed")] * 10  # every send fails until it is back
+        d = _dispatcher(workers, n_workers=1, max_lost=3, ping=ping)
+        verdicts = await asyncio.wait_for(asyncio.gather(*d.submit(_requests(3))), 30)
+        assert all(v.ok for v in verdicts), verdicts
+        assert len(pings) == 4
+        assert len(workers.calls) == 2  # the lost call, then one once the ping answered
+
+        # With two workers the other one serves meanwhile.
+        workers2 = Workers()
+        workers2.fail_next = [WorkerLost("killed")]
+        never = asyncio.Event()
+        d2 = _dispatcher(workers2, n_workers=2, ping=lambda w: never.wait())
+        verdicts = await asyncio.wait_for(asyncio.gather(*d2.submit(_requests(40))), 30)
+        assert all(v.ok for v in verdicts)
+        lost_worker = workers2.calls[0][0]
+        assert all(w != lost_worker for w, _, _ in workers2.calls[1:])
+
+    asyncio.run(main())
+
+
 def test_a_failing_send_fails_every_waiting_future() -> None:
     async def main() -> None:
         workers = Workers()

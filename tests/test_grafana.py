@@ -214,7 +214,7 @@ def drive(run: Run, judge: Any, path: Path) -> dict[str, float]:
     hit = run.score(response="answer 1")
     assert hit.ok and hit.cached
     # A slow spell: two in flight (the litellm limit), four queued.
-    run.provider.script(*[Behaviour.ok(delay_s=2)] * 6)
+    run.provider.script(*[Behaviour.ok(delay_s=3)] * 6)
     slow = judge.score_batch.remote([{"prompt": "p", "response": f"slow {i}"}
                                      for i in range(6)])
     wait_for(lambda: prom.value("sum(ray_judge_queued)") >= 1, "a queue in prometheus")

@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from ray_judge.backends.http_transport import proxy_for
 from ray_judge.backends.litellm_backend import LiteLLMBackend, load_litellm
 from ray_judge.backends.litellm_wire import Route, plan_route
 from ray_judge.config import JudgeConfig
@@ -334,3 +335,23 @@ def test_concurrent_calls_share_one_session_and_plan_once(server):
     assert http is not None and http.limit == 8
     assert len(backend._routes) == 1
     assert len(server.requests) == 40 and all(lean_used(r) for r in server.requests)
+
+
+@pytest.mark.parametrize(("env", "url", "expected"), [
+    ({}, "https://api.openai.com/v1/chat/completions", None),
+    ({"HTTPS_PROXY": "http://proxy:3128"}, "https://api.openai.com/v1/x", "http://proxy:3128"),
+    ({"https_proxy": "http://proxy:3128"}, "http://127.0.0.1:8000/v1/x", None),
+    ({"HTTP_PROXY": "http://proxy:3128"}, "http://vllm.internal:8000/v1/x", "http://proxy:3128"),
+    ({"HTTP_PROXY": "http://proxy:3128", "NO_PROXY": "vllm.internal"},
+     "http://vllm.internal:8000/v1/x", None),
+    ({"ALL_PROXY": "http://proxy:3128"}, "https://api.anthropic.com/v1/messages",
+     "http://proxy:3128"),
+])
+def test_proxy_from_the_environment(monkeypatch, env, url, expected):
+    """Proxies are read once per URL (aiohttp's trust_env costs two thread hops per call)."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy",
+                 "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert proxy_for(url) == expected

@@ -46,8 +46,10 @@ def cluster():
 @pytest.fixture(scope="module")
 def judge(cluster, tmp_path_factory):
     path = tmp_path_factory.mktemp("metrics") / ".judge_backend"
+    # No re-judging after the switches here: the gauges must show only these requests
+    # (the shift metrics are checked in test_shift_pool.py).
     env = {"LLM_JUDGE_NAME": ONE, "LLM_JUDGE_BACKEND_FILE": str(path),
-           "LLM_JUDGE_NUM_WORKERS": "2"}
+           "LLM_JUDGE_NUM_WORKERS": "2", "LLM_JUDGE_RESERVOIR_SIZE": "0"}
     handle = ray_judge.start_judge(env=env, backend_registry=FAKE)
     yield handle, path
     ray_judge.stop_judge()

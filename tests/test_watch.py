@@ -2,8 +2,9 @@
 terminal (tmux) against a real judge: a switch shows within two redraws, a 429 storm
 and a failover show, the judge going away and coming back is said, Ctrl-C exits cleanly.
 
-Set ``RJ_WATCH_SCREENSHOT=docs/watch.png`` to also render the captured pane to a PNG
-with headless chromium (the README's screenshot comes from this run).
+Set ``RJ_WATCH_SCREENSHOT=docs/watch.png`` (relative to the repository) to also render
+the captured pane to a PNG with headless chromium (the README's screenshot comes from
+this run).
 """
 
 from __future__ import annotations
@@ -217,7 +218,7 @@ def test_watch_in_a_real_terminal(cluster, tmp_path):
             assert re.search(r"gpt-4\.1-mini\s.*\b15\b", screen), screen  # the 429s
             assert "failover" in screen.split("last backend changes")[1]
             if os.environ.get("RJ_WATCH_SCREENSHOT"):
-                screenshot(pane.capture(escapes=True), Path(os.environ["RJ_WATCH_SCREENSHOT"]))
+                screenshot(pane.capture(escapes=True), REPO / os.environ["RJ_WATCH_SCREENSHOT"])
 
             # The judge goes away and comes back.
             ray_judge.stop_judge()
@@ -230,6 +231,14 @@ def test_watch_in_a_real_terminal(cluster, tmp_path):
             done = pane.wait_for(lambda s: "EXIT=" in s, "the watch to exit")
             assert "Stopped watching (Ctrl-C)" in done and "EXIT=0" in done, done
             assert "Traceback" not in done, done
+            pane.close()
+
+            # The same view from the switch script.
+            pane = Pane([sys.executable, str(REPO / "switch_judge_backend.py"), "show",
+                         "--watch"], shell_env)
+            pane.wait_for(lambda s: "redraw" in s and C in s, "show --watch drawing")
+            pane.tmux("send-keys", "-t", "w", "C-c")
+            assert "EXIT=0" in pane.wait_for(lambda s: "EXIT=" in s, "show --watch to exit")
         finally:
             pane.close()
             ray_judge.stop_judge()

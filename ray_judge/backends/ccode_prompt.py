@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import PermanentBackendError
-from ..judging.rubric import JudgePrompt, _block
+from ..judging.rubric import JudgePrompt, data_block
 
 __all__ = ["MAX_ARG_BYTES", "SessionKey", "cli_env", "cli_message", "schema_arg", "session_key"]
 
@@ -65,7 +65,7 @@ def cli_message(prompt: JudgePrompt, max_chars: int) -> str:
         if turn["role"] == "assistant":
             number += 1
             name = "EARLIER ANSWER" if answers == 1 else f"EARLIER ANSWER {number}"
-            parts.append(_block(name, turn["content"], max_chars))
+            parts.append(data_block(name, turn["content"], max_chars))
         elif turn["role"] == "user":
             parts.append(turn["content"])
         else:

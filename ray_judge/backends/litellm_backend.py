@@ -48,7 +48,7 @@ from ..errors import (
 )
 from ..judging.rubric import JudgePrompt
 from .base import Backend, Completion
-from .http_transport import PARSERS, HttpTransport, NetworkError
+from .http_transport import PARSERS, HttpTransport, NetworkError, lower
 from .litellm_wire import Pricing, Route, litellm_failure, plan_route, shape_key, ssl_setting
 
 __all__ = ["LiteLLMBackend", "load_litellm", "retry_after_seconds", "scrub", "translate_error"]
@@ -125,7 +125,7 @@ class LiteLLMBackend(Backend):
             raise
         except Exception as exc:
             raise translate_error(exc, backend=str(self.spec), timeout=timeout) from exc
-        return _completion(response, self.model)
+        return _completion(response, self.model, structured=prompt.schema is not None)
 
     async def _route(self, litellm: ModuleType, kwargs: dict[str, Any]) -> Route | None:
         """The lean route for this request's shape (planned once, shared); None: LiteLLM."""
@@ -152,13 +152,13 @@ class LiteLLMBackend(Backend):
             raise translate_error(litellm_failure(litellm, route, network=exc.cause),
                                   backend=backend, timeout=timeout) from None
         if reply.status >= 300:
-            failure = litellm_failure(litellm, route, status=reply.status, headers=dict(
+            failure = litellm_failure(litellm, route, status=reply.status, headers=lower(
                 reply.headers), text=reply.body.decode("utf-8", "replace"))
             raise translate_error(failure, backend=backend, timeout=timeout)
         try:
             data = json.loads(reply.body)
         except ValueError as exc:
-            failure = litellm_failure(litellm, route, status=reply.status, headers=dict(
+            failure = litellm_failure(litellm, route, status=reply.status, headers=lower(
                 reply.headers), text=reply.body.decode("utf-8", "replace"), bad_json=exc)
             raise translate_error(failure, backend=backend, timeout=timeout) from None
         try:
@@ -178,7 +178,8 @@ class LiteLLMBackend(Backend):
             text=text if isinstance(text, str) else "", model=answer.model or self.model,
             input_tokens=answer.input_tokens, output_tokens=answer.output_tokens,
             cost_usd=prices.cost(answer.model, answer.input_tokens, answer.output_tokens,
-                                 answer.usage))
+                                 answer.usage),
+            structured=_json_object(text) if "response_format" in kwargs else None)
 
 
     def request_kwargs(self, prompt: JudgePrompt, timeout: float) -> dict[str, Any]:
@@ -209,20 +210,32 @@ def _reasoning_utils() -> ModuleType:
     return reasoning_utils
 
 
-def _completion(response: Any, model: str) -> Completion:
+def _completion(response: Any, model: str, *, structured: bool = False) -> Completion:
     choices = getattr(response, "choices", None) or []
     message = getattr(choices[0], "message", None) if choices else None
     text = getattr(message, "content", None)
     usage = getattr(response, "usage", None)
     hidden = getattr(response, "_hidden_params", None) or {}
     cost = hidden.get("response_cost") if isinstance(hidden, Mapping) else None
+    text = text if isinstance(text, str) else ""
     return Completion(
-        text=text if isinstance(text, str) else "",
+        text=text,
         model=getattr(response, "model", None) or model,
         input_tokens=_int_or_none(getattr(usage, "prompt_tokens", None)),
         output_tokens=_int_or_none(getattr(usage, "completion_tokens", None)),
         cost_usd=float(cost) if isinstance(cost, (int, float)) else None,
+        # With response_format the content is the JSON object; a model or provider that
+        # ignored the schema answers in prose, which the judge's text parser then reads.
+        structured=_json_object(text) if structured else None,
     )
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _int_or_none(value: object) -> int | None:

@@ -52,8 +52,13 @@ _SLOT = re.compile(r'"\\u0000ray-judge-(\d+)\\u0000"')
 _LINEAR_PROBE = (300_000, 100_000)
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_encode_string = json.encoder.encode_basestring  # C, when available: a str as JSON
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON; a string (every message content) straight through json's C encoder."""
+    return _encode_string(value) if type(value) is str else _ENCODER.encode(value)
 
 
 @dataclass(frozen=True)

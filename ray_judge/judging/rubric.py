@@ -31,7 +31,7 @@ from ..config import JudgeConfig
 from ..errors import RubricError
 from ..verdict import JudgeRequest
 
-__all__ = ["DEFAULT_RUBRIC", "JudgePrompt", "Rubric", "load_rubric"]
+__all__ = ["DEFAULT_RUBRIC", "JudgePrompt", "Rubric", "data_block", "load_rubric"]
 
 #: What each placeholder of a rubric template renders as.
 _PLACEHOLDERS = {
@@ -213,10 +213,10 @@ class Rubric:
         _check_encodable(request)
         rubric = self if request.rubric is None else _request_rubric(
             request.rubric, self.score_max)
-        blocks = [_block("PROMPT", request.prompt, max_input_chars)]
+        blocks = [data_block("PROMPT", request.prompt, max_input_chars)]
         if request.reference is not None:
-            blocks.append(_block("REFERENCE", request.reference, max_input_chars))
-        blocks.append(_block("RESPONSE", request.response, max_input_chars))
+            blocks.append(data_block("REFERENCE", request.reference, max_input_chars))
+        blocks.append(data_block("RESPONSE", request.response, max_input_chars))
         blocks.append(_FOOTER.format(score_max=_number(self.score_max)))
         return JudgePrompt(system=rubric.system, user="\n\n".join(blocks))
 
@@ -299,7 +299,9 @@ def _check_encodable(request: JudgeRequest) -> None:
                              f"{text[exc.start]!r} at index {exc.start}") from None
 
 
-def _block(name: str, text: str, max_chars: int) -> str:
+def data_block(name: str, text: str, max_chars: int) -> str:
+    """``text`` between ``<<<BEGIN NAME>>>`` and ``<<<END NAME>>>``, cut to ``max_chars``
+    with a visible marker, each run of 3+ ``<`` rewritten so that no data closes a block."""
     body = _OPENER_RUN.sub(lambda m: "\u2039" * len(m.group()), _truncate(text, max_chars))
     return f"<<<BEGIN {name}>>>\n{body}\n<<<END {name}>>>"
 

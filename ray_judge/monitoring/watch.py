@@ -171,7 +171,7 @@ def _status_parts(status: dict[str, Any], rate: float | None,
     summary.add_row("source", f"{status['source']}  (override file {status['override_file']})")
     summary.add_row("uptime", f"{_duration(status['uptime_s'])}  (since "
                     f"{_clock(status['started_at'])}, pid {status['pid']}, "
-                    f"{status['workers']} workers)")
+                    f"workers {status['workers']})")
     speed = "-" if rate is None else f"{rate:.1f}"
     summary.add_row("verdicts", f"{speed}/s   {status['total']:,} total   "
                     f"p50 {_seconds(status['latency_p50_s'])}   "
@@ -198,7 +198,7 @@ def _failover(snapshot: dict[str, Any]) -> Text:
     fallbacks = snapshot.get("fallbacks") or []
     if not fallbacks:
         return Text("no fallback configured (LLM_JUDGE_FALLBACK)", style="dim")
-    out = Text(f"{snapshot.get('failovers', 0)} failovers; fallbacks {', '.join(fallbacks)}")
+    out = Text(f"failovers {snapshot.get('failovers', 0)}; fallbacks {', '.join(fallbacks)}")
     for backend, circuit in sorted((snapshot.get("open") or {}).items()):
         state = "probing" if circuit.get("probing") else f"until {_clock(circuit['until'])}"
         out.append(f"\n{backend} OUT ({state}): {circuit.get('reason', '')}", style="bold red")
@@ -215,7 +215,8 @@ def _counts_table(counts: dict[str, dict[str, int]]) -> Table:
         table.add_column(status, justify="right",
                          style="green" if status == "ok" else "red")
     for backend, per in sorted(counts.items()):
-        table.add_row(backend, *(f"{per.get(s, 0):,}" for s in columns))
+        table.add_row(backend, *(Text(f"{per.get(s, 0):,}", style="dim") if not per.get(s)
+                                 else f"{per[s]:,}" for s in columns))
     if not counts:
         table.add_row("(no verdicts yet)")
     return table

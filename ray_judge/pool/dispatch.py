@@ -14,7 +14,12 @@ workers, and sends one call per micro-batch. So:
 * a batch of N items costs one call per worker it lands on, and concurrent single
   calls coalesce into micro-batches on the way to the workers;
 * a verdict that says "this backend is out" (usage limit, bad credentials) can be
-  served again by the next backend instead of reaching the caller.
+  served again by the next backend instead of reaching the caller;
+* background work (re-judging after a switch) goes through :meth:`Dispatcher.send_spare`,
+  which only uses capacity no queued request is waiting for.
+* a :class:`~ray_judge.verdict.GroupRequest` (several responses judged in one call) is
+  one item like any other: one slot, one cache entry, and its result is a tuple of
+  Verdicts, one per response.
 
 The module knows nothing about Ray: workers are reached through a ``send`` callable,
 and a lost worker is reported by raising :class:`WorkerLost`.
@@ -23,6 +28,7 @@ and a lost worker is reported by raising :class:`WorkerLost`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections import deque
@@ -30,8 +36,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..selection.spec import BackendSpec
-from ..verdict import JudgeRequest, Status, Verdict
-from .cache import VerdictCache, as_cached
+from ..verdict import GroupRequest, JudgeRequest, Status, Verdict
+from .cache import Result, VerdictCache, as_cached, members
 from .limits import RateLimiter, Slots, TokenBudget
 
 __all__ = ["Dispatcher", "Slots", "WorkerLost"]
@@ -40,23 +46,37 @@ logger = logging.getLogger(__name__)
 
 #: How often a dispatcher waiting for a slot looks again at which backend is current.
 _RESOLVE_EVERY_S = 0.5
+#: A lost worker is pinged until it answers: each ping's bound, and the backoff between.
+_PING_TIMEOUT_S = 10.0
+_PING_BACKOFF_S = (0.1, 2.0)
 
 
 class WorkerLost(Exception):
     """The worker died with the micro-batch; its items go back to the queue."""
 
 
+Request = JudgeRequest | GroupRequest
+
+
+def failure(request: Request, status: Status, error: str, **fields: object) -> Result:
+    """A failed result for ``request``: one Verdict, or one per member of a group."""
+    verdict = Verdict.failure(status, error, metadata=request.metadata, **fields)
+    if isinstance(request, GroupRequest):
+        return tuple(verdict for _ in request.responses)
+    return verdict
+
+
 @dataclass
 class _Item:
-    request: JudgeRequest
-    future: asyncio.Future[Verdict]
+    request: Request
+    future: asyncio.Future[Result]
     lost: int = 0  # times a worker died while holding it
     rerouted: int = 0  # times another backend was asked after this one gave up
     key: str | None = None
     followers: list[_Item] = field(default_factory=list)  # identical requests riding along
 
 
-Send = Callable[[int, str, list[JudgeRequest]], Awaitable[Sequence[Verdict]]]
+Send = Callable[[int, str, list[Request]], Awaitable[Sequence[Result]]]
 Route = Callable[[], "BackendSpec | tuple[BackendSpec, int | None]"]
 
 
@@ -66,7 +86,8 @@ class Dispatcher:
 
     Args:
         num_workers: how many workers ``send`` can reach (indices ``0..n-1``).
-        send: one micro-batch to one worker; returns one Verdict per request, in order.
+        send: one micro-batch to one worker; returns one result per request, in order
+            (a Verdict, or for a GroupRequest a tuple of one Verdict per response).
         route: the backend new requests go to now, optionally with a cap on how many
             items this round may take (a half-open circuit's single probe).
         limit_for: the global in-flight limit of a backend.
@@ -79,6 +100,10 @@ class Dispatcher:
         max_chunk: largest micro-batch. A round's items are split evenly over the
             workers, so a batch costs one call per worker up to this size.
         max_lost: times an item may lose its worker before it fails as ``backend_error``.
+        ping: awaits an answer from one worker. With it, a worker that was lost gets no
+            micro-batch until it answers again (a restarting worker fails every call at
+            once: without this, requeued items would spend their ``max_lost`` on one
+            restart); without it, a lost worker is sent to again at once.
         coalesce_s / coalesce_below: a round that would send fewer than
             ``coalesce_below`` items per worker waits until ``coalesce_s`` after the
             previous round, for more to arrive or come free, so that single calls under
@@ -94,12 +119,13 @@ class Dispatcher:
     on_verdict: Callable[[Verdict], None] = lambda verdict: None
     reroute: Callable[[Verdict], bool] = lambda verdict: False
     cache: VerdictCache | None = None
-    key_for: Callable[[BackendSpec, JudgeRequest], str] | None = None
+    key_for: Callable[[BackendSpec, Request], str] | None = None
     max_chunk: int = 256
     max_lost: int = 3
     max_reroutes: int = 3
     coalesce_s: float = 0.02
     coalesce_below: int = 8  # per worker
+    ping: Callable[[int], Awaitable[object]] | None = None
     _queue: deque[_Item] = field(default_factory=deque)
     _slots: dict[str, Slots] = field(default_factory=dict)
     _rates: dict[str, RateLimiter] = field(default_factory=dict)
@@ -110,6 +136,7 @@ class Dispatcher:
     _task: asyncio.Task[None] | None = None
     _serving: set[asyncio.Task[None]] = field(default_factory=set)
     _last_round: float = float("-inf")
+    _down: set[int] = field(default_factory=set)  # lost workers not yet answering ping
 
     def __post_init__(self) -> None:
         if self.num_workers < 1:
@@ -118,15 +145,15 @@ class Dispatcher:
 
     # -- callers -----------------------------------------------------------------------
 
-    def submit(self, requests: Sequence[JudgeRequest]) -> list[asyncio.Future[Verdict]]:
-        """Queue ``requests``; each future resolves to its Verdict (never to an exception)."""
+    def submit(self, requests: Sequence[Request]) -> list[asyncio.Future[Result]]:
+        """Queue ``requests``; each future resolves to its result (never to an exception)."""
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done():
             self._wake = asyncio.Event()
             self._task = loop.create_task(self._run(), name="ray_judge-dispatcher")
         futures = []
         for request in requests:
-            future: asyncio.Future[Verdict] = loop.create_future()
+            future: asyncio.Future[Result] = loop.create_future()
             self._queue.append(_Item(request, future))
             futures.append(future)
         self._wake_up()
@@ -138,6 +165,46 @@ class Dispatcher:
 
     def in_flight(self) -> dict[str, int]:
         return {spec: s.in_use for spec, s in self._slots.items()}
+
+    async def send_spare(self, spec: BackendSpec,
+                         requests: Sequence[JudgeRequest]) -> list[Verdict]:
+        """Serve the first k of ``requests`` outside the queue, on spare capacity only.
+
+        k is what ``spec`` can start now without a queued request waiting for it: 0 while
+        anything is queued, else bounded by free slots, the rate and the token budget.
+        The slots are held while the call runs (so the global limit holds) and given
+        back after. Returns k Verdicts, in order; they bypass the cache and ``on_verdict``.
+        """
+        if self._queue or not requests:
+            return []
+        slots, rate, budget = self._limits(spec)
+        if budget.wait_s() > 0:
+            return []
+        n = slots.try_take(min(len(requests), rate.available()))
+        if n == 0:
+            return []
+        allowed = await rate.take(n, 0)
+        slots.give_back(n - allowed)
+        n = allowed
+        if n == 0:
+            return []
+        worker = min(range(self.num_workers), key=self._load.__getitem__)
+        self._load[worker] += n
+        batch = list(requests[:n])
+        try:
+            verdicts = list(await self.send(worker, str(spec), batch))
+            if len(verdicts) != n:
+                raise RuntimeError(f"worker {worker} returned {len(verdicts)} verdicts for {n}")
+        except Exception as exc:  # WorkerLost too: background work is not re-queued
+            verdicts = [Verdict.failure(Status.BACKEND_ERROR, f"background call failed: {exc!r}",
+                                        backend=str(spec)) for _ in batch]
+        finally:
+            self._load[worker] -= n
+            slots.give_back(n)
+            self._wake_up()
+        for verdict in verdicts:
+            budget.debit((verdict.input_tokens or 0) + (verdict.output_tokens or 0))
+        return verdicts
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -173,6 +240,12 @@ class Dispatcher:
             await self._round(spec, cap)
 
     async def _round(self, spec: BackendSpec, cap: int | None) -> None:
+        if len(self._down) >= self.num_workers:  # every worker restarting: wait for one
+            assert self._wake is not None
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), _RESOLVE_EVERY_S)
+            return
         slots, rate, budget = self._limits(spec)
         wait = budget.wait_s()
         if wait > 0:  # over the tokens-per-minute budget: let it refill
@@ -231,12 +304,15 @@ class Dispatcher:
         """Micro-batches of at most ``max_chunk``, each to the least loaded worker."""
         if not items:
             return []
-        per_worker = math.ceil(len(items) / self.num_workers)
+        # All down since the round began (it awaited slots): send anyway, they requeue.
+        up = [w for w in range(self.num_workers) if w not in self._down] or list(
+            range(self.num_workers))
+        per_worker = math.ceil(len(items) / len(up))
         size = max(1, min(self.max_chunk, per_worker))
         out = []
         for start in range(0, len(items), size):
             chunk = items[start : start + size]
-            worker = min(range(self.num_workers), key=self._load.__getitem__)
+            worker = min(up, key=self._load.__getitem__)
             self._load[worker] += len(chunk)
             out.append((worker, chunk))
         return out
@@ -249,16 +325,18 @@ class Dispatcher:
             if len(verdicts) != len(chunk):
                 raise RuntimeError(f"worker {worker} returned {len(verdicts)} verdicts "
                                    f"for {len(chunk)} requests")
+            for item, result in zip(chunk, verdicts, strict=True):
+                _check_shape(item.request, result)
         except WorkerLost as exc:
             logger.warning("judge worker %d lost with %d requests; re-queueing them (%s)",
                            worker, len(chunk), exc)
+            self._mark_down(worker)
             self._requeue(chunk, spec_text, lost=True)
             return
         except Exception as exc:  # every waiting caller gets a Verdict, never a hang
             logger.exception("micro-batch of %d on worker %d failed", len(chunk), worker)
-            verdicts = [Verdict.failure(Status.BACKEND_ERROR,
-                                        f"judge worker {worker} failed: {exc!r}",
-                                        backend=spec_text, metadata=it.request.metadata)
+            verdicts = [failure(it.request, Status.BACKEND_ERROR,
+                                f"judge worker {worker} failed: {exc!r}", backend=spec_text)
                         for it in chunk]
         finally:
             self._load[worker] -= len(chunk)
@@ -266,7 +344,8 @@ class Dispatcher:
             self._wake_up()
         again = []
         for item, verdict in zip(chunk, verdicts, strict=True):
-            budget.debit((verdict.input_tokens or 0) + (verdict.output_tokens or 0))
+            budget.debit(sum((v.input_tokens or 0) + (v.output_tokens or 0)
+                             for v in members(verdict)))
             if self._reroute(verdict) and item.rerouted < self.max_reroutes:
                 item.rerouted += 1
                 again.append(item)
@@ -275,7 +354,34 @@ class Dispatcher:
         if again:
             self._requeue(again, spec_text, lost=False)
 
-    def _reroute(self, verdict: Verdict) -> bool:
+    def _mark_down(self, worker: int) -> None:
+        if self.ping is None or worker in self._down:
+            return
+        self._down.add(worker)
+        task = asyncio.get_running_loop().create_task(self._watch(worker))
+        self._serving.add(task)
+        task.add_done_callback(self._serving.discard)
+
+    async def _watch(self, worker: int) -> None:
+        """Ping a lost worker (with backoff) until it answers, then use it again."""
+        assert self.ping is not None
+        delay = _PING_BACKOFF_S[0]
+        while True:
+            try:
+                await asyncio.wait_for(self.ping(worker), _PING_TIMEOUT_S)
+                break
+            except Exception:  # restarting, or the ping timed out: ask again later
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, _PING_BACKOFF_S[1])
+        logger.info("judge worker %d answers again", worker)
+        self._down.discard(worker)
+        self._wake_up()
+
+    def _reroute(self, result: Result) -> bool:
+        # A group's members share one call: its first failure (or its first member,
+        # when all are ok) speaks for the call.
+        verdicts = members(result)
+        verdict = next((v for v in verdicts if not v.ok), verdicts[0])
         try:
             return self.reroute(verdict)
         except Exception:
@@ -287,10 +393,10 @@ class Dispatcher:
             self._forget(item)
             item.lost += int(lost)
             if item.lost > self.max_lost:
-                self._settle(item, Verdict.failure(
-                    Status.BACKEND_ERROR,
+                self._settle(item, failure(
+                    item.request, Status.BACKEND_ERROR,
                     f"judge workers died {item.lost} times while serving this request",
-                    backend=spec, metadata=item.request.metadata))
+                    backend=spec))
                 continue
             followers, item.followers = item.followers, []
             for follower in reversed(followers):
@@ -302,21 +408,32 @@ class Dispatcher:
         if item.key is not None and self._in_flight_keys.get(item.key) is item:
             del self._in_flight_keys[item.key]
 
-    def _settle(self, item: _Item, verdict: Verdict) -> None:
+    def _settle(self, item: _Item, verdict: Result) -> None:
         """Deliver a leader's verdict to it and to the identical requests riding along."""
         self._forget(item)
         if self.cache is not None and item.key is not None:
             self.cache.put(item.key, verdict)
         self._deliver(item, verdict)
         for follower in item.followers:
-            self._deliver(follower, as_cached(verdict, follower.request) if verdict.ok
-                          else verdict.with_(metadata=follower.request.metadata))
+            self._deliver(follower, as_cached(verdict, follower.request))
         item.followers = []
 
-    def _deliver(self, item: _Item, verdict: Verdict) -> None:
-        try:
-            self.on_verdict(verdict)
-        except Exception:  # metrics must never cost a caller its verdict
-            logger.exception("recording a verdict failed")
+    def _deliver(self, item: _Item, verdict: Result) -> None:
+        for one in members(verdict):
+            try:
+                self.on_verdict(one)
+            except Exception:  # metrics must never cost a caller its verdict
+                logger.exception("recording a verdict failed")
         if not item.future.done():
             item.future.set_result(verdict)
+
+
+def _check_shape(request: Request, result: object) -> None:
+    if isinstance(request, GroupRequest):
+        if not (isinstance(result, tuple) and len(result) == len(request.responses)):
+            raise RuntimeError(f"a group of {len(request.responses)} came back as "
+                               f"{type(result).__name__} of {len(result)}"
+                               if isinstance(result, (tuple, list)) else
+                               f"a group came back as {type(result).__name__}")
+    elif not isinstance(result, Verdict):
+        raise RuntimeError(f"a request came back as {type(result).__name__}")

@@ -24,6 +24,7 @@ from ..verdict import Verdict
 
 __all__ = ["JudgeMetrics"]
 
+_SCORE_BOUNDARIES = [round(0.1 * i, 1) for i in range(1, 11)]
 _LATENCY_BOUNDARIES = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300]
 #: Seconds between re-settings of the gauges; well inside Ray's ~20 s.
 GAUGE_REFRESH_S = 5.0
@@ -64,10 +65,29 @@ class JudgeMetrics:
             "judge_failovers_total", "Moves to a fallback backend (LLM_JUDGE_FALLBACK).")
         self.cache_hits = metrics.Counter(
             "judge_cache_hits_total", "Verdicts answered from the cache or a shared call.")
+        self.group_calls_saved = metrics.Counter(
+            "judge_group_calls_saved_total",
+            "Backend calls saved by judging groups in one call (members minus calls made).")
+        self.groups_split = metrics.Counter(
+            "judge_groups_split_total", "Groups larger than max_group, judged in chunks.")
+        self.position_inconsistent = metrics.Counter(
+            "judge_position_inconsistent_total",
+            "Comparisons whose two orders disagreed beyond the threshold.")
         self.current = metrics.Gauge(
             "judge_current_backend",
             "1 for the backend new requests go to (after failover), 0 for the others.",
             tag_keys=("backend",))
+        self.score = metrics.Histogram(
+            "judge_score", "Scores of ok verdicts as the backend gave them (before any "
+            "calibration), by backend and judge.",
+            boundaries=_SCORE_BOUNDARIES, tag_keys=("backend", "judge"))
+        self.shift = metrics.Gauge(
+            "judge_score_shift", "Mean score change (new - old backend) on the same requests "
+            "since the latest switch.", tag_keys=("judge",))
+        self.rank_correlation = metrics.Gauge(
+            "judge_score_rank_correlation", "Spearman correlation of the old and new "
+            "backend's scores on the same requests since the latest switch.",
+            tag_keys=("judge",))
         for counter in (self.switches, self.failovers, self.cache_hits):
             _export_zero(counter)
         self._current: str | None = None
@@ -94,6 +114,29 @@ class JudgeMetrics:
             self.tokens.inc(verdict.input_tokens, {"backend": backend, "direction": "input"})
         if verdict.output_tokens:
             self.tokens.inc(verdict.output_tokens, {"backend": backend, "direction": "output"})
+
+    def record_score(self, verdict: Verdict, judge: str) -> None:
+        if verdict.ok and verdict.score is not None:
+            self.score.observe(verdict.score, {"backend": verdict.backend or "?", "judge": judge})
+
+    def set_shift(self, judge: str, mean: float | None, spearman: float | None) -> None:
+        if mean is not None:
+            self._set(self.shift, mean, {"judge": judge})
+        if spearman is not None:
+            self._set(self.rank_correlation, spearman, {"judge": judge})
+
+    def record_group(self, *, saved: int, split: bool) -> None:
+        """One group judged (not from the cache): calls saved, whether it was split."""
+        if saved > 0:
+            # Ray counters only go up (inc(0) raises); a fallback that cost more than it
+            # saved shows in status()'s calls_saved, which may go down.
+            self.group_calls_saved.inc(saved)
+        if split:
+            self.groups_split.inc(1)
+
+    def record_comparison(self, *, consistent: bool) -> None:
+        if not consistent:
+            self.position_inconsistent.inc(1)
 
     def set_in_flight(self, backend: str, n: int, queued: int) -> None:
         self._set(self.in_flight, n, {"backend": backend})
