@@ -3,7 +3,8 @@
 One real Ray cluster and one real judge pool for the module: the LiteLLM backend in real
 worker actors, over real HTTP, against :class:`FakeLLMServer` on 127.0.0.1. Its answer
 depends on what it is asked: ``SCORE: 8`` (0.8), except for a user message holding
-``UNJUDGEABLE``, which gets an answer without a score (a ``parse_error`` verdict).
+``UNJUDGEABLE``, which gets an answer without a score (a ``parse_error`` verdict); a group
+judge's request gets ``{"scores": [8, ...]}``, one per response.
 
 * TRL: ``GRPOTrainer`` trains 2 real steps on CPU on a tiny Qwen2 model built here with a
   tokenizer trained here (no hub download), with :class:`JudgeReward` as its reward.
@@ -68,7 +69,11 @@ def _user_text(body: dict[str, Any] | None) -> str:
 
 
 def _reply(body: dict[str, Any]) -> str:
-    if UNJUDGEABLE in _user_text(body):
+    text = _user_text(body)
+    group = text.count("<<<BEGIN RESPONSE ")  # a group judge's numbered response blocks
+    if group:
+        return json.dumps({"scores": [8] * group})
+    if UNJUDGEABLE in text:
         return "I would rather not say."
     return "Looks right.\nSCORE: 8"
 
@@ -82,7 +87,14 @@ def _judged_texts(server: FakeLLMServer) -> list[str]:
 
 @pytest.fixture(scope="module")
 def cluster():
-    init_local()
+    for attempt in range(3):  # a raylet that misses Ray's fixed 30 s start-up wait under load
+        try:
+            init_local()
+            break
+        except Exception as exc:
+            if "timed out during startup" not in str(exc) or attempt == 2:
+                raise
+            ray.shutdown()
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
@@ -224,6 +236,50 @@ def test_trl_failed_judgements_are_none_and_training_goes_on(fresh, tmp_path,
     assert "All reward functions returned None" in warned
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert len(logged) == 2 and all(e["judge/parse_error"] == 4.0 for e in logged)
+
+
+def trl_call(reward: JudgeReward, prompts: list[Any], completions: list[Any],
+             **columns: Any) -> tuple[list[float | None], dict[str, float]]:
+    """The reward called as GRPOTrainer._calculate_rewards calls it."""
+    metrics: dict[str, float] = {}
+    rewards = asyncio.run(reward(prompts=prompts, completions=completions,
+                                 completion_ids=[[1]] * len(completions), trainer_state=None,
+                                 log_metric=metrics.__setitem__,
+                                 log_extra=lambda column, values: None, **columns))
+    return rewards, metrics
+
+
+def test_trl_group_option_judges_each_prompts_generations_together(fresh) -> None:
+    # TRL hands over each prompt's num_generations completions side by side.
+    prompts = ["What is 2+2?"] * 3 + ["Capital of France?"] * 3
+    completions = ["4", "four", "5", "Paris", "Lyon", UNJUDGEABLE]
+    before = ray_calls()
+    rewards, metrics = trl_call(JudgeReward(reference="answer", group=True), prompts,
+                                completions, answer=["4"] * 3 + ["Paris"] * 3)
+    assert rewards == [0.8] * 6 and metrics["judge/ok"] == 6.0
+    assert ray_calls() - before == 1
+    groups = [t for t in _judged_texts(fresh) if "<<<BEGIN RESPONSE 1>>>" in t]
+    assert len(groups) == 2, "one judge call per prompt's group"
+    assert all(t.count("<<<BEGIN RESPONSE ") == 3 for t in groups)
+
+
+def test_trl_conversational_completion_is_judged_as_a_trajectory(fresh) -> None:
+    prompt = [{"role": "system", "content": "You are a geography agent."},
+              {"role": "user", "content": "Capital of France? Check the atlas."}]
+    completion = [
+        {"role": "assistant", "content": "Let me look it up.",
+         "tool_calls": [{"id": "call_1", "type": "function", "function": {
+             "name": "atlas_lookup", "arguments": json.dumps({"country": "France"})}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "capital: Paris"},
+        {"role": "assistant", "content": "The capital of France is Paris."},
+    ]
+    rewards, _ = trl_call(JudgeReward(reference="answer"), [prompt], [completion],
+                          answer=["Paris"])
+    assert rewards == [0.8]
+    (text,) = _judged_texts(fresh)
+    for part in ("Capital of France? Check the atlas.", "Let me look it up.", "atlas_lookup",
+                 "capital: Paris", "The capital of France is Paris."):
+        assert part in text, part
 
 
 def test_trl_reward_names_a_missing_column(judge) -> None:
@@ -483,6 +539,15 @@ def test_slime_rm_and_group_rm(fresh) -> None:
     before = ray_calls()
     assert asyncio.run(rj_slime.group_rm(args, samples)) == [0.8, 0.0, 0.8]
     assert ray_calls() - before == 1
+
+    # --group-rm with ray_judge_group: the judge grades the group in one call.
+    fresh.clear()
+    before = ray_calls()
+    grouped = slime_args(failure_reward=0.0, group=True)
+    assert asyncio.run(rj_slime.group_rm(grouped, samples)) == [0.8, 0.8, 0.8]
+    assert ray_calls() - before == 1
+    (text,) = _judged_texts(fresh)
+    assert text.count("<<<BEGIN RESPONSE ") == 3
 
 
 def test_slime_settings_are_checked(judge) -> None:

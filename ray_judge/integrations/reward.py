@@ -11,10 +11,11 @@ from __future__ import annotations
 import functools
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["failure_value", "judge_client", "judge_item", "reward_of", "status_counts"]
+__all__ = ["failure_value", "flatten", "group_items", "judge_client", "judge_item", "reward_of",
+           "status_counts"]
 
 #: Frameworks score a batch as a burst of concurrent calls (verl decodes each sample in a
 #: thread first): a wider window than the client's default gathers the burst into one Ray
@@ -56,6 +57,29 @@ def judge_item(prompt: Any, response: Any, reference: Any = None, *,
               "fields": dict(fields) if fields else None, "metadata": metadata}
     item.update({key: values[key] for key in _OPTIONAL if values[key] is not None})
     return item
+
+
+def group_items(items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Consecutive items with the same prompt (and reference, judge, fields) as one group
+    item each, ``{"prompt", "responses": [...], ...}``: the judge grades a group in one
+    call, each response against the others. Frameworks hand over a prompt's completions
+    side by side (TRL's ``num_generations``, slime's ``n_samples_per_prompt``)."""
+    groups: list[dict[str, Any]] = []
+    for item in items:
+        if "rubric" in item:
+            raise ValueError("a group judge takes no per-item rubric; use a judge "
+                             "definition of kind 'group' for your instructions")
+        shared = {k: v for k, v in item.items() if k != "response"}
+        if groups and {k: v for k, v in groups[-1].items() if k != "responses"} == shared:
+            groups[-1]["responses"].append(item["response"])
+        else:
+            groups.append({**shared, "responses": [item["response"]]})
+    return groups
+
+
+def flatten(results: Sequence[Any]) -> list[Any]:
+    """``score_batch`` results with each group's list of Verdicts spliced in place."""
+    return [v for r in results for v in (r if isinstance(r, list) else [r])]
 
 
 def failure_value(value: object, setting: str) -> float:

@@ -14,11 +14,14 @@ a required setting: put it, and the optional ones, in the YAML of slime's
     ray_judge_judge: terminal_agent      # optional: a named judge definition
     ray_judge_fields: [dockerfile]       # optional: sample.metadata keys sent as fields
     ray_judge_actor: judge               # optional: the judge actor's name
+    ray_judge_group: true                # optional, group_rm: one judge call per group
 
 ``sample.prompt`` (text or chat messages), ``sample.response`` and ``sample.label`` (the
 reference) are what the judge sees. Each verdict's status and backend are written to
 ``sample.metadata["judge_status"]`` / ``["judge_backend"]``, so failed samples can be
-found (and filtered) after the fact. The group form sends the whole group in one call.
+found (and filtered) after the fact. The group form sends the whole group in one Ray
+call; with ``ray_judge_group`` the judge grades it as one group, in one judge call, each
+response against the others (``ray_judge_judge`` then names a judge of kind ``group``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .reward import failure_value, judge_client, judge_item, reward_of
+from .reward import failure_value, flatten, group_items, judge_client, judge_item, reward_of
 
 __all__ = ["group_rm", "rm"]
 
@@ -48,12 +51,12 @@ def _item(args: Any, sample: Any) -> dict[str, Any]:
                       judge=_setting(args, "judge"), fields=fields)
 
 
-async def _rewards(args: Any, samples: Sequence[Any]) -> list[float]:
+async def _rewards(args: Any, samples: Sequence[Any], *, group: bool = False) -> list[float]:
     failure = failure_value(_setting(args, "failure_reward"),
                             "ray_judge_failure_reward (in slime's --custom-config-path YAML)")
     items = [_item(args, sample) for sample in samples]
     client = judge_client(_setting(args, "actor"), _setting(args, "namespace"))
-    verdicts = await client.score_batch_async(items)
+    verdicts = flatten(await client.score_batch_async(group_items(items) if group else items))
     rewards = []
     for sample, verdict in zip(samples, verdicts, strict=True):
         if isinstance(sample.metadata, dict):
@@ -74,4 +77,4 @@ async def rm(args: Any, sample: Any, **_: Any) -> float:
 
 async def group_rm(args: Any, samples: Sequence[Any], **_: Any) -> list[float]:
     """slime's ``--group-rm`` form: the scores of a group's samples, in one Ray call."""
-    return await _rewards(args, list(samples))
+    return await _rewards(args, list(samples), group=bool(_setting(args, "group", False)))

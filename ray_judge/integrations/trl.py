@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..verdict import Status
-from .reward import judge_client, judge_item, status_counts
+from .reward import flatten, group_items, judge_client, judge_item, status_counts
 
 __all__ = ["JudgeReward"]
 
@@ -41,6 +41,9 @@ class JudgeReward:
         actor: the judge actor's name (default ``LLM_JUDGE_ACTOR_NAME`` or ``judge``).
         namespace: its Ray namespace (default ``ray_judge``).
         name: the name TRL logs this reward under (``rewards/<name>/mean``).
+        group: judge each prompt's ``num_generations`` completions as one group, in one
+            judge call, each against the others (``judge`` then names a judge of kind
+            ``group``; None: the built-in ``group`` judge).
 
     Example:
         >>> reward = JudgeReward(reference="answer", fields={"dockerfile": "env"})
@@ -50,7 +53,9 @@ class JudgeReward:
                  fields: Sequence[str] | Mapping[str, str] | None = None,
                  judge: str | None = None, rubric: str | None = None,
                  actor: str | None = None, namespace: str | None = None,
-                 name: str = "ray_judge") -> None:
+                 name: str = "ray_judge", group: bool = False) -> None:
+        if group and rubric is not None:
+            raise ValueError("group=True takes no rubric: give a judge of kind 'group'")
         if isinstance(fields, str):
             raise TypeError(f"fields must be a list of column names or a dict, got {fields!r}")
         self.reference = reference
@@ -59,12 +64,13 @@ class JudgeReward:
         self.rubric = rubric
         self.actor = actor
         self.namespace = namespace
+        self.group = group
         #: TRL names a callable reward by its ``__name__``.
         self.__name__ = name
 
     def __repr__(self) -> str:
         return (f"JudgeReward(reference={self.reference!r}, fields={self.fields!r}, "
-                f"judge={self.judge!r}, name={self.__name__!r})")
+                f"judge={self.judge!r}, name={self.__name__!r}, group={self.group})")
 
     def _column(self, columns: Mapping[str, Any], name: str, n: int) -> list[Any]:
         if name not in columns:
@@ -99,7 +105,8 @@ class JudgeReward:
                        **columns: Any) -> list[float | None]:
         items = self.items(prompts, completions, columns)
         client = judge_client(self.actor, self.namespace)
-        verdicts = await client.score_batch_async(items)
+        verdicts = flatten(await client.score_batch_async(
+            group_items(items) if self.group else items))
         if log_metric is not None:
             counts = status_counts(verdicts)
             for status in Status:
