@@ -49,8 +49,16 @@ class Cluster:
         self.ray = ray
         self.work = work
         self.tmp = Path(tempfile.mkdtemp(prefix="rjb", dir="/tmp"))  # AF_UNIX paths are short
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 2, include_dashboard=False,
-                 _node_ip_address="127.0.0.1", _temp_dir=str(self.tmp), log_to_driver=False)
+        for attempt in range(3):
+            try:
+                ray.init(num_cpus=num_cpus or os.cpu_count() or 2, include_dashboard=False,
+                         _node_ip_address="127.0.0.1", _temp_dir=str(self.tmp),
+                         log_to_driver=False)
+                break
+            except Exception as exc:  # Ray waits 30 s at most for its raylet to register
+                if "timed out during startup" not in str(exc) or attempt == 2:
+                    raise
+                ray.shutdown()  # on a machine this loaded, try again
         self.address = ray.get_runtime_context().gcs_address
         self.judge: Any = None
         self.judge_env: dict[str, str] = {}

@@ -31,6 +31,7 @@ class Sizes:
     s1_in_flight: tuple[int, ...] = (256, 2048)
     s1_batch: int = 256
     s1_reps: int = 2
+    s1_busy: int = 1  # 1: repeat the top level with one core kept busy by a busy loop
     s2_parallel: int = 4  # CLI processes in flight: 2 x CPUs, the pool's default here
     s2_oneshot: int = 48
     s2_session: int = 400
@@ -41,18 +42,21 @@ class Sizes:
     s4_rate: int = 5000
     s5_idle_s: float = 10.0
     s5_requests: int = 256
-    s6_verdicts: int = 100_000
-    s6_block: int = 10_000  # verdicts between samples
-    s6_callers: int = 256  # concurrent callers, half single calls, half batches of 8
-    s6_deadline_s: float = 600.0
-    s6_ccode: bool = True  # a Claude Code CLI phase per block (when a CLI is found)
+    s6_prompts: int = 64  # a GRPO step: prompts x responses per prompt
+    s6_k: int = 8
+    s7_verdicts: int = 100_000
+    s7_block: int = 10_000  # verdicts between samples
+    s7_callers: int = 256  # concurrent callers, half single calls, half batches of 8
+    s7_deadline_s: float = 600.0
+    s7_ccode: bool = True  # a Claude Code CLI phase per block (when a CLI is found)
 
     @classmethod
     def smoke(cls) -> Sizes:
-        return cls(s1_requests=32, s1_in_flight=(8,), s1_batch=8, s1_reps=1, s2_parallel=2,
+        return cls(s1_requests=32, s1_in_flight=(8,), s1_batch=8, s1_reps=1, s1_busy=0,
+                   s2_parallel=2,
                    s2_oneshot=2, s2_session=4, s3_reps=1, s3_ttl_s=1.0, s3_in_flight=2,
-                   s4_window_s=1.0, s5_idle_s=0.5, s5_requests=4, s6_verdicts=300,
-                   s6_block=100, s6_callers=8, s6_ccode=False)
+                   s4_window_s=1.0, s5_idle_s=0.5, s5_requests=4, s6_prompts=4, s6_k=4,
+                   s7_verdicts=300, s7_block=100, s7_callers=8, s7_ccode=False)
 
 
 @dataclass

@@ -1,9 +1,9 @@
 """The entry point: ``python -m bench`` (or ``python bench/run.py``).
 
-    python -m bench                      # scenarios 1-5, full size (~10 min on 2 cores)
+    python -m bench                      # scenarios 1-6, full size (~10 min on 2 cores)
     python -m bench --smoke --json o.json   # tiny sizes: does the harness work?
     python -m bench --only 1,2 --profile prof/   # some scenarios, with py-spy profiles
-    python -m bench --only 6             # the soak (only when named): 100,000 verdicts
+    python -m bench --only 7             # the soak (only when named): 100,000 verdicts
 
 Prints a table and, with ``--json``, writes the same figures as JSON. The load average
 of the machine is recorded before and after: the machines are shared, so only ratios
@@ -40,11 +40,13 @@ SCENARIOS = {
     "2": "bench.s2_ccode",
     "1": "bench.s1_litellm",
     "3": "bench.s3_switch",
-    "6": "bench.s6_soak",
+    "6": "bench.s6_groups",
+    "7": "bench.s7_soak",
 }
-OPT_IN = {"6"}
+OPT_IN = {"7"}
 NAMES = {"1": "LiteLLM path", "2": "Claude Code path", "3": "switch latency",
-         "4": "override file cost", "5": "start-up and footprint", "6": "soak"}
+         "4": "override file cost", "5": "start-up and footprint",
+         "6": "GRPO step, pointwise vs grouped", "7": "soak"}
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:

@@ -5,13 +5,18 @@ level C, all requests are submitted at once and at most C are in flight:
 
 * baseline: one process, ``asyncio.gather`` of ``litellm.acompletion`` behind a
   semaphore of C (:mod:`bench.baseline_litellm`);
-* (a) the pool, ``score_batch`` in batches of 256 (``LLM_JUDGE_MAX_IN_FLIGHT_LITELLM=C``);
-* (b) the pool, one ``score.remote`` call per request.
+* ceiling: the same process shape with a bare aiohttp POST per call, nothing else;
+* the pool on LiteLLM's transport (``LLM_JUDGE_LITELLM_TRANSPORT=litellm``),
+  ``score_batch`` in batches of 256;
+* the pool on the lean transport (the default): ``score_batch``; one ``score.remote``
+  per request on the raw handle; one call per request through ``ray_judge.JudgeClient``
+  (when the package has it).
 
 Latency is from submission to the caller seeing the verdict (queueing included), the
-same clock for all three. CPU per request counts every process of the pool (driver,
-judge, workers, Ray's daemons) or the baseline process, never the fake provider, whose
-CPU is reported apart.
+same clock for all. CPU per verdict counts every process of the pool (driver, judge,
+workers, Ray's daemons) or the baseline process, never the fake provider, whose CPU is
+reported apart. Finally the baseline, the ceiling and the lean pool run once more at the
+highest level while a busy loop (another process) keeps one core busy.
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from bench import procs
@@ -32,36 +40,125 @@ from bench.report import Row, Target
 
 MODEL = "openai/gpt-4o-mini"  # a model litellm knows, as in real use (price lookups)
 LATENCY_S = 0.05
+#: (key, label): the cases on the lean transport's judge, in the order each rep runs them
+LEAN_CASES = (("batch", "score_batch x{batch}"), ("single", "score.remote each"),
+              ("client", "JudgeClient single calls"))
 
 
 def run(ctx: Context) -> None:
     fake = ctx.fake(LATENCY_S)
-    n, batch, reps = ctx.sizes.s1_requests, ctx.sizes.s1_batch, ctx.sizes.s1_reps
+    n, reps = ctx.sizes.s1_requests, ctx.sizes.s1_reps
+    top = max(ctx.sizes.s1_in_flight)
     for level in ctx.sizes.s1_in_flight:
-        cluster = ctx.ray()
-        env = litellm_env(fake.url, ctx.work, MODEL,
-                          LLM_JUDGE_MAX_IN_FLIGHT_LITELLM=str(level),
-                          LLM_JUDGE_NUM_WORKERS=str(ctx.workers),
-                          LLM_JUDGE_BACKEND_TTL=str(ctx.sizes.s3_ttl_s))
-        judge = cluster.start_judge(env, warm=items(max(64, 8 * ctx.workers), f"warm{level}"))
-        pids = cluster.pids()
-        runs: dict[str, list[Row]] = {"base": [], "batch": [], "single": []}
+        runs: dict[str, list[Row]] = {}
         # Interleaved repetitions: other people's load drifts, a baseline measured right
         # before each pool run shares its conditions; each ratio is to that baseline.
+        judge, pids = _judge(ctx, fake.url, level, "litellm")
         for rep in range(reps):
-            runs["base"].append(_baseline(ctx, fake.url, n, level))
-            runs["batch"].append(_pool(ctx, judge, pids, items(n, f"a{level}-{rep}"), batch,
-                                       level))
-            runs["single"].append(_pool(ctx, judge, pids, items(n, f"b{level}-{rep}"), None,
-                                        level))
-        base = ctx.report.add(_merge(runs["base"], runs["base"]))
-        for key, goal in (("batch", 1.3), ("single", 1.0)):
-            row = ctx.report.add(_merge(runs[key], runs["base"]))
-            ctx.report.targets.append(Target(
-                "1", f"{row.case} / baseline", f">= {goal}x", row.ratio,
-                None if row.ratio is None else row.ratio >= goal,
-                _why(row, base)))
+            runs.setdefault("base-l", []).append(_baseline(ctx, fake.url, n, level))
+            runs.setdefault("lbatch", []).append(_pool(
+                ctx, judge, pids, items(n, f"l{level}-{rep}"), "batch", level, "litellm"))
+        judge, pids = _judge(ctx, fake.url, level, "lean")
+        for rep in range(reps):
+            runs.setdefault("base", []).append(_baseline(ctx, fake.url, n, level))
+            runs.setdefault("raw", []).append(_baseline(ctx, fake.url, n, level, "aiohttp"))
+            for key, _ in LEAN_CASES:
+                if key == "client" and _client_class() is None:
+                    continue
+                runs.setdefault(key, []).append(_pool(
+                    ctx, judge, pids, items(n, f"{key}{level}-{rep}"), key, level, "lean"))
+        base = ctx.report.add(_merge(runs["base"] + runs["base-l"],
+                                     runs["base"] + runs["base-l"]))
+        raw = ctx.report.add(_merge(runs["raw"], runs["base"]))
+        ctx.report.add(_merge(runs["lbatch"], runs["base-l"]))
+        rows = {key: ctx.report.add(_merge(runs[key], runs["base"]))
+                for key, _ in LEAN_CASES if key in runs}
+        if level == top:
+            _targets(ctx, level, base, raw, rows, runs)
+    if ctx.sizes.s1_busy:
+        _busy_run(ctx, fake.url, n, top)
     # The last judge stays up: scenario 3 switches it under load (workers already warm).
+
+
+def _judge(ctx: Context, url: str, level: int, transport: str) -> tuple[Any, Any]:
+    cluster = ctx.ray()
+    env = litellm_env(url, ctx.work, MODEL,
+                      LLM_JUDGE_MAX_IN_FLIGHT_LITELLM=str(level),
+                      LLM_JUDGE_NUM_WORKERS=str(ctx.workers),
+                      LLM_JUDGE_LITELLM_TRANSPORT=transport,
+                      LLM_JUDGE_BACKEND_TTL=str(ctx.sizes.s3_ttl_s))
+    judge = cluster.start_judge(env, warm=items(max(64, 8 * ctx.workers),
+                                                f"warm{level}{transport}"))
+    return judge, cluster.pids()
+
+
+def _targets(ctx: Context, level: int, base: Row, raw: Row, rows: dict[str, Row],
+             runs: dict[str, list[Row]]) -> None:
+    batch = rows["batch"]
+    cpu_ms = None if batch.cpu_s_per_req is None else batch.cpu_s_per_req * 1000
+    ctx.report.targets.append(Target(
+        "1", f"pool CPU per verdict, lean transport, score_batch, {level} in flight (ms)",
+        "<= 1.0", cpu_ms, None if cpu_ms is None else cpu_ms <= 1.0, _why(batch, base)))
+    for key, goal in (("batch", 4.0), ("client", 3.0)):
+        row = rows.get(key)
+        if row is None:
+            ctx.report.targets.append(Target("1", f"{key} / baseline", f">= {goal}x", None,
+                                             None, "ray_judge.JudgeClient not in this build"))
+            continue
+        ctx.report.targets.append(Target(
+            "1", f"{row.case} / baseline", f">= {goal}x", row.ratio,
+            None if row.ratio is None else row.ratio >= goal, _why(row, base)))
+    ceiling = [b.rate / r.rate for b, r in zip(runs["batch"], runs["raw"], strict=True)
+               if b.rate and r.rate]
+    share = statistics.median(ceiling) if ceiling else None
+    ctx.report.targets.append(Target(
+        "1", f"score_batch / raw aiohttp ceiling, {level} in flight", ">= 0.4", share,
+        None if share is None else share >= 0.4,
+        f"ceiling {raw.rate or 0:.0f}/s at {(raw.cpu_s_per_req or 0) * 1000:.2f} ms CPU"))
+
+
+def _busy_run(ctx: Context, url: str, n: int, level: int) -> None:
+    """The baseline, the ceiling and the lean pool again, with one core kept busy."""
+    judge, pids = _judge(ctx, url, level, "lean")
+    with _busy_loop():
+        base = _baseline(ctx, url, n, level)
+        raw = _baseline(ctx, url, n, level, "aiohttp")
+        cases = [_pool(ctx, judge, pids, items(n, f"busy-{key}"), key, level, "lean")
+                 for key, _ in LEAN_CASES if key != "client" or _client_class() is not None]
+    tag = " [one core busy]"
+    base_row = ctx.report.add(_merge([base], [base]))
+    base_row.case += tag
+    for row in (raw, *cases):
+        merged = ctx.report.add(_merge([row], [base]))
+        merged.case += tag
+        if "score_batch" in merged.case or "JudgeClient" in merged.case:
+            goal = 4.0 if "score_batch" in merged.case else 3.0
+            ctx.report.targets.append(Target(
+                "1", f"{merged.case} / baseline", f">= {goal}x", merged.ratio,
+                None if merged.ratio is None else merged.ratio >= goal,
+                _why(merged, base_row)))
+
+
+@contextmanager
+def _busy_loop() -> Iterator[int]:
+    """Another process spinning on one core: started detached (so the bench does not
+    count it as its own CPU, and the 'other processes' figure shows it), killed by pid."""
+    spawn = subprocess.run(
+        ["/bin/sh", "-c", f"'{sys.executable}' -c 'while True: pass' >/dev/null 2>&1 & "
+                          "echo $!"], capture_output=True, text=True, check=True, timeout=30)
+    pid = int(spawn.stdout.strip())
+    try:
+        time.sleep(0.5)
+        yield pid
+    finally:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _client_class() -> Any:
+    import ray_judge
+
+    return getattr(ray_judge, "JudgeClient", None)
 
 
 _PER_REQUEST = ("judge_cpu_s_per_req", "workers_cpu_s_per_req", "other_cpu_s_per_req",
@@ -105,20 +202,22 @@ def _why(row: Row, base: Row) -> str:
             f" ms, workers {row.extra.get('workers_cpu_s_per_req', 0) * 1000:.1f} ms")
 
 
-def _baseline(ctx: Context, url: str, n: int, level: int) -> Row:
+def _baseline(ctx: Context, url: str, n: int, level: int, client: str = "litellm") -> Row:
     env = {**os.environ, **RAY_ENV, "OPENAI_API_BASE": f"{url}/v1", "OPENAI_API_KEY": API_KEY}
     fake0 = ctx.fake_cpu()
     with procs.Foreign() as foreign:
         done = subprocess.run(
             [sys.executable, "-m", "bench.baseline_litellm", "--model", MODEL, "--n", str(n),
-             "--concurrency", str(level)],
+             "--concurrency", str(level), "--client", client],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=1800, check=False)
     fake_cpu = ctx.fake_cpu() - fake0
     if done.returncode != 0:
         raise RuntimeError(f"baseline failed ({done.returncode}): {done.stderr[-2000:]}")
     out = json.loads(done.stdout.strip().splitlines()[-1])
     lat = out["latencies"]
-    return Row("1", f"asyncio.gather(litellm.acompletion), {level} in flight", baseline=True,
+    what = ("asyncio.gather(litellm.acompletion)" if client == "litellm"
+            else "ceiling: asyncio.gather(aiohttp POST)")
+    return Row("1", f"{what}, {level} in flight", baseline=client == "litellm",
                n=n, ok=out["ok"], wall_s=out["wall_s"], rate=out["ok"] / out["wall_s"],
                cpu_s_per_req=out["cpu_s"] / n, p50_s=procs.percentile(lat, 0.5),
                p99_s=procs.percentile(lat, 0.99),
@@ -130,17 +229,21 @@ def _baseline(ctx: Context, url: str, n: int, level: int) -> Row:
 
 
 def _pool(ctx: Context, judge: Any, pids: tuple[int, list[int]], its: list[dict[str, str]],
-          batch: int | None, level: int) -> Row:
+          key: str, level: int, transport: str) -> Row:
     judge_pid, worker_pids = pids
-    case = (f"pool score_batch x{batch}, {level} in flight" if batch
-            else f"pool score.remote each, {level} in flight")
+    batch = ctx.sizes.s1_batch if key == "batch" else None
+    label = dict(LEAN_CASES)[key].format(batch=batch)
+    case = f"pool ({transport} transport) {label}, {level} in flight"
     watched = [judge_pid, *worker_pids]
     cpu0 = {p: procs.tree_cpu([p]) for p in watched}
     fake0, pool0 = ctx.fake_cpu(), ctx.pool_cpu()
-    name = f"s1-{'batch' if batch else 'single'}-{level}"
+    name = f"s1-{transport}-{key}-{level}"
     with ctx.profile(name, watched), procs.Foreign() as foreign:
         t0 = time.perf_counter()
-        verdicts, latencies = asyncio.run(_drive(judge, its, batch))
+        if key == "client":
+            verdicts, latencies = asyncio.run(_drive_client(its))
+        else:
+            verdicts, latencies = asyncio.run(_drive(judge, its, batch))
         wall = time.perf_counter() - t0
     pool_cpu, fake_cpu = ctx.pool_cpu() - pool0, ctx.fake_cpu() - fake0
     cpu = {p: procs.tree_cpu([p]) - cpu0[p] for p in watched}
@@ -181,6 +284,23 @@ async def _drive(judge: Any, its: list[dict[str, str]], batch: int | None
         calls.append(call(judge.score.remote(it["prompt"], it["response"], it["reference"]),
                           time.perf_counter()))
     return list(await asyncio.gather(*calls)), latencies
+
+
+async def _drive_client(its: list[dict[str, str]]) -> tuple[list[Any], list[float]]:
+    """One call per request through the batching client, as a rollout worker makes them."""
+    client = _client_class()()
+    latencies: list[float] = []
+
+    async def call(it: dict[str, str]) -> Any:
+        submitted = time.perf_counter()
+        out = await client.score_async(it["prompt"], it["response"], it["reference"])
+        latencies.append(time.perf_counter() - submitted)
+        return out
+
+    try:
+        return list(await asyncio.gather(*(call(it) for it in its))), latencies
+    finally:
+        client.close()
 
 
 def _statuses(verdicts: list[Any]) -> dict[str, int]:

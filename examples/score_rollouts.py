@@ -7,7 +7,8 @@ prints a summary: mean score, counts by status and by backend, latency percentil
 and throughput.
 
     python examples/score_rollouts.py                       # the 300 bundled rollouts
-    python examples/score_rollouts.py --dry-run --limit 40  # try it without any model
+    python examples/score_rollouts.py --dry-run             # the built-in fake model
+    python examples/score_rollouts.py --dry-run --limit 40  # ... on the first 40
     python examples/score_rollouts.py --json verdicts.json  # also write every Verdict
     ./launch.sh python examples/score_rollouts.py           # on the cluster launch.sh runs
 
@@ -84,6 +85,14 @@ HINTS = {
 DEFAULT_HINT = ("see `python switch_judge_backend.py show` for the backend in force, fix its "
                 "settings or switch with `python switch_judge_backend.py litellm MODEL`, or "
                 "try the pipeline with --dry-run.")
+
+#: Printed after a dry run: the one change that makes it a real judged run.
+REAL_RUN_HINT = (
+    "This was a dry run with the built-in fake model. For a run judged by a real model, "
+    "drop --dry-run and give the judge one: export CLAUDE_CLI_PATH=$(which claude) (the "
+    "Claude Code CLI, logged in), or set a provider key and switch, e.g. export "
+    "ANTHROPIC_API_KEY=... && python switch_judge_backend.py litellm "
+    "anthropic/claude-sonnet-4-20250514.")
 
 app = typer.Typer(add_completion=False)
 
@@ -393,12 +402,16 @@ def main(
 
     scored = rollouts[:len(verdicts)]  # all of them, unless the first batch all failed
     summary = summarise(scored, verdicts, wall_s, total=len(rollouts))
-    fake_note = " (dry run: FakeBackend, no model)" if dry_run else ""
+    fake_note = (" (dry run: the built-in fake model, FakeBackend; its scores judge "
+                 "nothing)") if dry_run else ""
     print_summary(summary, f"Scored {len(verdicts)} of {len(rollouts)} rollouts from {file}"
                            f"{fake_note}", startup_s=ready - started)
     if json_out is not None:
         write_json(json_out, scored, verdicts, summary)
         print(f"verdicts and summary written to {json_out}")
+    if dry_run:
+        print(textwrap.fill(REAL_RUN_HINT, width=88, break_long_words=False,
+                            break_on_hyphens=False))
     if summary["ok"] == 0:
         status = next(iter(summary["by_status"]))
         error = summary["first_errors"][status]["error"][:300]

@@ -16,6 +16,7 @@ from .errors import (
     BackendUnavailableError,
     ConfigError,
     InvalidSpecError,
+    JudgeDefinitionError,
     JudgeError,
     JudgeNotRunningError,
     OverrideFileError,
@@ -26,8 +27,9 @@ from .errors import (
     TransientBackendError,
     UsageLimitedError,
 )
+from .judging.definition import JudgeDefinition
 from .selection.spec import BackendSpec
-from .verdict import JudgeRequest, Status, Verdict
+from .verdict import GroupRequest, JudgeRequest, Status, Verdict
 
 if TYPE_CHECKING:
     from .pool.client import JudgeClient
@@ -42,9 +44,12 @@ __all__ = [
     "BackendTimeoutError",
     "BackendUnavailableError",
     "ConfigError",
+    "GroupRequest",
     "InvalidSpecError",
     "JudgeClient",
     "JudgeConfig",
+    "JudgeDefinition",
+    "JudgeDefinitionError",
     "JudgeError",
     "JudgeNotRunningError",
     "JudgeRequest",

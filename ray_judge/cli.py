@@ -11,11 +11,14 @@ also on a login node where importing ray takes seconds.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -29,6 +32,9 @@ from .selection.resolver import (
     write_override,
 )
 from .selection.spec import CCODE_MODELS, DEFAULT_SPEC, LITELLM_PREFIX, BackendSpec
+
+if TYPE_CHECKING:
+    from .integrations.openrlhf import RewardServer
 
 __all__ = ["Notifier", "app", "main", "notify_running_judge", "switch_app", "switch_main"]
 
@@ -211,8 +217,15 @@ def show(
     live: Annotated[bool, typer.Option(
         "--live/--no-live", help="Also ask a running judge for its load, counts and cost.",
     )] = True,
+    watch: Annotated[bool, typer.Option(
+        "--watch", help="Keep showing the running judge, redrawn every second (ray-judge "
+        "watch).",
+    )] = False,
 ) -> None:
     """Show the effective backend, where it comes from, and any problem with the file."""
+    if watch:
+        watch_judge()
+        return
     config = _load_config()
     resolution = BackendResolver(config).resolve()
     warnings = permission_warnings(resolution.path)
@@ -226,6 +239,20 @@ def show(
     # The file's warnings are printed above already (the same file, seen from here).
     typer.echo(format_live_status(judge, warnings=False) if judge
                else f"Running judge: {judge_error}")
+    if not judge and config.judges_file is not None:
+        typer.echo(_judges_file_text(config))
+
+
+def _judges_file_text(config: JudgeConfig) -> str:
+    """The judges a judge started here would know (LLM_JUDGE_JUDGES_FILE), or its problem."""
+    from .judging.catalog import JudgeCatalog
+
+    try:
+        versions = JudgeCatalog.build(config).versions()
+    except JudgeError as exc:
+        return f"Judges file: {exc}"
+    names = ", ".join(f"{name} ({version})" for name, version in versions.items())
+    return f"Judges file: {config.judges_file}: {names}"
 
 
 def _live_status(config: JudgeConfig) -> tuple[dict | None, str | None]:
@@ -243,6 +270,11 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}s"
 
 
+def _format_retries(status: dict) -> str:
+    n = status.get("format_retries") or 0
+    return f" (+{n} correction turns)" if n else ""
+
+
 def format_live_status(status: dict, *, warnings: bool = True) -> str:
     """A person's view of the judge's ``status()`` (``warnings``: the override file's)."""
     in_flight = sum(status.get("in_flight", {}).values())
@@ -251,18 +283,39 @@ def format_live_status(status: dict, *, warnings: bool = True) -> str:
         f"up {status['uptime_s']:.0f}s, {status['workers']} workers",
         f"  load:     {in_flight} in flight, {status['queued']} queued",
         f"  verdicts: {status['total']} (p50 {_seconds(status['latency_p50_s'])}, "
-        f"p95 {_seconds(status['latency_p95_s'])}), {status['retries']} retries, "
+        f"p95 {_seconds(status['latency_p95_s'])}), {status['retries']} retries"
+        f"{_format_retries(status)}, "
         f"{status['switches']} switches, cost ${status['cost_usd']:.4f}",
     ]
+    if status.get("judges"):
+        lines.append("  judges:   " + ", ".join(
+            f"{name} ({version})" for name, version in status["judges"].items()))
     for backend, counts in status.get("counts", {}).items():
         detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         lines.append(f"    {backend}: {detail}")
+    lines += shift_lines(status)
     if status.get("override_problem"):
         lines.append(f"  problem:  {status['override_problem']}")
     if warnings:
         lines += [f"  warning:  {w}; whoever can write it can change the reward"
                   for w in status.get("override_warnings") or []]
     return "\n".join(lines)
+
+
+def shift_lines(status: dict) -> list[str]:
+    """The latest switch's score shift, one line per judge, and what calibration does."""
+    lines = []
+    for judge, report in sorted((status.get("shift") or {}).items()):
+        name = "" if judge == "default" else f"judge {judge} "
+        lines.append(f"  shift:    {name}{report['line']}")
+    for judge, calibration in sorted((status.get("calibration") or {}).items()):
+        name = "" if judge == "default" else f"judge {judge} "
+        maps = ", ".join(f"{b} on {m['pairs']} pairs"
+                         for b, m in sorted(calibration["maps"].items())) or (
+            f"none yet (needs {calibration['min_pairs']} pairs)")
+        lines.append(f"  calibrate: {name}{calibration['mode']} onto "
+                     f"{calibration['reference']}; maps: {maps}")
+    return lines
 
 
 @switch_app.command("remove")
@@ -344,6 +397,148 @@ def status(
     if judge is None:
         _fail(f"no running judge: {error}")
     typer.echo(json.dumps(judge) if as_json else format_live_status(judge))
+
+
+@app.command("serve-rm")
+def serve_rm(
+    failure_reward: Annotated[float, typer.Option(
+        help="Required: the reward a sample gets when the judge could not judge it "
+             "(OpenRLHF needs a number for every sample; ray_judge never picks one).")],
+    host: Annotated[str, typer.Option(
+        help="Interface to listen on; another than 127.0.0.1 opens the reward to the "
+             "network (use --token-file then).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port.")] = 5000,
+    token_file: Annotated[Path | None, typer.Option(
+        help="A file holding a token every request must carry (Bearer, or the password "
+             "of basic auth: http://rm:TOKEN@host:port/get_reward).")] = None,
+    judge: Annotated[str | None, typer.Option(
+        help="A named judge definition to judge with (default: the default judge).")] = None,
+) -> None:
+    """Serve OpenRLHF's --reward.remote_url from the running judge."""
+    config = _load_config()
+    token = None
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"cannot read --token-file {token_file}: {exc}")
+    from .integrations.openrlhf import RewardServer
+
+    try:
+        server = RewardServer(failure_reward=failure_reward, token=token, judge=judge)
+    except ValueError as exc:
+        _fail(str(exc))
+    _connect_ray()
+    asyncio.run(_serve_until_signal(server, host, port, config))
+
+
+async def _serve_until_signal(server: RewardServer, host: str, port: int,
+                              config: JudgeConfig) -> None:
+    from .integrations.openrlhf import serve
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        runner, bound = await serve(server, host, port)
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc}")
+    typer.echo(f"Reward server for OpenRLHF on http://{host}:{bound}/get_reward: judge "
+               f"{config.actor_name!r} in namespace {config.namespace!r}, failure reward "
+               f"{server.failure_reward}, token {'required' if server.token else 'not required'}"
+               ".")
+    typer.echo(f"READY http://{host}:{bound}", err=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+@app.command("watch")
+def watch_judge(
+    interval: Annotated[float, typer.Option(
+        "--interval", min=0.2, help="Seconds between redraws.")] = 1.0,
+) -> None:
+    """Watch the running judge: backend, rate, statuses, load, failover, switches."""
+    from .selection.live import cluster_address
+
+    config = _load_config()
+    address = cluster_address()
+    if address is None:
+        _fail("no Ray cluster found here: start one with ./launch.sh or `ray start --head`, "
+              "or set RAY_ADDRESS")
+    from .monitoring.watch import watch
+    from .selection.live import JudgeUnreachable
+
+    try:
+        watch(config, address, interval_s=interval)
+    except JudgeUnreachable as exc:
+        _fail(str(exc))
+    except ConnectionError as exc:
+        _fail(f"could not connect to Ray at {address}: {exc}")
+
+
+@app.command("grafana-dashboard")
+def grafana_dashboard(
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Write it into this directory (where Grafana provisions dashboards, "
+        "e.g. /tmp/ray/session_latest/metrics/grafana/dashboards) instead of printing it.",
+    )] = None,
+) -> None:
+    """Print the Grafana dashboard for the judge's metrics, or write it with --out."""
+    from .monitoring.dashboard import dashboard_text, write_dashboard
+
+    if out is None:
+        typer.echo(dashboard_text(), nl=False)
+        return
+    try:
+        path = write_dashboard(out)
+    except OSError as exc:
+        _fail(f"cannot write the dashboard into {str(out)!r}: {exc.strerror or exc}")
+    typer.echo(f"Wrote {path}")
+    typer.echo("Grafana loads it at its next provisioning scan (or import it in the UI: "
+               "Dashboards > New > Import).")
+
+
+@app.command("shift-plot")
+def shift_plot(
+    out: Annotated[Path, typer.Option("--out", help="PNG file to write.")] = Path("shift.png"),
+    judge: Annotated[str, typer.Option("--judge", help="Judge definition's name.")] = "default",
+    source: Annotated[Path | None, typer.Option(
+        "--input", help="Read the pairs from this JSON file (written by --save) instead of "
+        "asking the running judge.", show_default=False)] = None,
+    save: Annotated[Path | None, typer.Option(
+        "--save", help="Also write the pairs as JSON to this file.", show_default=False,
+    )] = None,
+) -> None:
+    """Draw the latest switch's paired scores (old vs new backend) as a PNG."""
+    config = _load_config()
+    if source is not None:
+        try:
+            data = json.loads(source.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            _fail(f"cannot read pairs from {source}: {exc}")
+    else:
+        from .selection.live import JudgeUnreachable, live_shift_pairs
+
+        try:
+            data = live_shift_pairs(config)
+        except JudgeUnreachable as exc:
+            _fail(f"no running judge: {exc}")
+    if judge not in data:
+        known = ", ".join(sorted(data)) or "none: no switch measured yet"
+        _fail(f"no shift measured for judge {judge!r}; judges with one: {known}")
+    if save is not None:
+        save.write_text(json.dumps(data), encoding="utf-8")
+    from .judging.shift_plot import render_shift_plot
+
+    try:
+        with _user_errors():
+            path = render_shift_plot(data[judge], out)
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(f"Wrote {path}: {data[judge]['line']}")
 
 
 # ---------------------------------------------------------------------- entry points

@@ -18,7 +18,8 @@ from typing import Any
 from .errors import ConfigError
 from .selection.spec import DEFAULT_SPEC, BackendSpec, parse_ccode_model_overrides
 
-__all__ = ["CCODE_MODES", "ENV_VARS", "JudgeConfig", "forwarded_env", "is_secret_name"]
+__all__ = ["CALIBRATIONS", "CCODE_MODES", "ENV_VARS", "LITELLM_TRANSPORTS", "JudgeConfig",
+           "forwarded_env", "is_secret_name"]
 
 #: name -> (default shown to users, meaning)
 ENV_VARS: dict[str, tuple[str, str]] = {
@@ -31,6 +32,9 @@ ENV_VARS: dict[str, tuple[str, str]] = {
         "model id for ccode aliases: `ID` for all, or `ccode-4-sonnet=ID,ccode-4-opus=ID`",
     ),
     "LLM_JUDGE_RUBRIC_FILE": ("built-in rubric", "judging instructions template"),
+    "LLM_JUDGE_JUDGES_FILE": (
+        "unset (only `default`)",
+        "TOML file of named judge definitions (read at start; a bad file fails start-up)"),
     "LLM_JUDGE_SCORE_MAX": ("10", "top of the `SCORE: N` scale; scores are divided by it"),
     "LLM_JUDGE_MAX_INPUT_CHARS": ("20000", "longest prompt/response/reference sent (truncated)"),
     "LLM_JUDGE_MAX_TOKENS": ("1024", "max output tokens per verdict (LiteLLM)"),
@@ -53,6 +57,11 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "LLM_JUDGE_CCODE_SESSION_IDLE": (
         "60", "seconds an unused `claude` session is kept (0: no limit)"),
     "LLM_JUDGE_MAX_IN_FLIGHT_LITELLM": ("256", "cluster-wide concurrent LiteLLM calls"),
+    "LLM_JUDGE_LITELLM_TRANSPORT": (
+        "lean",
+        "`lean`: OpenAI-compatible and Anthropic calls go out over one aiohttp session per "
+        "worker, everything else through `litellm.acompletion`; `litellm`: everything "
+        "through `litellm.acompletion`"),
     "LLM_JUDGE_WORKER_CPUS": ("0", "CPUs each worker actor reserves from Ray"),
     "LLM_JUDGE_FALLBACK": ("none", "comma-separated specs to fail over to, in order"),
     "LLM_JUDGE_FAILOVER_RATE_LIMITED": (
@@ -65,12 +74,27 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "LLM_JUDGE_CACHE_SIZE": ("100000", "verdicts kept in memory (0 turns the cache off)"),
     "LLM_JUDGE_CACHE_PATH": (
         "unset (memory only)", "SQLite file that keeps verdicts across restarts"),
+    "LLM_JUDGE_RESERVOIR_SIZE": (
+        "300", "requests per judge kept (uniform sample) to re-judge after a switch (0: off)"),
+    "LLM_JUDGE_SHIFT_SHARE": (
+        "0.1", "share of the new backend's in-flight limit the re-judging may use"),
+    "LLM_JUDGE_SHIFT_WARN": ("0.1", "mean score shift after a switch that is logged as WARNING"),
+    "LLM_JUDGE_CALIBRATE": (
+        "none", "`quantile`: map the default judge's scores onto the reference backend's "
+        "(other judges: `calibrate` in their definition)"),
+    "LLM_JUDGE_CALIBRATION_MIN_PAIRS": ("100", "re-judged pairs needed before calibrating"),
+    "LLM_JUDGE_CALIBRATION_REFERENCE": (
+        "first backend of the run", "backend whose score scale calibration maps onto"),
     "LLM_JUDGE_ACTOR_NAME": ("judge", "name of the singleton actor"),
     "LLM_JUDGE_NAMESPACE": ("ray_judge", "Ray namespace of the singleton"),
 }
 
 #: How the ccode backend runs the CLI (``LLM_JUDGE_CCODE_MODE``).
 CCODE_MODES = ("session", "oneshot")
+#: How the LiteLLM backend sends its calls (``LLM_JUDGE_LITELLM_TRANSPORT``).
+LITELLM_TRANSPORTS = ("lean", "litellm")
+#: Calibration of scores after a backend switch (``LLM_JUDGE_CALIBRATE``).
+CALIBRATIONS = ("none", "quantile")
 
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH)", re.IGNORECASE)
 # What a judge and its workers need from the environment of whoever starts them.
@@ -118,6 +142,24 @@ def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...],
     return raw.lower()
 
 
+def _share(environ: Mapping[str, str], name: str, default: float) -> float:
+    value = _number(environ, name, default, low=0.0)
+    if not 0.0 < value <= 1.0:
+        raise ConfigError(f"{name} must be within (0, 1], got {environ.get(name)!r}",
+                          name=name, value=environ.get(name))
+    return value
+
+
+def _spec_or_none(environ: Mapping[str, str], name: str) -> BackendSpec | None:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return BackendSpec.parse(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc}", name=name, value=raw) from None
+
+
 def _fallback(raw: str) -> tuple[BackendSpec, ...]:
     specs = []
     for part in raw.split(","):
@@ -153,6 +195,7 @@ class JudgeConfig:
     claude_cli_path: str = "claude"
     ccode_models: Mapping[str, str] = field(default_factory=dict)
     rubric_file: Path | None = None
+    judges_file: Path | None = None
     score_max: float = 10.0
     max_input_chars: int = 20_000
     max_tokens: int = 1024
@@ -164,6 +207,7 @@ class JudgeConfig:
     num_workers: int = field(default_factory=_default_workers)
     max_in_flight_ccode: int = field(default_factory=lambda: 2 * (os.cpu_count() or 2))
     max_in_flight_litellm: int = 256
+    litellm_transport: str = "lean"
     ccode_mode: str = "session"
     ccode_sessions: int = 0  # 0: the worker's share of max_in_flight_ccode
     ccode_session_items: int = 500
@@ -178,6 +222,12 @@ class JudgeConfig:
     tpm_litellm: float = 0.0
     cache_size: int = 100_000
     cache_path: Path | None = None
+    reservoir_size: int = 300
+    shift_share: float = 0.1
+    shift_warn: float = 0.1
+    calibrate: str = "none"
+    calibration_min_pairs: int = 100
+    calibration_reference: BackendSpec | None = None
     actor_name: str = "judge"
     namespace: str = "ray_judge"
 
@@ -211,6 +261,7 @@ class JudgeConfig:
             claude_cli_path=env.get("CLAUDE_CLI_PATH", "").strip() or "claude",
             ccode_models=parse_ccode_model_overrides(env.get("LLM_JUDGE_CCODE_MODEL")),
             rubric_file=rubric_file,
+            judges_file=_path(env.get("LLM_JUDGE_JUDGES_FILE", ""), base),
             score_max=_number(env, "LLM_JUDGE_SCORE_MAX", 10.0, low=1.0),
             max_input_chars=_number(env, "LLM_JUDGE_MAX_INPUT_CHARS", 20_000, low=100,
                                     integer=True),
@@ -227,6 +278,8 @@ class JudgeConfig:
                 if in_flight_ccode else 2 * (os.cpu_count() or 2)),
             max_in_flight_litellm=_number(env, "LLM_JUDGE_MAX_IN_FLIGHT_LITELLM", 256, low=1,
                                           integer=True),
+            litellm_transport=_choice(env, "LLM_JUDGE_LITELLM_TRANSPORT", LITELLM_TRANSPORTS,
+                                      "lean"),
             ccode_mode=_choice(env, "LLM_JUDGE_CCODE_MODE", CCODE_MODES, "session"),
             ccode_sessions=_number(env, "LLM_JUDGE_CCODE_SESSIONS", 0, low=0, integer=True),
             ccode_session_items=_number(env, "LLM_JUDGE_CCODE_SESSION_ITEMS", 500, low=1,
@@ -243,6 +296,13 @@ class JudgeConfig:
             tpm_litellm=_number(env, "LLM_JUDGE_TPM_LITELLM", 0.0, low=0.0),
             cache_size=_number(env, "LLM_JUDGE_CACHE_SIZE", 100_000, low=0, integer=True),
             cache_path=_path(env.get("LLM_JUDGE_CACHE_PATH", ""), base),
+            reservoir_size=_number(env, "LLM_JUDGE_RESERVOIR_SIZE", 300, low=0, integer=True),
+            shift_share=_share(env, "LLM_JUDGE_SHIFT_SHARE", 0.1),
+            shift_warn=_number(env, "LLM_JUDGE_SHIFT_WARN", 0.1, low=0.0),
+            calibrate=_choice(env, "LLM_JUDGE_CALIBRATE", CALIBRATIONS, "none"),
+            calibration_min_pairs=_number(env, "LLM_JUDGE_CALIBRATION_MIN_PAIRS", 100, low=1,
+                                          integer=True),
+            calibration_reference=_spec_or_none(env, "LLM_JUDGE_CALIBRATION_REFERENCE"),
             actor_name=env.get("LLM_JUDGE_ACTOR_NAME", "").strip() or "judge",
             namespace=env.get("LLM_JUDGE_NAMESPACE", "").strip() or "ray_judge",
         )

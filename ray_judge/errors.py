@@ -3,7 +3,8 @@
     JudgeError
     ├── ConfigError (ValueError)            bad configuration: environment, rubric file, CLI path
     │   ├── InvalidSpecError               a backend spec that does not parse
-    │   └── RubricError                    a rubric template with unknown placeholders
+    │   ├── RubricError                    a rubric template with unknown placeholders
+    │   └── JudgeDefinitionError           a judge definition or judges file that is unusable
     ├── ScoreParseError (ValueError)        the judge's text holds no valid ``SCORE:`` line
     ├── OverrideFileError (OSError)         the override file cannot be written or removed
     ├── BackendUnavailableError             a backend cannot start (CLI missing, litellm missing)
@@ -31,6 +32,7 @@ __all__ = [
     "BackendUnavailableError",
     "ConfigError",
     "InvalidSpecError",
+    "JudgeDefinitionError",
     "JudgeError",
     "JudgeNotRunningError",
     "OverrideFileError",
@@ -80,6 +82,13 @@ class InvalidSpecError(ConfigError):
 
 class RubricError(ConfigError):
     """A rubric template is unusable; ``name`` is the file, ``value`` the culprit."""
+
+
+class JudgeDefinitionError(ConfigError):
+    """A judge definition is unusable; ``judge``, ``key`` and ``value`` say where and what,
+    ``path`` is the judges file it came from (``None``: defined in code)."""
+
+    _attrs = ("judge", "key", "value", "path")
 
 
 class ScoreParseError(JudgeError, ValueError):

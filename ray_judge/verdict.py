@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
-__all__ = ["JudgeRequest", "Status", "Verdict"]
+from .judging.transcript import check_messages, is_messages
+
+__all__ = ["GroupRequest", "JudgeRequest", "Status", "Verdict"]
 
 
 class Status(str, Enum):
@@ -29,6 +32,9 @@ class Status(str, Enum):
 
 _TEXT_FIELDS = ("prompt", "response", "reference", "rubric")
 _REQUIRED = ("prompt", "response")
+_KNOWN = (*_TEXT_FIELDS, "metadata", "judge", "fields")
+_OWN_FIELD = re.compile(r"\brequest\.(?=(?:prompt|response|reference|rubric|judge|fields)\b)")
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _where(index: int | None) -> str:
@@ -40,15 +46,20 @@ class JudgeRequest:
     """One rollout to grade.
 
     ``prompt`` is the task the policy was given, ``response`` the policy's output
-    (untrusted), ``reference`` the ground truth if any, ``rubric`` replaces the default
-    judging instructions for this request, ``metadata`` is returned untouched.
+    (untrusted); either may be text or a list of chat messages (OpenAI shape, rendered
+    as a transcript). ``reference`` is the ground truth if any, ``rubric`` replaces the
+    judge's instructions for this request, ``metadata`` is returned untouched. ``judge``
+    names the judge definition (``None``: ``default``), ``fields`` holds extra named text
+    inputs for its template (``{"dockerfile": "..."}``).
     """
 
-    prompt: str
-    response: str
+    prompt: str | list[Any]
+    response: str | list[Any]
     reference: str | None = None
     rubric: str | None = None
     metadata: Any = None
+    judge: str | None = None
+    fields: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         self._check(None)
@@ -58,11 +69,25 @@ class JudgeRequest:
             value = getattr(self, name)
             if value is None and name not in _REQUIRED:
                 continue
+            if name in _REQUIRED and is_messages(value):
+                try:
+                    check_messages(f"{_where(index)}.{name}", value)
+                except (TypeError, ValueError) as exc:
+                    raise TypeError(f"{_where(index)}.{name} must be a string or a list of "
+                                    f"chat messages; {exc}") from None
+                object.__setattr__(self, name, list(value))
+                continue
             if not isinstance(value, str):
                 raise TypeError(
-                    f"{_where(index)}.{name} must be a string, got {type(value).__name__}: "
-                    f"{_preview(value)}"
+                    f"{_where(index)}.{name} must be a string"
+                    f"{' or a list of messages' if name in _REQUIRED else ''}, got "
+                    f"{type(value).__name__}: {_preview(value)}"
                 )
+        if self.judge is not None and not isinstance(self.judge, str):
+            raise TypeError(f"{_where(index)}.judge must be a judge name (a string), got "
+                            f"{type(self.judge).__name__}: {_preview(self.judge)}")
+        if self.fields is not None:
+            object.__setattr__(self, "fields", _fields(self.fields, index))
 
     @classmethod
     def from_mapping(cls, item: object, index: int | None = None) -> JudgeRequest:
@@ -77,21 +102,41 @@ class JudgeRequest:
                 f"{_where(index)} must be a dict with 'prompt' and 'response', "
                 f"got {type(item).__name__}: {_preview(item)}"
             )
-        unknown = sorted(str(k) for k in item if k not in (*_TEXT_FIELDS, "metadata"))
+        unknown = sorted(str(k) for k in item if k not in _KNOWN)
         if unknown:
             raise ValueError(
                 f"{_where(index)} has unknown field(s) {unknown}; "
-                "known: prompt, response, reference, rubric, metadata"
+                f"known: {', '.join(_KNOWN)}"
             )
         for name in _REQUIRED:
             if name not in item:
                 raise ValueError(f"{_where(index)} is missing the field {name!r}")
         try:
             return cls(**{k: item[k] for k in item})
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             if index is None:
                 raise
-            raise TypeError(str(exc).replace("request.", f"{_where(index)}.", 1)) from None
+            raise type(exc)(_OWN_FIELD.sub(f"{_where(index)}.", str(exc))) from None
+
+
+def _fields(fields: object, index: int | None) -> dict[str, str]:
+    where = f"{_where(index)}.fields"
+    if not isinstance(fields, Mapping):
+        raise TypeError(f"{where} must be a dict of name -> text, got "
+                        f"{type(fields).__name__}: {_preview(fields)}")
+    out = {}
+    for name, value in fields.items():
+        if not (isinstance(name, str) and _FIELD_NAME.fullmatch(name)):
+            raise ValueError(f"{where}: field names must be identifiers such as 'dockerfile', "
+                             f"got {_preview(name)}")
+        if name.lower() in _TEXT_FIELDS:  # its data block would be named like theirs
+            raise ValueError(f"{where}: {name!r} is a request argument, not a field; pass it "
+                             f"as {name.lower()}=")
+        if not isinstance(value, str):
+            raise TypeError(f"{where}[{name!r}] must be a string, got "
+                            f"{type(value).__name__}: {_preview(value)}")
+        out[name] = value
+    return out
 
 
 def _preview(value: object) -> str:
@@ -124,7 +169,15 @@ class Verdict:
     retry_after: float | None = None
     #: epoch seconds when a usage limit lifts, when the backend said
     resets_at: float | None = None
+    #: the judge definition that made it, and its version (a hash of what it does)
+    judge: str | None = None
+    judge_version: str | None = None
+    #: correction turns sent because an answer did not parse (also in ``attempts``)
+    format_retries: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: the backend's own score when ``score`` was calibrated onto a reference backend's
+    #: scale (``extra["calibration"]`` names the map); None when ``score`` is the raw one
+    raw_score: float | None = None
 
     def __post_init__(self) -> None:
         status = Status(self.status)
@@ -139,10 +192,21 @@ class Verdict:
             object.__setattr__(self, "score", float(self.score))
         elif self.score is not None:
             raise ValueError(f"a {status.value} Verdict must not carry a score ({self.score!r})")
+        if self.raw_score is not None and not (
+                status is Status.OK and isinstance(self.raw_score, (int, float))
+                and 0.0 <= self.raw_score <= 1.0):
+            raise ValueError(f"raw_score must be within [0, 1] and only on an ok Verdict, got "
+                             f"{self.raw_score!r} on a {status.value} Verdict")
 
     @property
     def ok(self) -> bool:
         return self.status is Status.OK
+
+    @property
+    def transport_retries(self) -> int:
+        """Attempts beyond the first of each model call, correction turns left out."""
+        calls = len(self.extra.get("samples", ())) or 1
+        return max(0, self.attempts - self.format_retries - calls)
 
     def with_(self, **changes: Any) -> Verdict:
         """A copy with ``changes`` applied (dataclasses.replace, re-validated)."""
@@ -151,3 +215,82 @@ class Verdict:
     @classmethod
     def failure(cls, status: Status | str, error: str, **fields: Any) -> Verdict:
         return cls(score=None, status=Status(status), error=error, **fields)
+
+
+@dataclass(frozen=True)
+class GroupRequest:
+    """Several responses to one prompt, judged in one call (a GRPO group, or a pair).
+
+    ``responses`` are the policy's outputs (untrusted), in the caller's order; the
+    Verdicts come back in that order. Each, and ``prompt``, may be text or a list of chat
+    messages (rendered as a transcript). ``judge`` names the judge definition (a group
+    or pairwise kind); ``fields`` are extra named texts, each shown in a data block of
+    its own; ``metadata`` is returned untouched in every member's Verdict.
+    """
+
+    prompt: str | list[Any]
+    responses: tuple[str | list[Any], ...]
+    reference: str | None = None
+    judge: str | None = None
+    metadata: Any = None
+    fields: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        self._check(None)
+
+    def _check(self, index: int | None) -> None:
+        where = _where(index)
+        if is_messages(self.prompt):
+            check_messages(f"{where}.prompt", self.prompt)
+            object.__setattr__(self, "prompt", list(self.prompt))
+        elif not isinstance(self.prompt, str):
+            raise TypeError(f"{where}.prompt must be a string or a list of messages, got "
+                            f"{type(self.prompt).__name__}: {_preview(self.prompt)}")
+        if self.reference is not None and not isinstance(self.reference, str):
+            raise TypeError(f"{where}.reference must be a string, got "
+                            f"{type(self.reference).__name__}: {_preview(self.reference)}")
+        responses = self.responses
+        if isinstance(responses, (str, bytes, Mapping)) or not isinstance(
+                responses, (list, tuple)):
+            raise TypeError(f"{where}.responses must be a list of strings, got "
+                            f"{type(responses).__name__}: {_preview(responses)}")
+        if not responses:
+            raise ValueError(f"{where}.responses is empty; a group needs at least one")
+        for i, response in enumerate(responses):
+            if is_messages(response):
+                check_messages(f"{where}.responses[{i}]", response)
+            elif not isinstance(response, str):
+                raise TypeError(f"{where}.responses[{i}] must be a string or a list of "
+                                f"messages, got {type(response).__name__}: "
+                                f"{_preview(response)}")
+        object.__setattr__(self, "responses", tuple(
+            list(r) if isinstance(r, (list, tuple)) else r for r in responses))
+        if self.judge is not None and not isinstance(self.judge, str):
+            raise TypeError(f"{where}.judge must be a judge's name, got {_preview(self.judge)}")
+        if self.fields is not None:
+            object.__setattr__(self, "fields", _fields(self.fields, index))
+
+    @classmethod
+    def from_mapping(cls, item: Mapping[str, Any], index: int | None = None) -> GroupRequest:
+        """Build from ``{"prompt": p, "responses": [...], "reference": g, ...}``."""
+        unknown = sorted(str(k) for k in item if k not in _GROUP_FIELDS)
+        if unknown:
+            raise ValueError(f"{_where(index)} has unknown field(s) {unknown}; "
+                             f"known for a group: {', '.join(_GROUP_FIELDS)}")
+        for name in ("prompt", "responses"):
+            if name not in item:
+                raise ValueError(f"{_where(index)} is missing the field {name!r}")
+        values = dict(item)
+        request = cls.__new__(cls)
+        for name in _GROUP_FIELDS:
+            object.__setattr__(request, name, values.get(name))
+        request._check(index)
+        return request
+
+    def member(self, index: int) -> JudgeRequest:
+        """Response ``index`` as a request of its own (pointwise fallback)."""
+        return JudgeRequest(self.prompt, self.responses[index], self.reference,
+                            metadata=self.metadata)
+
+
+_GROUP_FIELDS = ("prompt", "responses", "reference", "judge", "metadata", "fields")

@@ -92,7 +92,7 @@ def test_smoke_run_of_scenarios_1_to_4_writes_well_formed_json(tmp_path):
             assert row["cpu_s_per_req"] > 0 and row["p50_s"] <= row["p99_s"]
     assert {r["case"] for r in by_scenario["3"]} == {
         "switch with the notify", "switch file only (TTL 1 s)"}
-    assert [t["scenario"] for t in report["targets"]].count("1") == 2
+    assert [t["scenario"] for t in report["targets"]].count("1") == 4
     if CLI is None:
         assert any(k.startswith("2") for k in report["skipped"])
     assert "override file reads" in table
@@ -109,14 +109,30 @@ def test_smoke_run_of_the_launch_scenario(tmp_path):
         assert len(row["extra"]["workers_mib"]) == 1 and row["extra"]["workers_mib"][0] > 0
 
 
+def test_smoke_run_of_the_groups_scenario(tmp_path):
+    report, table = run_bench(tmp_path, "--only", "6")
+    check_shape(report)
+    rows = report["rows"]
+    cases = 2 if CLI is not None else 1
+    assert [r["scenario"] for r in rows] == ["6"] * 2 * cases
+    for base, grouped in zip(rows[::2], rows[1::2], strict=True):
+        assert base["baseline"] and not grouped["baseline"]
+        assert base["n"] == grouped["n"] == 4 * 4
+        # the fake provider counted the calls: one per group, one per response pointwise
+        assert grouped["extra"]["backend_calls"] == 4 and base["extra"]["backend_calls"] == 16
+    targets = [t for t in report["targets"] if t["scenario"] == "6"]
+    assert len(targets) == cases and all(t["met"] for t in targets), targets
+    assert "GRPO step" in table or "prompts x" in table
+
+
 @pytest.mark.timeout(900)  # ~1.5 min on a quiet 2-core machine: kills, restarts, switches
 def test_smoke_run_of_the_soak(tmp_path):
     # Faults make failed verdicts on purpose (hangs time out, storms exhaust retries):
     # what must hold is that every request got exactly one result.
-    report, table = run_bench(tmp_path, "--only", "6", timeout=840)
+    report, table = run_bench(tmp_path, "--only", "7", timeout=840)
     assert report["errors"] == {}, report["errors"]
     rows = report["rows"]
-    assert [r["scenario"] for r in rows] == ["6"] * 3
+    assert [r["scenario"] for r in rows] == ["7"] * 3
     for row in rows:
         extra = row["extra"]
         assert row["n"] == 100 and sum(extra["statuses"].values()) == 100, row

@@ -365,3 +365,20 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     readme = (root / "README.md").read_text().splitlines()
     command = next(line for line in readme if line.rstrip().endswith("&& pytest"))
     assert command in (root / ".ci" / "run").read_text().splitlines()
+
+
+def test_show_names_the_judges_of_the_judges_file(backend_file, tmp_path) -> None:
+    from ray_judge.judging.catalog import JudgeCatalog
+
+    judges = Path(__file__).resolve().parent.parent / "examples" / "judges" / "judges.toml"
+    result = invoke("show", env={"LLM_JUDGE_JUDGES_FILE": str(judges)})
+    assert result.exit_code == 0, result.output
+    versions = JudgeCatalog.build(cli.JudgeConfig(judges_file=judges)).versions()
+    assert result.stdout.splitlines()[-1] == (
+        f"Judges file: {judges}: "
+        + ", ".join(f"{name} ({version})" for name, version in versions.items()))
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[judges.x]\nparser = 'nope'\nsystem = 's'\n")
+    result = invoke("show", env={"LLM_JUDGE_JUDGES_FILE": str(bad)})
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1].startswith(f"Judges file: {bad}: judge 'x': parser")

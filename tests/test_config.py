@@ -125,3 +125,17 @@ def test_config_is_frozen() -> None:
     config = JudgeConfig.from_env({})
     with pytest.raises(AttributeError):
         config.ttl_s = 1.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (None, "lean"), ("", "lean"), ("lean", "lean"), ("litellm", "litellm"),
+    (" LiteLLM ", "litellm"),
+])
+def test_litellm_transport(raw: str | None, expected: str) -> None:
+    env = {} if raw is None else {"LLM_JUDGE_LITELLM_TRANSPORT": raw}
+    assert JudgeConfig.from_env(env).litellm_transport == expected
+
+
+def test_bad_litellm_transport_is_named_with_its_value() -> None:
+    with pytest.raises(ConfigError, match=r"LLM_JUDGE_LITELLM_TRANSPORT.*'httpx'"):
+        JudgeConfig.from_env({"LLM_JUDGE_LITELLM_TRANSPORT": "httpx"})

@@ -229,6 +229,20 @@ def test_progress_off_a_terminal_prints_a_line_per_tenth(script, capsys):
 # -- the script as a user runs it ----------------------------------------------------------
 
 
+def test_readme_first_command_is_the_dry_run_and_the_real_run_is_under_it():
+    """On a fresh machine with no credentials the README's first command must run the
+    main job end to end: with the built-in fake model, said in its comment; the line
+    right under it is the real judged run."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
+    first = next(i for i, line in enumerate(block) if not line.startswith("#"))
+    assert block[first].endswith("./launch.sh python examples/score_rollouts.py --dry-run")
+    assert "fake model" in " ".join(block[:first])
+    real = next(line for line in block[first + 1:] if not line.startswith("#"))
+    assert real.endswith("./launch.sh python examples/score_rollouts.py")
+    assert "CLAUDE_CLI_PATH" in real
+
+
 def test_no_usable_backend_stops_before_starting_anything(env, tmp_path):
     result = run([], env, tmp_path)
 
@@ -252,7 +266,10 @@ def test_dry_run_scores_without_a_model(env, tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert "Scored 40 of 40 rollouts" in result.stdout
-    assert "dry run" in result.stdout
+    assert "dry run: the built-in fake model" in result.stdout
+    # ... and the one change that makes it a real judged run.
+    assert "drop --dry-run" in words(result.stdout)
+    assert "export CLAUDE_CLI_PATH=$(which claude)" in words(result.stdout)
     for row in ("items", "mean score (ok only)", "by status", "by backend",
                 "latency p50/p95/max", "cost", "tokens in/out", "wall time"):
         assert row in result.stdout

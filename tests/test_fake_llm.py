@@ -109,6 +109,48 @@ def test_anthropic_stream(server):
     assert final["usage"]["output_tokens"] == len(text) // 4
 
 
+STRUCTURED_TOOLS = [{"name": "StructuredOutput", "description": "d",
+                     "input_schema": {"type": "object"}}]
+
+
+def test_anthropic_structured_output_calls_the_offered_tool(server):
+    server.script(Behaviour.structured_output({"score": 0.5}, text="Thinking it over."))
+    status, _, data = call(server, ANTHROPIC, {"model": "m", "messages": MESSAGES,
+                                               "tools": STRUCTURED_TOOLS})
+    body = json.loads(data)
+    assert status == 200 and body["stop_reason"] == "tool_use"
+    assert body["content"][0] == {"type": "text", "text": "Thinking it over."}
+    tool = body["content"][1]
+    assert (tool["type"], tool["name"], tool["input"]) == (
+        "tool_use", "StructuredOutput", {"score": 0.5})
+    assert tool["id"].startswith("toolu_")
+
+
+def test_anthropic_structured_output_stream_builds_the_input_from_deltas(server):
+    value = {"score": 0.25, "reason": "long enough to need several input_json deltas"}
+    server.script(Behaviour.structured_output(value))
+    _, _, data = call(server, ANTHROPIC, {"model": "m", "stream": True, "messages": MESSAGES,
+                                          "tools": STRUCTURED_TOOLS})
+    payloads = [json.loads(d) for _, d in sse_events(data)]
+    starts = [p["content_block"] for p in payloads if p["type"] == "content_block_start"]
+    assert [b["type"] for b in starts] == ["tool_use"]  # no empty text block first
+    assert starts[0]["name"] == "StructuredOutput" and starts[0]["input"] == {}
+    parts = [p["delta"]["partial_json"] for p in payloads if p["type"] == "content_block_delta"]
+    assert len(parts) > 1 and json.loads("".join(parts)) == value
+    final = next(p for p in payloads if p["type"] == "message_delta")
+    assert final["delta"]["stop_reason"] == "tool_use"
+
+
+@pytest.mark.parametrize("path", [ANTHROPIC, OPENAI])
+def test_structured_output_without_a_tool_is_json_text(server, path):
+    server.script(Behaviour.structured_output({"score": 3}))
+    _, _, data = call(server, path, {"model": "m", "messages": MESSAGES})
+    body = json.loads(data)
+    text = (body["content"][0]["text"] if path == ANTHROPIC
+            else body["choices"][0]["message"]["content"])
+    assert json.loads(text) == {"score": 3}
+
+
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/chat/completions"])
 def test_openai_completion(server, path):
     status, _, data = call(server, path, {"model": "gpt-x", "messages": MESSAGES})
@@ -367,6 +409,7 @@ def test_behaviour_constructors_and_fields():
 @pytest.mark.parametrize("behaviour", [
     Behaviour(), Behaviour.error(429, retry_after=3), Behaviour.usage_limit(123), Behaviour.hang(),
     Behaviour.drop(), Behaviour.malformed(), Behaviour(body="x", status=201, delay_s=0.5),
+    Behaviour.structured_output({"score": 1, "why": ["a", "b"]}, text="t"),
 ])
 def test_behaviour_dict_round_trip(behaviour):
     assert Behaviour.from_dict(json.loads(json.dumps(behaviour.to_dict()))) == behaviour
@@ -378,6 +421,7 @@ def test_behaviour_dict_round_trip(behaviour):
     ({"delay_s": -1}, ValueError, "delay_s"),
     ({"text": 3}, TypeError, "text"),
     ({"headers": {"a": 1}}, TypeError, "headers"),
+    ({"structured": {"a": {1, 2}}}, TypeError, "structured must be JSON-ready"),
     ([], TypeError, "JSON object"),
 ])
 def test_behaviour_validation(data, error, match):

@@ -375,6 +375,9 @@ def test_thousands_of_requests_through_every_fault(cluster, servers, tmp_path) -
         "LLM_JUDGE_BACKEND_FILE": str(backend_file),
         "LLM_JUDGE_BACKEND_TTL": "1",
         "LLM_JUDGE_NUM_WORKERS": "2",
+        # Every provider call is counted across switches here: no re-judging after a
+        # switch (that has its own tests in test_shift_pool.py).
+        "LLM_JUDGE_RESERVOIR_SIZE": "0",
         "LLM_JUDGE_TIMEOUT": str(TIMEOUT_S),
         "LLM_JUDGE_DEADLINE": str(DEADLINE_S),
         "LLM_JUDGE_MAX_ATTEMPTS": str(MAX_ATTEMPTS),

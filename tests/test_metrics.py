@@ -46,8 +46,10 @@ def cluster():
 @pytest.fixture(scope="module")
 def judge(cluster, tmp_path_factory):
     path = tmp_path_factory.mktemp("metrics") / ".judge_backend"
+    # No re-judging after the switches here: the gauges must show only these requests
+    # (the shift metrics are checked in test_shift_pool.py).
     env = {"LLM_JUDGE_NAME": ONE, "LLM_JUDGE_BACKEND_FILE": str(path),
-           "LLM_JUDGE_NUM_WORKERS": "2"}
+           "LLM_JUDGE_NUM_WORKERS": "2", "LLM_JUDGE_RESERVOIR_SIZE": "0"}
     handle = ray_judge.start_judge(env=env, backend_registry=FAKE)
     yield handle, path
     ray_judge.stop_judge()
@@ -108,6 +110,8 @@ def test_verdicts_switches_and_load_reach_the_metrics_endpoint(judge) -> None:
     assert value(metrics, "ray_judge_latency_seconds_sum", backend=ONE) > 0
     assert value(metrics, "ray_judge_cache_hits_total") == 1
     assert value(metrics, "ray_judge_backend_switches_total") == 1
+    # Exported at 0 before the first one, so rate() sees the first failover of a run.
+    assert value(metrics, "ray_judge_failovers_total") == 0
     assert value(metrics, "ray_judge_current_backend", backend=TWO) == 1
     assert value(metrics, "ray_judge_current_backend", backend=ONE) == 0
     assert value(metrics, "ray_judge_tokens_total", backend=ONE, direction="input") > 0

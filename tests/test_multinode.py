@@ -46,7 +46,7 @@ def cluster():
 def judge(cluster, tmp_path_factory):
     path = tmp_path_factory.mktemp("multinode") / ".judge_backend"
     env = {"LLM_JUDGE_NAME": ONE, "LLM_JUDGE_BACKEND_FILE": str(path),
-           "LLM_JUDGE_NUM_WORKERS": "2"}
+           "LLM_JUDGE_NUM_WORKERS": "2", "LLM_JUDGE_RESERVOIR_SIZE": "0"}
     handle = ray_judge.start_judge(env=env, backend_registry=FAKE)
     yield handle, path
     ray_judge.stop_judge()

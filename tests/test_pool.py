@@ -47,6 +47,9 @@ def judge_env(tmp_path_factory):
         "LLM_JUDGE_NAME": "litellm:fake/primary",
         "LLM_JUDGE_BACKEND_FILE": str(root / ".judge_backend"),
         "LLM_JUDGE_NUM_WORKERS": "2",
+        # Every provider call is counted across switches here: no re-judging after a
+        # switch (that has its own tests in test_shift_pool.py).
+        "LLM_JUDGE_RESERVOIR_SIZE": "0",
         "LLM_JUDGE_BACKEND_TTL": "5",
         "LITELLM_OFFLINE_MODE": "true",
     }

@@ -264,6 +264,9 @@ def judge_env(server: FakeLLMServer, backend_file: Path, **extra: str) -> dict[s
         "LLM_JUDGE_BACKEND_FILE": str(backend_file),
         "LLM_JUDGE_BACKEND_TTL": str(MAIN_TTL_S),
         "LLM_JUDGE_NUM_WORKERS": "2",
+        # Every provider call is counted across switches here: no re-judging after a
+        # switch (that has its own tests in test_shift_pool.py).
+        "LLM_JUDGE_RESERVOIR_SIZE": "0",
         "OPENAI_API_BASE": f"{server.url}/v1",
         "OPENAI_API_KEY": KEY,
         "LITELLM_OFFLINE_MODE": "true",

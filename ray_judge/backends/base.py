@@ -1,10 +1,12 @@
 """The backend interface: one attempt (:meth:`Backend.complete`), and the judging around it.
 
-A backend implements only ``complete``: send a system and a user message, return the
-model's text or raise a :class:`~ray_judge.errors.BackendCallError` subclass that says
-what went wrong. :meth:`Backend.judge` is shared by every backend: it renders the
-prompt, retries politely within the request's deadline, parses the score, and always
-returns a :class:`~ray_judge.verdict.Verdict` (it never raises for a failed call).
+A backend implements only ``complete``: send a system and a user message (and any later
+turns), return the model's text or raise a :class:`~ray_judge.errors.BackendCallError`
+subclass that says what went wrong. :meth:`Backend.judge` is shared by every backend: it
+renders the prompt with the request's judge definition, retries politely within the
+request's deadline, and always returns a :class:`~ray_judge.verdict.Verdict` (it never
+raises for a failed call); reading the answer, correction turns and samples are
+:mod:`ray_judge.judging.judgement`'s.
 """
 
 from __future__ import annotations
@@ -14,16 +16,19 @@ import logging
 import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..config import JudgeConfig
-from ..errors import BackendCallError, BackendTimeoutError, RubricError, ScoreParseError
-from ..judging.parsing import normalise, parse_score
+from ..errors import BackendCallError, BackendTimeoutError, RubricError
+from ..judging.catalog import JudgeCatalog
+from ..judging.definition import JudgeDefinition
+from ..judging.group_judgement import judge_group
+from ..judging.judgement import Outcome, judge_request
 from ..judging.rubric import JudgePrompt, Rubric, load_rubric
 from ..selection.spec import BackendSpec
-from ..verdict import JudgeRequest, Status, Verdict
+from ..verdict import GroupRequest, JudgeRequest, Status, Verdict
 
 __all__ = ["Backend", "Completion", "RetryPolicy"]
 
@@ -80,6 +85,7 @@ class Backend(ABC):
         config: JudgeConfig,
         *,
         rubric: Rubric | None = None,
+        judges: JudgeCatalog | Iterable[JudgeDefinition] = (),
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
@@ -88,6 +94,10 @@ class Backend(ABC):
         self.config = config
         self.model = spec.model(config.ccode_models)
         self.rubric = rubric if rubric is not None else load_rubric(config)
+        # The pool hands over the judge's catalog; a backend built alone reads the
+        # configured judges file, plus any definitions given.
+        self.judges = (judges if isinstance(judges, JudgeCatalog)
+                       else JudgeCatalog.build(config, rubric=self.rubric, judges=judges))
         self.policy = RetryPolicy.from_config(config)
         self._sleep = sleep
         self._clock = clock
@@ -111,26 +121,71 @@ class Backend(ABC):
         """Grade one request. Never raises for a failed call; the Verdict says what happened.
 
         ``deadline`` is an absolute time on this backend's clock; by default the
-        configured per-request budget from now.
+        configured per-request budget from now. The request's judge definition decides
+        the prompt, how the answer is read, correction turns and samples
+        (:mod:`ray_judge.judging.judgement`); this method adds the transport.
         """
         start = self._clock()
         deadline = start + self.policy.deadline_s if deadline is None else deadline
         base = {"backend": str(self.spec), "model": self.model, "metadata": request.metadata}
         try:
+            definition = self.judges.get(request.judge)
             # render() applies request.rubric (validated, cached) when the request has one
-            prompt = self.rubric.render(request, self.config.max_input_chars)
+            prompt = definition.render(request)
         except (RubricError, ValueError, TypeError) as exc:
-            return Verdict.failure(Status.INVALID_INPUT, str(exc), **base)
+            return Verdict.failure(Status.INVALID_INPUT, str(exc), judge=request.judge or
+                                   "default", **base)
 
+        async def transport(prompt: JudgePrompt) -> Outcome:
+            return await self._call(prompt, deadline)
+
+        verdict = await judge_request(definition, prompt, transport,
+                                      time_left=lambda: deadline - self._clock())
+        return verdict.with_(latency_s=self._clock() - start, backend=base["backend"],
+                             model=verdict.model or self.model, metadata=request.metadata)
+
+    async def judge_group(self, request: GroupRequest, *,
+                          deadline: float | None = None) -> tuple[Verdict, ...]:
+        """Grade a group (or a pair) in one call: one Verdict per response, in its order.
+
+        Never raises for a failed call. With the judge's ``fallback = "pointwise"``, a
+        group whose answer does not read (after the correction turns) is judged one
+        response at a time by the ``default`` judge, within the same deadline.
+        """
+        start = self._clock()
+        deadline = start + self.policy.deadline_s if deadline is None else deadline
+        base = {"backend": str(self.spec), "metadata": request.metadata}
+
+        async def transport(prompt: JudgePrompt) -> Outcome:
+            return await self._call(prompt, deadline)
+
+        try:
+            definition = self.judges.get(request.judge)
+            verdicts = await judge_group(definition, request, transport,
+                                         time_left=lambda: deadline - self._clock())
+        except (RubricError, ValueError, TypeError) as exc:
+            failed = Verdict.failure(Status.INVALID_INPUT, str(exc), model=self.model, **base)
+            return tuple(failed for _ in request.responses)
+        if definition.fallback == "pointwise" and verdicts[0].status is Status.PARSE_ERROR:
+            alone = await asyncio.gather(*(self.judge(request.member(i), deadline=deadline)
+                                           for i in range(len(request.responses))))
+            verdicts = tuple(
+                one.with_(extra={**one.extra, "fallback": "pointwise",
+                                 "group_error": group.error, "group": group.extra["group"]})
+                for one, group in zip(alone, verdicts, strict=True))
+        return tuple(v.with_(latency_s=self._clock() - start, model=v.model or self.model,
+                             **base) for v in verdicts)
+
+    async def _call(self, prompt: JudgePrompt, deadline: float) -> Outcome:
+        """One answer for ``prompt`` with bounded, polite transport retries."""
         attempt = 0
         while True:
             attempt += 1
             remaining = deadline - self._clock()
             if remaining <= 0:
-                return Verdict.failure(
-                    Status.TIMEOUT, f"deadline of {self.policy.deadline_s:g}s passed before "
-                    f"attempt {attempt}", attempts=attempt - 1,
-                    latency_s=self._clock() - start, **base)
+                return Outcome(attempt - 1, failure={
+                    "status": Status.TIMEOUT, "error": f"deadline of "
+                    f"{self.policy.deadline_s:g}s passed before attempt {attempt}"})
             try:
                 completion = await self._attempt(prompt, min(self.policy.timeout_s, remaining))
             except BackendCallError as exc:
@@ -139,15 +194,15 @@ class Backend(ABC):
                 logger.exception("unexpected error in %s", self)
                 failure = BackendCallError(f"unexpected {type(exc).__name__}: {exc}")
             else:
-                return self._verdict(completion, attempt, start, base)
+                return Outcome(attempt, completion=completion)
 
             wait = self.policy.delay(attempt, failure.retry_after, self._rng)
             out_of_time = self._clock() + wait >= deadline
             if not failure.retryable or attempt >= self.policy.max_attempts or out_of_time:
-                return Verdict.failure(
-                    failure.status, str(failure) or type(failure).__name__,
-                    raw=failure.raw, attempts=attempt, latency_s=self._clock() - start,
-                    retry_after=failure.retry_after, resets_at=failure.resets_at, **base)
+                return Outcome(attempt, failure={
+                    "status": failure.status, "error": str(failure) or type(failure).__name__,
+                    "raw": failure.raw, "retry_after": failure.retry_after,
+                    "resets_at": failure.resets_at})
             logger.debug("%s attempt %d failed (%s); retrying in %.2fs", self, attempt,
                          failure.status, wait)
             await self._sleep(wait)
@@ -159,19 +214,3 @@ class Backend(ABC):
         except asyncio.TimeoutError:
             raise BackendTimeoutError(
                 f"no answer within {timeout:.1f}s", backend=str(self.spec)) from None
-
-    def _verdict(self, completion: Completion, attempt: int, start: float,
-                 base: dict) -> Verdict:
-        usage = {
-            "raw": completion.text, "attempts": attempt, "latency_s": self._clock() - start,
-            "input_tokens": completion.input_tokens, "output_tokens": completion.output_tokens,
-            "cost_usd": completion.cost_usd,
-        }
-        if completion.model:
-            base = {**base, "model": completion.model}
-        try:
-            scale = self.rubric.score_max
-            score = normalise(parse_score(completion.text, scale), scale)
-        except ScoreParseError as exc:
-            return Verdict.failure(Status.PARSE_ERROR, str(exc), **usage, **base)
-        return Verdict(score=score, status=Status.OK, **usage, **base)

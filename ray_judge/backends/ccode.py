@@ -24,6 +24,11 @@ as measured with CLI 2.1.332 against a fake Messages API on 127.0.0.1:
 * The CLI exits 143 about 0.1 s after SIGTERM and prints nothing, so a killed process is
   a timeout, not a parse error. It starts no child processes of its own in this mode.
 
+A prompt's later turns, JSON schema and ``max_tokens`` are mapped by :mod:`.ccode_prompt`
+(one user message; ``--json-schema``, which offers the model only the CLI's internal
+``StructuredOutput`` tool, with ``--output-format stream-json --verbose`` so that a text
+answer can be read too; ``CLAUDE_CODE_MAX_OUTPUT_TOKENS``).
+
 Example:
     >>> backend = ClaudeCodeBackend(BackendSpec.ccode("ccode-4-sonnet"), JudgeConfig())
     >>> verdict = await backend.judge(JudgeRequest(prompt="2+2?", response="4"))
@@ -58,6 +63,7 @@ from ..selection.spec import BackendSpec
 from .base import Backend, Completion
 from .ccode_env import CliHome, resolve_cli
 from .ccode_output import parse_cli_output
+from .ccode_prompt import MAX_ARG_BYTES, cli_env, cli_message, schema_arg
 
 __all__ = ["ClaudeCodeBackend"]
 
@@ -70,7 +76,6 @@ _TERM_GRACE_S = 1.0  # SIGTERM -> SIGKILL; the CLI needs ~0.1 s
 # 1 + 1.5 + 1.5 s late: inside the 5 s Backend.judge allows before it gives up on us.
 _REAP_S = 1.5
 _POLL_S = 0.02
-_MAX_ARG_BYTES = 100_000  # one argv string may not exceed 128 KiB (MAX_ARG_STRLEN)
 _MAX_STDOUT = 16 << 20
 _MAX_STDERR_TAIL = 2000
 _SECRETS = re.compile(
@@ -118,29 +123,37 @@ class ClaudeCodeBackend(Backend):
         """The environment each CLI process gets (``CLAUDE_CODE_TMPDIR`` set per call)."""
         return dict(self._home.env)
 
-    def argv(self, system: str, call_dir: Path) -> list[str]:
-        """The CLI's command line for one attempt."""
-        if len(system.encode()) <= _MAX_ARG_BYTES:
+    def argv(self, system: str, call_dir: Path, schema: str | None = None) -> list[str]:
+        """The CLI's command line for one attempt; ``schema`` from :func:`.schema_arg`.
+
+        With a schema the output is ``stream-json``: its ``assistant`` events hold the
+        model's text when it answered without the structured-output tool.
+        """
+        if len(system.encode()) <= MAX_ARG_BYTES:
             system_args = ["--system-prompt", system]
         else:
             system_file = call_dir / "system-prompt.txt"
             system_file.write_text(system, encoding="utf-8")
             system_args = ["--system-prompt-file", str(system_file)]
-        return [self.cli, "-p", "--output-format", "json", "--model", self.model,
+        output = ["json"] if schema is None else ["stream-json", "--verbose"]
+        schema_args = [] if schema is None else ["--json-schema", schema]
+        return [self.cli, "-p", "--output-format", *output, "--model", self.model,
                 *system_args, "--tools", "", "--max-turns", "1", "--no-session-persistence",
-                "--safe-mode"]
+                "--safe-mode", *schema_args]
 
     async def complete(self, prompt: JudgePrompt, *, timeout: float) -> Completion:
         if self._closed:
             raise PermanentBackendError(f"{self!r} is closed", backend=str(self.spec))
-        stdin = prompt.user.encode()  # before the spawn: a failure here must leave no process
+        # Before the spawn: a failure here must leave no process.
+        schema = schema_arg(prompt.schema, str(self.spec))
+        stdin = cli_message(prompt, self.config.max_input_chars).encode()
         call_dir = self._home.call_dir()
         try:
-            env = {**self._home.env, "CLAUDE_CODE_TMPDIR": str(call_dir),
-                   "TMPDIR": str(call_dir)}
+            env = {**self._home.env, **cli_env(prompt.max_tokens),
+                   "CLAUDE_CODE_TMPDIR": str(call_dir), "TMPDIR": str(call_dir)}
             try:
                 proc = await self._spawn(
-                    *self._exec_prefix, *self.argv(prompt.system, call_dir), stdin=PIPE,
+                    *self._exec_prefix, *self.argv(prompt.system, call_dir, schema), stdin=PIPE,
                     stdout=PIPE, stderr=PIPE, cwd=self._home.cwd, env=env,
                     start_new_session=True)
             except OSError as exc:
@@ -149,14 +162,15 @@ class ClaudeCodeBackend(Backend):
                 raise error(f"cannot start {self.cli}: {exc}", backend=str(self.spec)) from None
             self._live.add(proc)
             try:
-                return await self._run(proc, stdin, timeout)
+                return await self._run(proc, stdin, timeout, schema=schema is not None)
             finally:
                 self._live.discard(proc)
         finally:
             shutil.rmtree(call_dir, ignore_errors=True)
             self._home.sync_credentials()
 
-    async def _run(self, proc: Process, stdin: bytes, timeout: float) -> Completion:
+    async def _run(self, proc: Process, stdin: bytes, timeout: float, *,
+                   schema: bool = False) -> Completion:
         assert proc.stdin and proc.stdout and proc.stderr
         io = asyncio.gather(_feed(proc.stdin, stdin), _read(proc.stdout, _MAX_STDOUT),
                             _read(proc.stderr, _MAX_STDERR_TAIL, tail=True))
@@ -182,19 +196,23 @@ class ClaudeCodeBackend(Backend):
             raise TransientBackendError(
                 f"claude exited ({proc.returncode}) but its output never ended",
                 backend=str(self.spec), exit_code=proc.returncode) from None
-        return self._completion(proc.returncode, out, err)
+        return self._completion(proc.returncode, out, err, schema=schema)
 
-    def _completion(self, code: int | None, out: bytes, err: bytes) -> Completion:
+    def _completion(self, code: int | None, out: bytes, err: bytes, *,
+                    schema: bool = False) -> Completion:
         stdout = out.decode("utf-8", "replace")
         stderr = self._scrub(err.decode("utf-8", "replace").strip())
         context = {"backend": str(self.spec), "exit_code": code, "stderr": stderr or None}
         if not stdout.strip():
             how = f"was killed by signal {-code}" if code is not None and code < 0 else (
                 f"exited with code {code}")
-            raise TransientBackendError(
-                f"claude {how} and printed nothing; stderr: {stderr or '(empty)'}", **context)
+            # "Error: --json-schema is not a valid JSON Schema: ...": the same every time
+            error = PermanentBackendError if "--json-schema" in stderr else (
+                TransientBackendError)
+            raise error(f"claude {how} and printed nothing; stderr: {stderr or '(empty)'}",
+                        **context)
         outcome = parse_cli_output(stdout, model=self.model, now=time.time(), context=context,
-                                   scrub=self._scrub)
+                                   scrub=self._scrub, schema=schema)
         if isinstance(outcome, BackendCallError):
             raise outcome
         return outcome

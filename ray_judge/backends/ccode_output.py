@@ -24,6 +24,14 @@ real CLI 2.1.332 prints for each failure (against a fake Messages API on 127.0.0
   ``"errors": ["Reached maximum number of turns (1)"]``
 
 Older CLIs reported a subscription limit as ``Claude AI usage limit reached|<epoch>``.
+
+With ``--json-schema`` the model is offered one tool, ``StructuredOutput``. A call of it
+ends the turn with ``"structured_output": {...}`` (the tool's input, validated by the
+CLI against the schema) and ``result`` set to that object as JSON text. A model that
+answers in text instead is sent a ``[structured-output-enforce] You MUST call the
+StructuredOutput tool`` turn, which ``--max-turns 1`` cuts off: ``error_max_turns`` and
+no ``result``; an input the schema rejects ends the same way. The answer is then read
+from the ``assistant`` events (stream-json), so the judge's text parser gets it.
 """
 
 from __future__ import annotations
@@ -45,11 +53,13 @@ from ..errors import (
 )
 from .base import Completion
 
-__all__ = ["parse_cli_output", "parse_reset_time"]
+__all__ = ["STRUCTURED_OUTPUT_TOOL", "parse_cli_output", "parse_reset_time"]
 
 logger = logging.getLogger(__name__)
 
 _MAX_RESULT_CHARS = 500
+#: The one tool the CLI offers the model under ``--json-schema``.
+STRUCTURED_OUTPUT_TOOL = "StructuredOutput"
 
 _USAGE_LIMIT = re.compile(r"usage limit reached|hit your .{0,40}limit", re.IGNORECASE)
 _RATE_LIMIT = re.compile(r"\(429\)|rate.?limit|limiting requests|too many requests",
@@ -177,12 +187,17 @@ def _load(stdout: str) -> dict[str, Any] | None:
 
 
 def parse_cli_output(stdout: str, *, model: str, now: float, context: dict[str, Any],
-                     scrub: Callable[[str], str] = str) -> Completion | BackendCallError:
+                     scrub: Callable[[str], str] = str,
+                     schema: bool = False) -> Completion | BackendCallError:
     """The Completion in the CLI's stdout, or the error it reports (returned, not raised).
 
-    ``context`` (``backend``, ``exit_code``, ``stderr``) is attached to any error, and
-    ``scrub`` masks credentials in an error's text. Output that is not a result object
-    is a TransientBackendError.
+    ``stdout`` is the one JSON object of ``--output-format json`` or the event lines of
+    one turn of ``stream-json`` (the result is the last). ``context`` (``backend``,
+    ``exit_code``, ``stderr``) is attached to any error, and ``scrub`` masks credentials
+    in an error's text. Output that is not a result object is a TransientBackendError.
+    With ``schema`` (``--json-schema`` was passed), ``structured_output`` becomes
+    :attr:`Completion.structured`, and a model that did not deliver it gives its text
+    answer (read from the turn's ``assistant`` events) with ``structured=None``.
     """
     data = _load(stdout)
     if data is None or not isinstance(data.get("is_error"), bool):
@@ -194,12 +209,56 @@ def parse_cli_output(stdout: str, *, model: str, now: float, context: dict[str, 
         # The CLI's own timings, for debugging only: Verdict.latency_s is measured by us.
         logger.debug("claude: %s ms, of which API %s ms", data.get("duration_ms"),
                      data.get("duration_api_ms"))
-        cost = data.get("total_cost_usd")
-        input_tokens, output_tokens = _tokens(data.get("usage"))
-        return Completion(
-            text=result, model=model, input_tokens=input_tokens, output_tokens=output_tokens,
-            cost_usd=float(cost) if isinstance(cost, (int, float)) and cost >= 0 else None)
+        structured = data.get("structured_output") if schema else None
+        return _completion(data, result, model, structured)
+    if schema and data.get("subtype") == "error_max_turns":
+        text = _unstructured_answer(stdout)
+        if text is not None:
+            return _completion(data, text, model, None)
     return _error(data, now, context, scrub)
+
+
+def _completion(data: dict[str, Any], text: str, model: str, structured: Any) -> Completion:
+    cost = data.get("total_cost_usd")
+    input_tokens, output_tokens = _tokens(data.get("usage"))
+    return Completion(
+        text=text, model=model, input_tokens=input_tokens, output_tokens=output_tokens,
+        cost_usd=float(cost) if isinstance(cost, (int, float)) and cost >= 0 else None,
+        structured=structured)
+
+
+def _unstructured_answer(stdout: str) -> str | None:
+    """The text of a turn whose model did not deliver structured output, or None.
+
+    None when the model asked for any tool but ``StructuredOutput`` (that stays the
+    "asked for a tool" error). Without text, an input the schema rejected is returned
+    as JSON text: the judge's parser reports it, and the Verdict keeps it as ``raw``.
+    """
+    texts: list[str] = []
+    rejected: list[str] = []
+    for line in stdout.splitlines():
+        if '"assistant"' not in line:
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(event, dict) or event.get("type") != "assistant":
+            continue
+        content = (event.get("message") or {}).get("content")
+        for block in content if isinstance(content, list) else ():
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "text" and isinstance(block.get("text"), str):
+                texts.append(block["text"])
+            elif block.get("type") == "tool_use":
+                if block.get("name") != STRUCTURED_OUTPUT_TOOL:
+                    return None
+                rejected.append(json.dumps(block.get("input")))
+    text = "\n".join(t for t in texts if t.strip())
+    if text:
+        return text
+    return rejected[-1] if rejected else None
 
 
 def _error(data: dict[str, Any], now: float, context: dict[str, Any],

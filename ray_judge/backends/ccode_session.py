@@ -24,8 +24,11 @@ them, measured against the fake Messages API on 127.0.0.1:
   process is replaced.
 * A message starting with ``/`` is a command, also inside a content block. A judge
   prompt starts with its PROMPT block marker; anything else goes through one-shot.
-* The system prompt is fixed per process, so sessions are kept per system prompt
-  (per-request rubrics get their own; the least recently used idle one makes room).
+* The system prompt, ``--json-schema`` and ``max_tokens`` are fixed per process, so
+  sessions are kept per (system prompt, schema, max_tokens) (per-request rubrics and
+  each judge's schema get their own; the least recently used idle one makes room).
+  A schema turn's ``assistant`` events are kept: a model that answered in text instead
+  of calling ``StructuredOutput`` left its answer there.
 * Per verdict ~0.04 CPU-s plus ~0.04 for the clear, after ~0.5 CPU-s to start; resident
   memory grows from ~190 to ~320 MiB over the first few hundred verdicts, so a session
   is replaced after ``LLM_JUDGE_CCODE_SESSION_ITEMS`` verdicts. An idle session holds
@@ -76,6 +79,7 @@ from .ccode import (
     _terminate,
 )
 from .ccode_output import parse_cli_output
+from .ccode_prompt import SessionKey, cli_env, cli_message, schema_arg, session_key
 
 __all__ = ["ClaudeCodeSessionBackend"]
 
@@ -98,10 +102,11 @@ class _Session:
 
     _ids = itertools.count(1)
 
-    def __init__(self, proc: Process, system: str, call_dir: Path) -> None:
+    def __init__(self, proc: Process, key: SessionKey, call_dir: Path) -> None:
         assert proc.stdin and proc.stdout and proc.stderr
         self.proc = proc
-        self.system = system
+        self.key = key  # (system prompt, schema, max_tokens): fixed for the process's life
+        self.schema = key[1] is not None
         self.call_dir = call_dir
         self.id = next(self._ids)
         self.items = 0
@@ -118,7 +123,11 @@ class _Session:
         return self.proc.returncode is None
 
     async def turn(self, content: str, deadline: float) -> tuple[set[str], bytes]:
-        """Send one user message; the event types seen and the raw ``result`` line."""
+        """Send one user message; the event types seen and the raw ``result`` line.
+
+        Under a schema, the raw lines of every event of the turn, the result last: a
+        model that answered without structured output left its text in them.
+        """
         assert self.proc.stdin is not None
         line = json.dumps({"type": "user", "message": {"role": "user", "content": content}})
         try:
@@ -127,12 +136,15 @@ class _Session:
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise _Broken(f"stopped reading its input ({exc})") from None
         seen: set[str] = set()
+        lines: list[bytes] = []
         while True:
             event, raw = await self._next_event(deadline)
             kind = str(event.get("type"))
             seen.add(kind)
             if kind == "result":
-                return seen, raw
+                return seen, b"".join([*lines, raw])
+            if self.schema and kind == "assistant":
+                lines.append(raw)
 
     async def _next_event(self, deadline: float) -> tuple[dict[str, Any], bytes]:
         assert self.proc.stdout is not None
@@ -200,12 +212,15 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
         return (f"{type(self).__name__}({str(self.spec)!r}, model={self.model!r}, "
                 f"sessions={len(self._idle) + len(self._busy)}/{self.max_sessions})")
 
-    def session_argv(self, system: str, session_dir: Path) -> list[str]:
+    def session_argv(self, system: str, session_dir: Path,
+                     schema: str | None = None) -> list[str]:
         """The one-shot command line with JSON lines on stdin and stdout."""
-        argv = self.argv(system, session_dir)
+        argv = self.argv(system, session_dir, schema)
         at = argv.index("--output-format")
         argv[at + 1] = "stream-json"
-        return [*argv[:at], "--input-format", "stream-json", *argv[at:], "--verbose"]
+        if "--verbose" not in argv:
+            argv.append("--verbose")
+        return [*argv[:at], "--input-format", "stream-json", *argv[at:]]
 
     @property
     def pids(self) -> list[int]:
@@ -217,12 +232,14 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
     async def complete(self, prompt: JudgePrompt, *, timeout: float) -> Completion:
         if self._closed:
             raise PermanentBackendError(f"{self!r} is closed", backend=str(self.spec))
-        if prompt.user.lstrip().startswith("/"):  # a session would run it as a command
+        schema = schema_arg(prompt.schema, str(self.spec))
+        message = cli_message(prompt, self.config.max_input_chars)
+        if message.lstrip().startswith("/"):  # a session would run it as a command
             return await super().complete(prompt, timeout=timeout)
         deadline = asyncio.get_running_loop().time() + timeout
-        session = await self._acquire(prompt.system, deadline, timeout)
+        session = await self._acquire(session_key(prompt, schema), deadline, timeout)
         try:
-            _, line = await session.turn(prompt.user, deadline)
+            _, line = await session.turn(message, deadline)
         except asyncio.TimeoutError:
             await self._kill(session, terminate=True)
             raise BackendTimeoutError(
@@ -243,30 +260,33 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
         self._after_item(session)
         context = {"backend": str(self.spec), "exit_code": None, "stderr": None}
         outcome = parse_cli_output(line.decode("utf-8", "replace"), model=self.model,
-                                   now=time.time(), context=context, scrub=self._scrub)
+                                   now=time.time(), context=context, scrub=self._scrub,
+                                   schema=session.schema)
         if isinstance(outcome, BackendCallError):
             raise outcome
         return outcome
 
-    def _broken(self, session: _Session, what: str) -> TransientBackendError:
+    def _broken(self, session: _Session, what: str) -> BackendCallError:
         code = session.proc.returncode
         stderr = self._scrub(_done_text(session.stderr) or session.noise.decode(
             "utf-8", "replace")).strip()
         how = f"was killed by signal {-code}" if code is not None and code < 0 else (
             f"exited with code {code}" if code is not None else "misbehaved")
-        return TransientBackendError(
+        # "Error: --json-schema is not a valid JSON Schema: ...": the same every time
+        error = PermanentBackendError if "--json-schema" in stderr else TransientBackendError
+        return error(
             f"claude session {how}: it {what}; stderr: {stderr[-500:] or '(empty)'}",
             backend=str(self.spec), exit_code=code, stderr=stderr or None)
 
     # -- the pool ----------------------------------------------------------------------
 
-    async def _acquire(self, system: str, deadline: float, timeout: float) -> _Session:
+    async def _acquire(self, key: SessionKey, deadline: float, timeout: float) -> _Session:
         loop = asyncio.get_running_loop()
         while True:
             if self._closed:
                 raise PermanentBackendError(f"{self!r} is closed", backend=str(self.spec))
             for session in reversed(list(self._idle)):  # the most recently used first
-                if session.system != system:
+                if session.key != key:
                     continue
                 del self._idle[session]
                 if session.alive:
@@ -275,12 +295,12 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
                 self._background(self._kill(session))  # died while idle
             if len(self._idle) + len(self._busy) + self._starting >= self.max_sessions and \
                     self._idle:
-                # Full, with an idle session for another system prompt: it makes room.
+                # Full, with an idle session for another key: it makes room.
                 oldest = next(iter(self._idle))
                 del self._idle[oldest]
                 self._background(self._retire(oldest))
             if len(self._idle) + len(self._busy) + self._starting < self.max_sessions:
-                return await self._start(system)
+                return await self._start(key)
             remaining = deadline - loop.time()
             waiter: asyncio.Future[None] = loop.create_future()
             self._waiters.append(waiter)
@@ -295,15 +315,16 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
 
-    async def _start(self, system: str) -> _Session:
+    async def _start(self, key: SessionKey) -> _Session:
+        system, schema, max_tokens = key
         self._starting += 1
         session_dir = self._home.call_dir()
         try:
-            env = {**self._home.env, "CLAUDE_CODE_TMPDIR": str(session_dir),
-                   "TMPDIR": str(session_dir)}
+            env = {**self._home.env, **cli_env(max_tokens),
+                   "CLAUDE_CODE_TMPDIR": str(session_dir), "TMPDIR": str(session_dir)}
             try:
                 proc = await self._spawn(
-                    *self._exec_prefix, *self.session_argv(system, session_dir),
+                    *self._exec_prefix, *self.session_argv(system, session_dir, schema),
                     stdin=PIPE, stdout=PIPE,
                     stderr=PIPE, cwd=self._home.cwd, env=env, start_new_session=True,
                     limit=_MAX_STDOUT)
@@ -317,7 +338,7 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
             self._wake()
             raise
         self._starting -= 1
-        session = _Session(proc, system, session_dir)
+        session = _Session(proc, key, session_dir)
         self._busy.add(session)
         self.started += 1
         if self._closed:  # aclose ran while the process was starting

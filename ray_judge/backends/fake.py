@@ -11,19 +11,40 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..judging.rubric import JudgePrompt
 from .base import Backend, Completion
 
-__all__ = ["FakeBackend"]
+__all__ = ["FakeBackend", "content_score"]
 
 Handler = Callable[[JudgePrompt], "str | Completion | Awaitable[str | Completion]"]
 
 
+_RESPONSE_BLOCK = re.compile(r"^<<<BEGIN RESPONSE (\w+)>>>\n(.*?)\n<<<END RESPONSE \1>>>$",
+                             re.S | re.M)
+
+
+def content_score(text: str) -> int:
+    """The fake's score (0-10) of one response in a group or pair: from its text alone,
+    so a test can tell whether each verdict landed on its own response."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[0] % 11
+
+
 def _stable_score(prompt: JudgePrompt) -> str:
-    # Deterministic, so repeated runs and cache tests see the same verdicts.
+    # Deterministic, so repeated runs and cache tests see the same verdicts. A group
+    # (RESPONSE 1..k blocks) or a pair (RESPONSE A, B) gets the answer its judge asks
+    # for, each response scored from its own block.
+    blocks = dict(_RESPONSE_BLOCK.findall(prompt.user))
+    if set(blocks) == {"A", "B"}:
+        a, b = content_score(blocks["A"]), content_score(blocks["B"])
+        return f'A {a}, B {b}.\n{{"preference": {5 + (a - b) / 2:g}}}'
+    if blocks and all(label.isdigit() for label in blocks):
+        scores = [content_score(blocks[str(d)]) for d in range(1, len(blocks) + 1)]
+        return "Deterministic fake verdicts.\n" + json.dumps({"scores": scores})
     digest = hashlib.sha256(prompt.user.encode()).digest()
     return f"Deterministic fake verdict.\nSCORE: {digest[0] % 11}"
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import os
 import re
 import threading
@@ -47,6 +48,8 @@ from ..errors import (
 )
 from ..judging.rubric import JudgePrompt
 from .base import Backend, Completion
+from .http_transport import PARSERS, HttpTransport, NetworkError, lower
+from .litellm_wire import Pricing, Route, litellm_failure, plan_route, shape_key, ssl_setting
 
 __all__ = ["LiteLLMBackend", "load_litellm", "retry_after_seconds", "scrub", "translate_error"]
 
@@ -90,11 +93,30 @@ class LiteLLMBackend(Backend):
 
     kind = "litellm"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lean = self.config.litellm_transport == "lean"
+        self._http: HttpTransport | None = None
+        self._routes: dict[Any, asyncio.Future[Route | None]] = {}
+        self._prices: dict[tuple[str, str], Pricing] = {}
+
     async def prepare(self) -> None:
-        await _load_litellm_async()
+        litellm = await _load_litellm_async()
+        if self._lean:  # plan the usual request shape now, not inside a timed attempt
+            await self._route(litellm, self.request_kwargs(JudgePrompt("system", "user"), 60.0))
+
+    async def aclose(self) -> None:
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
 
     async def complete(self, prompt: JudgePrompt, *, timeout: float) -> Completion:
         litellm = await _load_litellm_async()
+        kwargs = self.request_kwargs(prompt, timeout)
+        if self._lean:
+            route = await self._route(litellm, kwargs)
+            if route is not None:
+                return await self._complete_lean(litellm, route, kwargs, timeout)
         try:
             # litellm enforces ``timeout`` on the HTTP request; wait_for guards the rest.
             response = await asyncio.wait_for(
@@ -103,7 +125,62 @@ class LiteLLMBackend(Backend):
             raise
         except Exception as exc:
             raise translate_error(exc, backend=str(self.spec), timeout=timeout) from exc
-        return _completion(response, self.model)
+        return _completion(response, self.model, structured=prompt.schema is not None)
+
+    async def _route(self, litellm: ModuleType, kwargs: dict[str, Any]) -> Route | None:
+        """The lean route for this request's shape (planned once, shared); None: LiteLLM."""
+        key = shape_key(kwargs)
+        if key is None:
+            return None
+        planned = self._routes.get(key)
+        if planned is None:  # LiteLLM's planning is synchronous and slow: off the loop
+            planned = asyncio.ensure_future(asyncio.to_thread(plan_route, litellm, dict(kwargs)))
+            self._routes[key] = planned
+        return await asyncio.shield(planned)
+
+    async def _complete_lean(self, litellm: ModuleType, route: Route, kwargs: dict[str, Any],
+                             timeout: float) -> Completion:
+        if self._http is None:
+            self._http = HttpTransport(self.config.max_in_flight_litellm, ssl_setting(litellm))
+        backend = str(self.spec)
+        try:
+            reply = await self._http.post(route.url, route.headers,
+                                          route.body(kwargs["messages"]), timeout)
+        except TimeoutError as exc:
+            raise translate_error(exc, backend=backend, timeout=timeout) from None
+        except NetworkError as exc:
+            raise translate_error(litellm_failure(litellm, route, network=exc.cause),
+                                  backend=backend, timeout=timeout) from None
+        if reply.status >= 300:
+            failure = litellm_failure(litellm, route, status=reply.status, headers=lower(
+                reply.headers), text=reply.body.decode("utf-8", "replace"))
+            raise translate_error(failure, backend=backend, timeout=timeout)
+        try:
+            data = json.loads(reply.body)
+        except ValueError as exc:
+            failure = litellm_failure(litellm, route, status=reply.status, headers=lower(
+                reply.headers), text=reply.body.decode("utf-8", "replace"), bad_json=exc)
+            raise translate_error(failure, backend=backend, timeout=timeout) from None
+        try:
+            answer = PARSERS[route.wire](data)
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise translate_error(exc, backend=backend, timeout=timeout) from None
+        text = answer.text
+        message = answer.message
+        if message is not None and (not isinstance(text, str) or text.startswith("<")
+                                    or "reasoning_content" in message or "reasoning" in message):
+            # LiteLLM moves a leading <think>...</think> (or a reasoning field) out of the text.
+            text = _reasoning_utils().extract_reasoning_content(message)[1]
+        prices = self._prices.get((route.provider, route.model))
+        if prices is None:
+            prices = self._prices[(route.provider, route.model)] = Pricing(litellm, route)
+        return Completion(
+            text=text if isinstance(text, str) else "", model=answer.model or self.model,
+            input_tokens=answer.input_tokens, output_tokens=answer.output_tokens,
+            cost_usd=prices.cost(answer.model, answer.input_tokens, answer.output_tokens,
+                                 answer.usage),
+            structured=_json_object(text) if "response_format" in kwargs else None)
+
 
     def request_kwargs(self, prompt: JudgePrompt, timeout: float) -> dict[str, Any]:
         """The keyword arguments of the ``litellm.acompletion`` call for ``prompt``."""
@@ -127,20 +204,38 @@ class LiteLLMBackend(Backend):
         return kwargs
 
 
-def _completion(response: Any, model: str) -> Completion:
+def _reasoning_utils() -> ModuleType:
+    from litellm.litellm_core_utils.prompt_templates import reasoning_utils
+
+    return reasoning_utils
+
+
+def _completion(response: Any, model: str, *, structured: bool = False) -> Completion:
     choices = getattr(response, "choices", None) or []
     message = getattr(choices[0], "message", None) if choices else None
     text = getattr(message, "content", None)
     usage = getattr(response, "usage", None)
     hidden = getattr(response, "_hidden_params", None) or {}
     cost = hidden.get("response_cost") if isinstance(hidden, Mapping) else None
+    text = text if isinstance(text, str) else ""
     return Completion(
-        text=text if isinstance(text, str) else "",
+        text=text,
         model=getattr(response, "model", None) or model,
         input_tokens=_int_or_none(getattr(usage, "prompt_tokens", None)),
         output_tokens=_int_or_none(getattr(usage, "completion_tokens", None)),
         cost_usd=float(cost) if isinstance(cost, (int, float)) else None,
+        # With response_format the content is the JSON object; a model or provider that
+        # ignored the schema answers in prose, which the judge's text parser then reads.
+        structured=_json_object(text) if structured else None,
     )
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _int_or_none(value: object) -> int | None:

@@ -31,7 +31,7 @@ from ..config import JudgeConfig
 from ..errors import RubricError
 from ..verdict import JudgeRequest
 
-__all__ = ["DEFAULT_RUBRIC", "JudgePrompt", "Rubric", "load_rubric"]
+__all__ = ["DEFAULT_RUBRIC", "JudgePrompt", "Rubric", "data_block", "load_rubric", "neutralise"]
 
 #: What each placeholder of a rubric template renders as.
 _PLACEHOLDERS = {
@@ -213,10 +213,10 @@ class Rubric:
         _check_encodable(request)
         rubric = self if request.rubric is None else _request_rubric(
             request.rubric, self.score_max)
-        blocks = [_block("PROMPT", request.prompt, max_input_chars)]
+        blocks = [data_block("PROMPT", request.prompt, max_input_chars)]
         if request.reference is not None:
-            blocks.append(_block("REFERENCE", request.reference, max_input_chars))
-        blocks.append(_block("RESPONSE", request.response, max_input_chars))
+            blocks.append(data_block("REFERENCE", request.reference, max_input_chars))
+        blocks.append(data_block("RESPONSE", request.response, max_input_chars))
         blocks.append(_FOOTER.format(score_max=_number(self.score_max)))
         return JudgePrompt(system=rubric.system, user="\n\n".join(blocks))
 
@@ -299,9 +299,20 @@ def _check_encodable(request: JudgeRequest) -> None:
                              f"{text[exc.start]!r} at index {exc.start}") from None
 
 
-def _block(name: str, text: str, max_chars: int) -> str:
-    body = _OPENER_RUN.sub(lambda m: "\u2039" * len(m.group()), _truncate(text, max_chars))
+def data_block(name: str, text: str, max_chars: int) -> str:
+    """``text`` between ``<<<BEGIN NAME>>>`` and ``<<<END NAME>>>``, cut to ``max_chars``
+    with a visible marker, each run of 3+ ``<`` rewritten so that no data closes a block."""
+    body = neutralise(_truncate(text, max_chars))
     return f"<<<BEGIN {name}>>>\n{body}\n<<<END {name}>>>"
+
+
+def neutralise(text: str) -> str:
+    """``text`` with each run of 3+ ``<`` rewritten as U+2039s: it holds no block marker.
+
+    For text of ours that quotes untrusted text outside a block (a correction turn
+    quoting a parse error that quotes the answer).
+    """
+    return _OPENER_RUN.sub(lambda m: "\u2039" * len(m.group()), text)
 
 
 def _truncate(text: str, max_chars: int) -> str:

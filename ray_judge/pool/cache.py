@@ -1,8 +1,12 @@
 """The verdict cache: identical requests to the same judge get the same verdict once.
 
 Keyed by a hash of (backend spec, model, rubric, prompt, response, reference). Only
-``ok`` verdicts are stored, so a failure is always tried again. An in-memory LRU, and
-optionally an SQLite file so that a restarted judge keeps its verdicts.
+``ok`` verdicts are stored, so a failure is always tried again. A group judged in one
+call is one entry (its tuple of Verdicts, stored only when every one is ``ok``): the
+judge graded the members together, so a member alone is not the same question. An
+in-memory LRU, and optionally an SQLite file so that a restarted judge keeps its
+verdicts. The same file keeps each judge's reservoir of sampled requests
+(:mod:`.reservoir`), one row per slot.
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from ..verdict import JudgeRequest, Verdict
+from ..verdict import GroupRequest, JudgeRequest, Verdict
 
-__all__ = ["VerdictCache", "as_cached", "cache_key"]
+__all__ = ["Result", "VerdictCache", "as_cached", "cache_key", "group_cache_key", "members"]
+
+#: What a request gets back: a Verdict, or one per response for a group.
+Result = Verdict | tuple[Verdict, ...]
 
 logger = logging.getLogger(__name__)
 
@@ -27,15 +34,43 @@ logger = logging.getLogger(__name__)
 # the lookups save; a crash loses at most this many seconds of verdicts.
 _COMMIT_EVERY_S = 1.0
 _STORED_FIELDS = ("score", "status", "backend", "model", "raw", "input_tokens",
-                  "output_tokens", "cost_usd")
+                  "output_tokens", "cost_usd", "judge", "judge_version", "extra")
+
+
+def members(result: Result) -> tuple[Verdict, ...]:
+    """The Verdicts of a result: itself, or a group's members."""
+    return result if isinstance(result, tuple) else (result,)
 
 
 def cache_key(spec: str, model: str, rubric_id: str, request: JudgeRequest) -> str:
     """A stable key; the parts are length-prefixed so no two requests can collide by
-    moving text from one field to the next."""
+    moving text from one field to the next. ``rubric_id`` names the judge (its name and
+    version), so a changed judge never hits its old verdicts."""
     digest = hashlib.sha256()
-    parts = (spec, model, rubric_id, request.rubric, request.prompt, request.response,
-             request.reference)
+    parts = (spec, model, rubric_id, request.rubric, _text(request.prompt),
+             _text(request.response), request.reference,
+             None if request.fields is None else _text(request.fields))
+    for part in parts:
+        data = b"\x00" if part is None else b"\x01" + part.encode("utf-8", "surrogatepass")
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def _text(value: object) -> str:
+    # A trajectory (list of messages) or the fields dict, canonically; text as it is.
+    if isinstance(value, str):
+        return value
+    return "\x02" + json.dumps(value, sort_keys=True, ensure_ascii=False, default=repr)
+
+
+def group_cache_key(spec: str, model: str, judge_id: str, request: GroupRequest) -> str:
+    """The key of a group judged in one call: its whole content, in the caller's order
+    (the same responses in another order are shown in another shuffle)."""
+    digest = hashlib.sha256(b"group")
+    parts = (spec, model, judge_id, _text(request.prompt), request.reference,
+             None if request.fields is None else _text(request.fields),
+             str(len(request.responses)), *(_text(r) for r in request.responses))
     for part in parts:
         data = b"\x00" if part is None else b"\x01" + part.encode("utf-8", "surrogatepass")
         digest.update(len(data).to_bytes(8, "big"))
@@ -48,7 +83,7 @@ class VerdictCache:
 
     def __init__(self, max_entries: int = 100_000, path: Path | None = None) -> None:
         self.max_entries = max_entries
-        self._memory: OrderedDict[str, Verdict] = OrderedDict()
+        self._memory: OrderedDict[str, Result] = OrderedDict()
         self.hits = 0
         self.misses = 0
         self.deduplicated = 0
@@ -66,6 +101,10 @@ class VerdictCache:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("CREATE TABLE IF NOT EXISTS verdicts "
                    "(key TEXT PRIMARY KEY, verdict TEXT NOT NULL, at REAL NOT NULL)")
+        db.execute("CREATE TABLE IF NOT EXISTS reservoir (judge TEXT NOT NULL, "
+                   "slot INTEGER NOT NULL, sample TEXT NOT NULL, PRIMARY KEY (judge, slot))")
+        db.execute("CREATE TABLE IF NOT EXISTS reservoir_seen "
+                   "(judge TEXT PRIMARY KEY, seen INTEGER NOT NULL)")
         db.execute("BEGIN")
         return db
 
@@ -73,7 +112,7 @@ class VerdictCache:
     def enabled(self) -> bool:
         return self.max_entries > 0
 
-    def get(self, key: str) -> Verdict | None:
+    def get(self, key: str) -> Result | None:
         verdict = self._memory.get(key)
         if verdict is not None:
             self._memory.move_to_end(key)
@@ -87,13 +126,15 @@ class VerdictCache:
             self.hits += 1
         return verdict
 
-    def put(self, key: str, verdict: Verdict) -> None:
-        if not verdict.ok or verdict.cached:
+    def put(self, key: str, verdict: Result) -> None:
+        if not all(v.ok and not v.cached for v in members(verdict)):
             return
         self._remember(key, verdict)
         if self._db is not None:
-            stored = {f: getattr(verdict, f) for f in _STORED_FIELDS}
-            stored["status"] = verdict.status.value
+            if isinstance(verdict, tuple):
+                stored: Any = [_stored(v) for v in verdict]
+            else:
+                stored = _stored(verdict)
             try:
                 self._db.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?)",
                                  (key, json.dumps(stored), time.time()))
@@ -101,6 +142,60 @@ class VerdictCache:
                 self.flush(force=False)
             except sqlite3.Error:
                 logger.exception("writing the verdict cache failed; continuing in memory")
+
+    @property
+    def persistent(self) -> bool:
+        return self._db is not None
+
+    def save_sample(self, judge: str, slot: int, sample: dict[str, Any], seen: int) -> None:
+        """Keep reservoir ``slot`` of ``judge`` in the file (no-op without one)."""
+        if self._db is None:
+            return
+        try:
+            self._db.execute("INSERT OR REPLACE INTO reservoir VALUES (?, ?, ?)",
+                             (judge, slot, json.dumps(sample)))
+            self._db.execute("INSERT OR REPLACE INTO reservoir_seen VALUES (?, ?)",
+                             (judge, seen))
+            self._dirty += 1
+            self.flush(force=False)
+        except (sqlite3.Error, TypeError, ValueError):
+            logger.exception("writing the reservoir failed; continuing in memory")
+
+    def save_seen(self, judge: str, seen: int) -> None:
+        if self._db is None:
+            return
+        try:
+            self._db.execute("INSERT OR REPLACE INTO reservoir_seen VALUES (?, ?)", (judge, seen))
+            self._dirty += 1
+        except sqlite3.Error:
+            logger.exception("writing the reservoir failed; continuing in memory")
+
+    def drop_samples(self, judge: str) -> None:
+        """Forget a reservoir kept in the file."""
+        if self._db is None:
+            return
+        try:
+            self._db.execute("DELETE FROM reservoir WHERE judge = ?", (judge,))
+            self._db.execute("DELETE FROM reservoir_seen WHERE judge = ?", (judge,))
+            self._dirty += 1
+        except sqlite3.Error:
+            logger.exception("dropping a reservoir from the cache file failed")
+
+    def load_samples(self) -> dict[str, tuple[int, list[dict[str, Any]]]]:
+        """Every judge's ``(seen, samples in slot order)`` from the file; empty without one."""
+        if self._db is None:
+            return {}
+        out: dict[str, tuple[int, list[dict[str, Any]]]] = {}
+        try:
+            seen = dict(self._db.execute("SELECT judge, seen FROM reservoir_seen").fetchall())
+            for judge, _, sample in self._db.execute(
+                    "SELECT judge, slot, sample FROM reservoir ORDER BY judge, slot"):
+                out.setdefault(judge, (int(seen.get(judge, 0)), []))[1].append(
+                    json.loads(sample))
+        except (sqlite3.Error, ValueError):
+            logger.exception("the reservoir in the cache file could not be read; ignoring it")
+            return {}
+        return out
 
     def flush(self, *, force: bool = True) -> None:
         if self._db is None or not self._dirty:
@@ -111,18 +206,23 @@ class VerdictCache:
             self._dirty = 0
             self._last_commit = time.monotonic()
 
-    def _remember(self, key: str, verdict: Verdict) -> None:
+    def _remember(self, key: str, verdict: Result) -> None:
         self._memory[key] = verdict
         self._memory.move_to_end(key)
         while len(self._memory) > self.max_entries:
             self._memory.popitem(last=False)
 
-    def _load(self, key: str) -> Verdict | None:
+    def _load(self, key: str) -> Result | None:
         assert self._db is not None
         try:
             row = self._db.execute("SELECT verdict FROM verdicts WHERE key = ?",
                                    (key,)).fetchone()
-            return None if row is None else Verdict(**json.loads(row[0]))
+            if row is None:
+                return None
+            stored = json.loads(row[0])
+            if isinstance(stored, list):
+                return tuple(Verdict(**v) for v in stored)
+            return Verdict(**stored)
         except (sqlite3.Error, ValueError, TypeError):
             logger.exception("a verdict cache entry could not be read; ignoring it")
             return None
@@ -147,7 +247,24 @@ class VerdictCache:
         }
 
 
-def as_cached(verdict: Verdict, request: JudgeRequest) -> Verdict:
-    """The cached verdict as this request's answer: its own metadata, no cost again."""
-    return dataclasses.replace(verdict, cached=True, metadata=request.metadata, latency_s=0.0,
-                               attempts=0, cost_usd=None if verdict.cost_usd is None else 0.0)
+def as_cached(result: Result, request: JudgeRequest | GroupRequest) -> Result:
+    """A stored (or shared) result as this request's answer: its own metadata, no cost
+    again. A failure shared with an identical request only changes its metadata."""
+    if isinstance(result, tuple):
+        return tuple(_as_cached(v, request.metadata) for v in result)
+    return _as_cached(result, request.metadata)
+
+
+def _as_cached(verdict: Verdict, metadata: Any) -> Verdict:
+    if not verdict.ok:
+        return dataclasses.replace(verdict, metadata=metadata)
+    return dataclasses.replace(verdict, cached=True, metadata=metadata, latency_s=0.0,
+                               attempts=0, format_retries=0,
+                               cost_usd=None if verdict.cost_usd is None else 0.0)
+
+
+def _stored(verdict: Verdict) -> dict[str, Any]:
+    stored = {f: getattr(verdict, f) for f in _STORED_FIELDS}
+    stored["status"] = verdict.status.value
+    stored["extra"] = dict(verdict.extra)
+    return stored

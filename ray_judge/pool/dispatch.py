@@ -14,7 +14,12 @@ workers, and sends one call per micro-batch. So:
 * a batch of N items costs one call per worker it lands on, and concurrent single
   calls coalesce into micro-batches on the way to the workers;
 * a verdict that says "this backend is out" (usage limit, bad credentials) can be
-  served again by the next backend instead of reaching the caller.
+  served again by the next backend instead of reaching the caller;
+* background work (re-judging after a switch) goes through :meth:`Dispatcher.send_spare`,
+  which only uses capacity no queued request is waiting for.
+* a :class:`~ray_judge.verdict.GroupRequest` (several responses judged in one call) is
+  one item like any other: one slot, one cache entry, and its result is a tuple of
+  Verdicts, one per response.
 
 The module knows nothing about Ray: workers are reached through a ``send`` callable,
 and a lost worker is reported by raising :class:`WorkerLost`.
@@ -31,8 +36,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..selection.spec import BackendSpec
-from ..verdict import JudgeRequest, Status, Verdict
-from .cache import VerdictCache, as_cached
+from ..verdict import GroupRequest, JudgeRequest, Status, Verdict
+from .cache import Result, VerdictCache, as_cached, members
 from .limits import RateLimiter, Slots, TokenBudget
 
 __all__ = ["Dispatcher", "Slots", "WorkerLost"]
@@ -50,17 +55,28 @@ class WorkerLost(Exception):
     """The worker died with the micro-batch; its items go back to the queue."""
 
 
+Request = JudgeRequest | GroupRequest
+
+
+def failure(request: Request, status: Status, error: str, **fields: object) -> Result:
+    """A failed result for ``request``: one Verdict, or one per member of a group."""
+    verdict = Verdict.failure(status, error, metadata=request.metadata, **fields)
+    if isinstance(request, GroupRequest):
+        return tuple(verdict for _ in request.responses)
+    return verdict
+
+
 @dataclass
 class _Item:
-    request: JudgeRequest
-    future: asyncio.Future[Verdict]
+    request: Request
+    future: asyncio.Future[Result]
     lost: int = 0  # times a worker died while holding it
     rerouted: int = 0  # times another backend was asked after this one gave up
     key: str | None = None
     followers: list[_Item] = field(default_factory=list)  # identical requests riding along
 
 
-Send = Callable[[int, str, list[JudgeRequest]], Awaitable[Sequence[Verdict]]]
+Send = Callable[[int, str, list[Request]], Awaitable[Sequence[Result]]]
 Route = Callable[[], "BackendSpec | tuple[BackendSpec, int | None]"]
 
 
@@ -70,7 +86,8 @@ class Dispatcher:
 
     Args:
         num_workers: how many workers ``send`` can reach (indices ``0..n-1``).
-        send: one micro-batch to one worker; returns one Verdict per request, in order.
+        send: one micro-batch to one worker; returns one result per request, in order
+            (a Verdict, or for a GroupRequest a tuple of one Verdict per response).
         route: the backend new requests go to now, optionally with a cap on how many
             items this round may take (a half-open circuit's single probe).
         limit_for: the global in-flight limit of a backend.
@@ -102,7 +119,7 @@ class Dispatcher:
     on_verdict: Callable[[Verdict], None] = lambda verdict: None
     reroute: Callable[[Verdict], bool] = lambda verdict: False
     cache: VerdictCache | None = None
-    key_for: Callable[[BackendSpec, JudgeRequest], str] | None = None
+    key_for: Callable[[BackendSpec, Request], str] | None = None
     max_chunk: int = 256
     max_lost: int = 3
     max_reroutes: int = 3
@@ -128,15 +145,15 @@ class Dispatcher:
 
     # -- callers -----------------------------------------------------------------------
 
-    def submit(self, requests: Sequence[JudgeRequest]) -> list[asyncio.Future[Verdict]]:
-        """Queue ``requests``; each future resolves to its Verdict (never to an exception)."""
+    def submit(self, requests: Sequence[Request]) -> list[asyncio.Future[Result]]:
+        """Queue ``requests``; each future resolves to its result (never to an exception)."""
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done():
             self._wake = asyncio.Event()
             self._task = loop.create_task(self._run(), name="ray_judge-dispatcher")
         futures = []
         for request in requests:
-            future: asyncio.Future[Verdict] = loop.create_future()
+            future: asyncio.Future[Result] = loop.create_future()
             self._queue.append(_Item(request, future))
             futures.append(future)
         self._wake_up()
@@ -148,6 +165,46 @@ class Dispatcher:
 
     def in_flight(self) -> dict[str, int]:
         return {spec: s.in_use for spec, s in self._slots.items()}
+
+    async def send_spare(self, spec: BackendSpec,
+                         requests: Sequence[JudgeRequest]) -> list[Verdict]:
+        """Serve the first k of ``requests`` outside the queue, on spare capacity only.
+
+        k is what ``spec`` can start now without a queued request waiting for it: 0 while
+        anything is queued, else bounded by free slots, the rate and the token budget.
+        The slots are held while the call runs (so the global limit holds) and given
+        back after. Returns k Verdicts, in order; they bypass the cache and ``on_verdict``.
+        """
+        if self._queue or not requests:
+            return []
+        slots, rate, budget = self._limits(spec)
+        if budget.wait_s() > 0:
+            return []
+        n = slots.try_take(min(len(requests), rate.available()))
+        if n == 0:
+            return []
+        allowed = await rate.take(n, 0)
+        slots.give_back(n - allowed)
+        n = allowed
+        if n == 0:
+            return []
+        worker = min(range(self.num_workers), key=self._load.__getitem__)
+        self._load[worker] += n
+        batch = list(requests[:n])
+        try:
+            verdicts = list(await self.send(worker, str(spec), batch))
+            if len(verdicts) != n:
+                raise RuntimeError(f"worker {worker} returned {len(verdicts)} verdicts for {n}")
+        except Exception as exc:  # WorkerLost too: background work is not re-queued
+            verdicts = [Verdict.failure(Status.BACKEND_ERROR, f"background call failed: {exc!r}",
+                                        backend=str(spec)) for _ in batch]
+        finally:
+            self._load[worker] -= n
+            slots.give_back(n)
+            self._wake_up()
+        for verdict in verdicts:
+            budget.debit((verdict.input_tokens or 0) + (verdict.output_tokens or 0))
+        return verdicts
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -268,6 +325,8 @@ class Dispatcher:
             if len(verdicts) != len(chunk):
                 raise RuntimeError(f"worker {worker} returned {len(verdicts)} verdicts "
                                    f"for {len(chunk)} requests")
+            for item, result in zip(chunk, verdicts, strict=True):
+                _check_shape(item.request, result)
         except WorkerLost as exc:
             logger.warning("judge worker %d lost with %d requests; re-queueing them (%s)",
                            worker, len(chunk), exc)
@@ -276,9 +335,8 @@ class Dispatcher:
             return
         except Exception as exc:  # every waiting caller gets a Verdict, never a hang
             logger.exception("micro-batch of %d on worker %d failed", len(chunk), worker)
-            verdicts = [Verdict.failure(Status.BACKEND_ERROR,
-                                        f"judge worker {worker} failed: {exc!r}",
-                                        backend=spec_text, metadata=it.request.metadata)
+            verdicts = [failure(it.request, Status.BACKEND_ERROR,
+                                f"judge worker {worker} failed: {exc!r}", backend=spec_text)
                         for it in chunk]
         finally:
             self._load[worker] -= len(chunk)
@@ -286,7 +344,8 @@ class Dispatcher:
             self._wake_up()
         again = []
         for item, verdict in zip(chunk, verdicts, strict=True):
-            budget.debit((verdict.input_tokens or 0) + (verdict.output_tokens or 0))
+            budget.debit(sum((v.input_tokens or 0) + (v.output_tokens or 0)
+                             for v in members(verdict)))
             if self._reroute(verdict) and item.rerouted < self.max_reroutes:
                 item.rerouted += 1
                 again.append(item)
@@ -318,7 +377,11 @@ class Dispatcher:
         self._down.discard(worker)
         self._wake_up()
 
-    def _reroute(self, verdict: Verdict) -> bool:
+    def _reroute(self, result: Result) -> bool:
+        # A group's members share one call: its first failure (or its first member,
+        # when all are ok) speaks for the call.
+        verdicts = members(result)
+        verdict = next((v for v in verdicts if not v.ok), verdicts[0])
         try:
             return self.reroute(verdict)
         except Exception:
@@ -330,10 +393,10 @@ class Dispatcher:
             self._forget(item)
             item.lost += int(lost)
             if item.lost > self.max_lost:
-                self._settle(item, Verdict.failure(
-                    Status.BACKEND_ERROR,
+                self._settle(item, failure(
+                    item.request, Status.BACKEND_ERROR,
                     f"judge workers died {item.lost} times while serving this request",
-                    backend=spec, metadata=item.request.metadata))
+                    backend=spec))
                 continue
             followers, item.followers = item.followers, []
             for follower in reversed(followers):
@@ -345,21 +408,32 @@ class Dispatcher:
         if item.key is not None and self._in_flight_keys.get(item.key) is item:
             del self._in_flight_keys[item.key]
 
-    def _settle(self, item: _Item, verdict: Verdict) -> None:
+    def _settle(self, item: _Item, verdict: Result) -> None:
         """Deliver a leader's verdict to it and to the identical requests riding along."""
         self._forget(item)
         if self.cache is not None and item.key is not None:
             self.cache.put(item.key, verdict)
         self._deliver(item, verdict)
         for follower in item.followers:
-            self._deliver(follower, as_cached(verdict, follower.request) if verdict.ok
-                          else verdict.with_(metadata=follower.request.metadata))
+            self._deliver(follower, as_cached(verdict, follower.request))
         item.followers = []
 
-    def _deliver(self, item: _Item, verdict: Verdict) -> None:
-        try:
-            self.on_verdict(verdict)
-        except Exception:  # metrics must never cost a caller its verdict
-            logger.exception("recording a verdict failed")
+    def _deliver(self, item: _Item, verdict: Result) -> None:
+        for one in members(verdict):
+            try:
+                self.on_verdict(one)
+            except Exception:  # metrics must never cost a caller its verdict
+                logger.exception("recording a verdict failed")
         if not item.future.done():
             item.future.set_result(verdict)
+
+
+def _check_shape(request: Request, result: object) -> None:
+    if isinstance(request, GroupRequest):
+        if not (isinstance(result, tuple) and len(result) == len(request.responses)):
+            raise RuntimeError(f"a group of {len(request.responses)} came back as "
+                               f"{type(result).__name__} of {len(result)}"
+                               if isinstance(result, (tuple, list)) else
+                               f"a group came back as {type(result).__name__}")
+    elif not isinstance(result, Verdict):
+        raise RuntimeError(f"a request came back as {type(result).__name__}")

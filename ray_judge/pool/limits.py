@@ -39,6 +39,12 @@ class Slots:
         self.in_use += n
         return n
 
+    def try_take(self, want: int) -> int:
+        """Take up to ``want`` permits that are free now, without waiting."""
+        n = max(0, min(want, self.free))
+        self.in_use += n
+        return n
+
     def give_back(self, n: int) -> None:
         self.in_use -= n
         self._freed.set()

@@ -7,6 +7,11 @@ Only the singleton records them, once per verdict, so totals are exact.
 Ray forgets a gauge about 20 s after it was last set (measured with Ray 2.60), so the
 gauges (current backend, in flight, queued) are set again every few seconds: an idle
 judge still shows which backend it would use, and 0 in flight, rather than no data.
+
+The counters without labels (switches, failovers, cache hits, group counts) are exported
+at 0 from the start. Prometheus' ``rate()``/``increase()`` only see a counter grow from a sample it
+already has, so a counter that first appears at 1 would hide the first switch or
+failover of a run, the one a dashboard's markers exist for.
 """
 
 from __future__ import annotations
@@ -19,9 +24,16 @@ from ..verdict import Verdict
 
 __all__ = ["JudgeMetrics"]
 
+_SCORE_BOUNDARIES = [round(0.1 * i, 1) for i in range(1, 11)]
 _LATENCY_BOUNDARIES = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300]
 #: Seconds between re-settings of the gauges; well inside Ray's ~20 s.
 GAUGE_REFRESH_S = 5.0
+
+
+def _export_zero(counter: Any) -> None:
+    # Counter.inc() refuses 0, but a point of 0 is what makes the series exist; Ray's
+    # own record path takes it (checked against the endpoint in tests/test_metrics.py).
+    counter._record(0)
 
 
 class JudgeMetrics:
@@ -40,7 +52,11 @@ class JudgeMetrics:
             "judge_in_flight", "Requests being served by a backend now.", tag_keys=("backend",))
         self.queued = metrics.Gauge("judge_queued", "Requests waiting for a free slot.")
         self.retries = metrics.Counter(
-            "judge_retries_total", "Attempts beyond the first.", tag_keys=("backend",))
+            "judge_retries_total", "Attempts beyond the first (correction turns not counted).",
+            tag_keys=("backend",))
+        self.format_retries = metrics.Counter(
+            "judge_format_retries_total", "Correction turns after answers that did not parse.",
+            tag_keys=("backend",))
         self.switches = metrics.Counter(
             "judge_backend_switches_total", "Changes of the effective backend.")
         self.cost = metrics.Counter(
@@ -53,10 +69,32 @@ class JudgeMetrics:
             "judge_failovers_total", "Moves to a fallback backend (LLM_JUDGE_FALLBACK).")
         self.cache_hits = metrics.Counter(
             "judge_cache_hits_total", "Verdicts answered from the cache or a shared call.")
+        self.group_calls_saved = metrics.Counter(
+            "judge_group_calls_saved_total",
+            "Backend calls saved by judging groups in one call (members minus calls made).")
+        self.groups_split = metrics.Counter(
+            "judge_groups_split_total", "Groups larger than max_group, judged in chunks.")
+        self.position_inconsistent = metrics.Counter(
+            "judge_position_inconsistent_total",
+            "Comparisons whose two orders disagreed beyond the threshold.")
         self.current = metrics.Gauge(
             "judge_current_backend",
             "1 for the backend new requests go to (after failover), 0 for the others.",
             tag_keys=("backend",))
+        self.score = metrics.Histogram(
+            "judge_score", "Scores of ok verdicts as the backend gave them (before any "
+            "calibration), by backend and judge.",
+            boundaries=_SCORE_BOUNDARIES, tag_keys=("backend", "judge"))
+        self.shift = metrics.Gauge(
+            "judge_score_shift", "Mean score change (new - old backend) on the same requests "
+            "since the latest switch.", tag_keys=("judge",))
+        self.rank_correlation = metrics.Gauge(
+            "judge_score_rank_correlation", "Spearman correlation of the old and new "
+            "backend's scores on the same requests since the latest switch.",
+            tag_keys=("judge",))
+        for counter in (self.switches, self.failovers, self.cache_hits,
+                        self.group_calls_saved, self.groups_split, self.position_inconsistent):
+            _export_zero(counter)
         self._current: str | None = None
         self._gauges: dict[tuple[int, tuple[tuple[str, str], ...]], tuple[Any, float]] = {}
         self._lock = threading.Lock()
@@ -73,14 +111,39 @@ class JudgeMetrics:
             self.cache_hits.inc(1)
             return
         self.latency.observe(verdict.latency_s, tags)
-        if verdict.attempts > 1:
-            self.retries.inc(verdict.attempts - 1, tags)
+        if verdict.transport_retries:
+            self.retries.inc(verdict.transport_retries, tags)
+        if verdict.format_retries:
+            self.format_retries.inc(verdict.format_retries, tags)
         if verdict.cost_usd:
             self.cost.inc(verdict.cost_usd, tags)
         if verdict.input_tokens:
             self.tokens.inc(verdict.input_tokens, {"backend": backend, "direction": "input"})
         if verdict.output_tokens:
             self.tokens.inc(verdict.output_tokens, {"backend": backend, "direction": "output"})
+
+    def record_score(self, verdict: Verdict, judge: str) -> None:
+        if verdict.ok and verdict.score is not None:
+            self.score.observe(verdict.score, {"backend": verdict.backend or "?", "judge": judge})
+
+    def set_shift(self, judge: str, mean: float | None, spearman: float | None) -> None:
+        if mean is not None:
+            self._set(self.shift, mean, {"judge": judge})
+        if spearman is not None:
+            self._set(self.rank_correlation, spearman, {"judge": judge})
+
+    def record_group(self, *, saved: int, split: bool) -> None:
+        """One group judged (not from the cache): calls saved, whether it was split."""
+        if saved > 0:
+            # Ray counters only go up (inc(0) raises); a fallback that cost more than it
+            # saved shows in status()'s calls_saved, which may go down.
+            self.group_calls_saved.inc(saved)
+        if split:
+            self.groups_split.inc(1)
+
+    def record_comparison(self, *, consistent: bool) -> None:
+        if not consistent:
+            self.position_inconsistent.inc(1)
 
     def set_in_flight(self, backend: str, n: int, queued: int) -> None:
         self._set(self.in_flight, n, {"backend": backend})

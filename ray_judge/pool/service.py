@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..config import JudgeConfig, forwarded_env
 from ..errors import JudgeNotRunningError
+from ..judging.catalog import JudgeCatalog
+from ..judging.definition import JudgeDefinition
 from ..judging.rubric import load_rubric
 
 __all__ = ["get_judge", "start_judge", "stop_judge"]
@@ -44,6 +46,7 @@ def _names(config: JudgeConfig, name: str | None, namespace: str | None) -> tupl
 def start_judge(*, name: str | None = None, namespace: str | None = None,
                 env: Mapping[str, str] | None = None,
                 backend_registry: Mapping[str, str] | None = None,
+                judges: Iterable[JudgeDefinition] = (),
                 timeout_s: float = 120.0) -> Any:
     """Get the running judge, or start it (detached, pinned to this node) and wait for it.
 
@@ -54,11 +57,14 @@ def start_judge(*, name: str | None = None, namespace: str | None = None,
             ``CLAUDE_*``, provider and ``LITELLM_*`` variables of this process.
         backend_registry: replace backend classes by kind, e.g.
             ``{"ccode": "ray_judge.backends.fake:FakeBackend"}`` for a dry run.
+        judges: judge definitions beside ``default`` and the judges file's
+            (``LLM_JUDGE_JUDGES_FILE``); requests name them with ``judge=``.
         timeout_s: how long to wait for the judge to answer.
 
     Returns:
         The actor handle. If a judge already runs under that name it is returned as is
-        (its settings are the ones it was started with).
+        (its settings and judges are the ones it was started with; a warning names the
+        judges whose definitions differ from this caller's).
     """
     ray = _ensure_ray()
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -67,7 +73,9 @@ def start_judge(*, name: str | None = None, namespace: str | None = None,
 
     environ = dict(os.environ if env is None else env)
     config = JudgeConfig.from_env(environ)  # fail here, in the caller, on a bad setting
-    load_rubric(config)  # likewise a bad rubric file, rather than a dead actor later
+    judges = list(judges)
+    # Likewise a bad rubric file, judges file or definition, rather than a dead actor later.
+    wanted = JudgeCatalog.build(config, rubric=load_rubric(config), judges=judges).versions()
     name, namespace = _names(config, name, namespace)
     handle = Judge.options(
         name=name, namespace=namespace, lifetime="detached", get_if_exists=True,
@@ -75,8 +83,15 @@ def start_judge(*, name: str | None = None, namespace: str | None = None,
         # The override file lives on this node's file system: keep the judge beside it.
         scheduling_strategy=NodeAffinitySchedulingStrategy(
             node_id=ray.get_runtime_context().get_node_id(), soft=False),
-    ).remote(forwarded_env(environ), str(Path.cwd()), dict(backend_registry or {}))
+    ).remote(forwarded_env(environ), str(Path.cwd()), dict(backend_registry or {}), judges)
     ray.get(handle.ping.remote(), timeout=timeout_s)
+    running = ray.get(handle.judges.remote(), timeout=timeout_s)
+    differ = sorted(n for n, v in wanted.items() if running.get(n) != v)
+    if differ:
+        # get_if_exists returned a judge started earlier, with other definitions.
+        logger.warning("the running judge %r has other definitions of %s than this caller "
+                       "(it keeps its own: restart it to change judges); it knows %s",
+                       name, ", ".join(differ), running)
     return handle
 
 

@@ -34,6 +34,7 @@ class JudgeStats:
         self.input_tokens = 0
         self.output_tokens = 0
         self.retries = 0
+        self.format_retries = 0
         self.cached = 0
 
     def record(self, verdict: Verdict) -> None:
@@ -42,7 +43,8 @@ class JudgeStats:
             self.cached += 1
             return
         self.latencies.append(verdict.latency_s)
-        self.retries += max(0, verdict.attempts - 1)
+        self.retries += verdict.transport_retries
+        self.format_retries += verdict.format_retries
         self.cost_usd += verdict.cost_usd or 0.0
         self.input_tokens += verdict.input_tokens or 0
         self.output_tokens += verdict.output_tokens or 0
@@ -55,7 +57,7 @@ class JudgeStats:
         by_backend: dict[str, dict[str, int]] = {}
         for (backend, status), n in sorted(self.counts.items()):
             by_backend.setdefault(backend, {})[status] = n
-        latencies = list(self.latencies)
+        latencies = sorted(self.latencies)  # once: percentile() on sorted input is O(n)
         return {
             "total": self.total,
             "counts": by_backend,
@@ -65,5 +67,6 @@ class JudgeStats:
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "retries": self.retries,
+            "format_retries": self.format_retries,
             "cached": self.cached,
         }

@@ -10,14 +10,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..backends import Backend, create_backend
 from ..config import JudgeConfig
 from ..errors import JudgeError
+from ..judging.catalog import JudgeCatalog
+from ..judging.definition import JudgeDefinition
 from ..selection.spec import BackendSpec
-from ..verdict import JudgeRequest, Status, Verdict
+from ..verdict import GroupRequest, JudgeRequest, Status
+from .cache import Result
+from .dispatch import failure
 
 __all__ = ["JudgeWorker"]
 
@@ -28,13 +32,17 @@ class JudgeWorker:
     """Body of a worker actor (``ray.remote`` is applied by the judge that starts it)."""
 
     def __init__(self, index: int, env: Mapping[str, str], cwd: str,
-                 registry: Mapping[str, str] | None = None) -> None:
+                 registry: Mapping[str, str] | None = None,
+                 judges: Sequence[JudgeDefinition] = ()) -> None:
         # Ray starts actors with the raylet's environment, not the driver's: the judge
         # hands over what the person who started it had set.
         os.environ.update(env)
         self.index = index
         self.config = JudgeConfig.from_env(os.environ, cwd=Path(cwd))
         self.registry = dict(registry or {})
+        # The judge's definitions, defaults filled in (render and parse happen here); a
+        # worker started alone reads the configured judges file.
+        self.judges = (JudgeCatalog(judges) if judges else JudgeCatalog.build(self.config))
         self._backends: dict[str, Backend] = {}
         self._prepared: dict[str, asyncio.Task[None]] = {}
         self._broken: dict[str, str] = {}
@@ -46,12 +54,14 @@ class JudgeWorker:
         backend = self._backends.get(spec_text)
         if backend is None:
             backend = create_backend(BackendSpec.parse(spec_text), self.config,
-                                     registry=self.registry)
+                                     registry=self.registry, judges=self.judges)
             self._backends[spec_text] = backend
         return backend
 
-    async def judge_batch(self, spec_text: str, requests: list[JudgeRequest]) -> list[Verdict]:
-        """Grade ``requests`` with backend ``spec_text``; one Verdict per request, in order."""
+    async def judge_batch(self, spec_text: str,
+                          requests: list[JudgeRequest | GroupRequest]) -> list[Result]:
+        """Grade ``requests`` with backend ``spec_text``; one Verdict per request (a tuple
+        of them per group), in order."""
         try:
             backend = self._backend(spec_text)
             if spec_text not in self._prepared:  # shared by the batches that arrive meanwhile
@@ -66,10 +76,12 @@ class JudgeWorker:
                 logger.error("%s", message)
                 self._broken[spec_text] = message
             # "unavailable" lets the failover chain move on, as for bad credentials.
-            return [Verdict.failure(Status.BACKEND_ERROR, message, backend=spec_text,
-                                    metadata=r.metadata, extra={"unavailable": True})
+            return [failure(r, Status.BACKEND_ERROR, message, backend=spec_text,
+                            extra={"unavailable": True})
                     for r in requests]
-        return list(await asyncio.gather(*(backend.judge(r) for r in requests)))
+        return list(await asyncio.gather(*(
+            backend.judge_group(r) if isinstance(r, GroupRequest) else backend.judge(r)
+            for r in requests)))
 
     async def ping(self) -> int:
         return os.getpid()

@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 
 from ..config import JudgeConfig
 
-__all__ = ["JudgeUnreachable", "cluster_address", "live_status", "refresh_running_judge"]
+__all__ = ["JudgeUnreachable", "cluster_address", "live_shift_pairs", "live_status",
+           "refresh_running_judge"]
 
 T = TypeVar("T")
 
@@ -100,3 +101,9 @@ def refresh_running_judge(config: JudgeConfig, wait_s: float = DEFAULT_WAIT_S) -
 def live_status(config: JudgeConfig, wait_s: float = DEFAULT_WAIT_S) -> dict[str, Any]:
     """The running judge's ``status()``."""
     return _call_judge(config, "status", wait_s)
+
+
+def live_shift_pairs(config: JudgeConfig, wait_s: float = DEFAULT_WAIT_S) -> dict[str, Any]:
+    """The running judge's ``shift_pairs()``: per judge, the paired scores of the latest
+    switch."""
+    return _call_judge(config, "shift_pairs", wait_s)

@@ -79,14 +79,33 @@ def error_body(fmt: str, status: int, message: str) -> bytes:
                              "code": code}}).encode()
 
 
-def message(fmt: str, body: dict[str, Any], text: str, ident: str) -> bytes:
-    """A complete, non-streamed answer."""
+def tool_name(body: dict[str, Any], preferred: str) -> str | None:
+    """The tool a structured answer calls: ``preferred`` when offered, else the only one."""
+    names = [t.get("name") for t in body.get("tools") or () if isinstance(t, dict)]
+    if preferred in names:
+        return preferred
+    return names[0] if len(names) == 1 and isinstance(names[0], str) else None
+
+
+def _tool_block(ident: str, tool_call: tuple[str, Any]) -> dict[str, Any]:
+    return {"type": "tool_use", "id": f"toolu_{ident}", "name": tool_call[0],
+            "input": tool_call[1]}
+
+
+def message(fmt: str, body: dict[str, Any], text: str, ident: str,
+            tool_call: tuple[str, Any] | None = None) -> bytes:
+    """A complete, non-streamed answer; ``tool_call`` (name, input): Anthropic only."""
     model = body.get("model") or "fake-model"
     n_in, n_out = input_tokens(body), output_tokens(text)
     if fmt == ANTHROPIC:
+        content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text or (
+            tool_call is None) else []
+        if tool_call is not None:
+            content.append(_tool_block(ident, tool_call))
+            n_out += output_tokens(_dumps(tool_call[1]))
         return _dumps({
             "id": f"msg_{ident}", "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+            "content": content, "stop_reason": "end_turn" if tool_call is None else "tool_use",
             "stop_sequence": None, "usage": {"input_tokens": n_in, "output_tokens": n_out},
         }).encode()
     return _dumps({
@@ -111,7 +130,8 @@ def _chunk(ident: str, model: str, created: int, delta: dict[str, Any],
     return f"data: {_dumps(data)}\n\n".encode()
 
 
-def stream(fmt: str, body: dict[str, Any], text: str, ident: str) -> Iterator[bytes]:
+def stream(fmt: str, body: dict[str, Any], text: str, ident: str,
+           tool_call: tuple[str, Any] | None = None) -> Iterator[bytes]:
     """The SSE events of a streamed answer, one ``bytes`` per event."""
     model = body.get("model") or "fake-model"
     n_in, n_out = input_tokens(body), output_tokens(text)
@@ -120,15 +140,31 @@ def stream(fmt: str, body: dict[str, Any], text: str, ident: str) -> Iterator[by
             "id": f"msg_{ident}", "type": "message", "role": "assistant", "model": model,
             "content": [], "stop_reason": None, "stop_sequence": None,
             "usage": {"input_tokens": n_in, "output_tokens": 1}}})
-        yield _sse("content_block_start", {"type": "content_block_start", "index": 0,
-                                           "content_block": {"type": "text", "text": ""}})
-        yield _sse("ping", {"type": "ping"})
-        for piece in _chunks(text):
-            yield _sse("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                               "delta": {"type": "text_delta", "text": piece}})
-        yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+        index = 0
+        if text or tool_call is None:
+            yield _sse("content_block_start", {"type": "content_block_start", "index": 0,
+                                               "content_block": {"type": "text", "text": ""}})
+            yield _sse("ping", {"type": "ping"})
+            for piece in _chunks(text):
+                yield _sse("content_block_delta", {
+                    "type": "content_block_delta", "index": 0,
+                    "delta": {"type": "text_delta", "text": piece}})
+            yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+            index = 1
+        if tool_call is not None:
+            arguments = _dumps(tool_call[1])
+            n_out += output_tokens(arguments)
+            yield _sse("content_block_start", {
+                "type": "content_block_start", "index": index,
+                "content_block": {**_tool_block(ident, tool_call), "input": {}}})
+            for piece in _chunks(arguments):
+                yield _sse("content_block_delta", {
+                    "type": "content_block_delta", "index": index,
+                    "delta": {"type": "input_json_delta", "partial_json": piece}})
+            yield _sse("content_block_stop", {"type": "content_block_stop", "index": index})
+        stop = "end_turn" if tool_call is None else "tool_use"
         yield _sse("message_delta", {"type": "message_delta",
-                                     "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                     "delta": {"stop_reason": stop, "stop_sequence": None},
                                      "usage": {"output_tokens": n_out}})
         yield _sse("message_stop", {"type": "message_stop"})
         return

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-__all__ = ["DEFAULT_TEXT", "Behaviour", "RecordedRequest"]
+__all__ = ["DEFAULT_TEXT", "STRUCTURED_OUTPUT_TOOL", "Behaviour", "RecordedRequest"]
 
 DEFAULT_TEXT = "The response matches the reference.\nSCORE: 8"
+#: The tool through which the Claude Code CLI (``--json-schema``) takes structured output.
+STRUCTURED_OUTPUT_TOOL = "StructuredOutput"
 
 
 @dataclass(frozen=True)
@@ -20,8 +23,14 @@ class Behaviour:
     in the format of the route that was called). ``body`` overrides the whole body.
     ``hang`` never answers (until the client leaves or the server stops), ``drop``
     closes the connection without a response, ``malformed`` answers 200 with a body
-    that is not JSON (or a broken SSE stream). ``delay_s`` is added to the server's
-    latency before any of this.
+    that is not JSON (or a broken SSE stream). ``cut`` sends the status line, the
+    headers and half the body, then closes the connection (a reset mid-body); ``stall``
+    sends the same half and then nothing more (a body slower than any timeout).
+    ``delay_s`` is added to the server's latency before any of this. ``structured`` (any
+    JSON value) answers with structured output: on the Anthropic route a ``tool_use``
+    call of the request's structured-output tool (how the Claude Code CLI asks for it;
+    see :data:`STRUCTURED_OUTPUT_TOOL`) with ``text`` before it when not empty, on the
+    OpenAI route the JSON as the message text.
     """
 
     text: str = DEFAULT_TEXT
@@ -32,6 +41,9 @@ class Behaviour:
     hang: bool = False
     drop: bool = False
     malformed: bool = False
+    cut: bool = False
+    stall: bool = False
+    structured: Any = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str):
@@ -48,14 +60,29 @@ class Behaviour:
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
             raise TypeError(f"Behaviour.headers must map str to str, got {headers!r}")
         object.__setattr__(self, "headers", headers)  # a private copy: callers keep theirs
+        if self.structured is not None:
+            try:
+                json.dumps(self.structured)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"Behaviour.structured must be JSON-ready, got "
+                                f"{self.structured!r}: {exc}") from None
 
     def __hash__(self) -> int:  # the headers dict is not hashable; its items are
         return hash((self.text, self.status, tuple(sorted(self.headers.items())), self.body,
-                     self.delay_s, self.hang, self.drop, self.malformed))
+                     self.delay_s, self.hang, self.drop, self.malformed, self.cut, self.stall,
+                     json.dumps(self.structured, sort_keys=True)))
 
     @classmethod
     def ok(cls, text: str = DEFAULT_TEXT, *, delay_s: float = 0.0) -> Behaviour:
         return cls(text=text, delay_s=delay_s)
+
+    @classmethod
+    def structured_output(cls, value: Any, text: str = "", *,
+                          delay_s: float = 0.0) -> Behaviour:
+        """Answer with structured output ``value`` (see ``structured``), ``text`` first."""
+        if value is None:
+            raise ValueError("Behaviour.structured_output needs a value, got None")
+        return cls(text=text, structured=value, delay_s=delay_s)
 
     @classmethod
     def error(cls, status: int, message: str = "fake provider error", *,
@@ -104,7 +131,8 @@ class Behaviour:
     @property
     def _plain_default(self) -> bool:
         return (self.status == 200 and self.body is None and self.text == DEFAULT_TEXT
-                and not (self.hang or self.drop or self.malformed))
+                and self.structured is None
+                and not (self.hang or self.drop or self.malformed or self.cut or self.stall))
 
 
 def _hang(cls: type[Behaviour]) -> Behaviour:
@@ -122,12 +150,25 @@ def _malformed(cls: type[Behaviour]) -> Behaviour:
     return cls(malformed=True)
 
 
-# ``hang``, ``drop`` and ``malformed`` are fields on instances and constructors on the
-# class: an instance keeps its bool in ``__dict__``, which wins over a classmethod. They
-# are attached after @dataclass has read the fields, so the fields' defaults stay False.
+def _cut(cls: type[Behaviour]) -> Behaviour:
+    """Send the headers and half of a good answer, then close the connection."""
+    return cls(cut=True)
+
+
+def _stall(cls: type[Behaviour]) -> Behaviour:
+    """Send the headers and half of a good answer, then nothing more."""
+    return cls(stall=True)
+
+
+# ``hang``, ``drop``, ``malformed``, ``cut`` and ``stall`` are fields on instances and
+# constructors on the class: an instance keeps its bool in ``__dict__``, which wins over a
+# classmethod. They are attached after @dataclass has read the fields, so the fields'
+# defaults stay False.
 Behaviour.hang = classmethod(_hang)  # type: ignore[assignment,method-assign]
 Behaviour.drop = classmethod(_drop)  # type: ignore[assignment,method-assign]
 Behaviour.malformed = classmethod(_malformed)  # type: ignore[assignment,method-assign]
+Behaviour.cut = classmethod(_cut)  # type: ignore[assignment,method-assign]
+Behaviour.stall = classmethod(_stall)  # type: ignore[assignment,method-assign]
 
 
 @dataclass(frozen=True)

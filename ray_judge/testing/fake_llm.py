@@ -3,9 +3,9 @@
 It speaks the Anthropic Messages API (``POST /v1/messages``, streamed or not, and
 ``/v1/messages/count_tokens``) and OpenAI chat completions (``POST /v1/chat/completions``),
 answers ``HEAD /`` (the Claude Code CLI's warm-up), and records every request. What the
-next model calls get is scripted with :class:`Behaviour` values: an answer, an error in
-the provider's own format, a subscription usage limit, a hang, a dropped connection or a
-malformed body.
+next model calls get is scripted with :class:`Behaviour` values: an answer, structured
+output, an error in the provider's own format, a subscription usage limit, a hang, a
+dropped connection or a malformed body.
 
 Example:
     >>> with FakeLLMServer(latency_s=0.05) as server:
@@ -38,9 +38,10 @@ from typing import Any
 from aiohttp import web
 
 from . import _wire
-from .behaviour import DEFAULT_TEXT, Behaviour, RecordedRequest
+from .behaviour import DEFAULT_TEXT, STRUCTURED_OUTPUT_TOOL, Behaviour, RecordedRequest
 
-__all__ = ["DEFAULT_TEXT", "Behaviour", "FakeLLMServer", "RecordedRequest", "main"]
+__all__ = ["DEFAULT_TEXT", "STRUCTURED_OUTPUT_TOOL", "Behaviour", "FakeLLMServer",
+           "RecordedRequest", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -290,10 +291,27 @@ class FakeLLMServer:
             except Exception as exc:  # a broken reply hook must show up in the test
                 logger.exception("fake LLM reply hook failed")
                 return _error(fmt, 500, f"reply hook failed: {exc!r}", headers)
+        text, tool_call = _structured(fmt, body, behaviour, text)
         if streamed:
-            return await _send_stream(request, _wire.stream(fmt, body, text, ident),
+            return await _send_stream(request, _wire.stream(fmt, body, text, ident, tool_call),
                                       behaviour.status, headers)
-        return _json(_wire.message(fmt, body, text, ident), behaviour.status, headers)
+        payload = _wire.message(fmt, body, text, ident, tool_call)
+        if behaviour.cut or behaviour.stall:
+            return await self._half_body(request, payload, behaviour, headers)
+        return _json(payload, behaviour.status, headers)
+
+    async def _half_body(self, request: web.Request, payload: bytes, behaviour: Behaviour,
+                         headers: Mapping[str, str]) -> web.StreamResponse:
+        # The headers promise the whole body; half of it arrives, then a reset or silence.
+        response = web.StreamResponse(status=behaviour.status, headers={
+            "content-type": _JSON, **headers, "content-length": str(len(payload))})
+        await response.prepare(request)
+        await response.write(payload[:len(payload) // 2])
+        if behaviour.stall:
+            await self._hang()
+        if request.transport is not None:
+            request.transport.close()
+        return response
 
     async def _hang(self) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -359,6 +377,18 @@ def _json(payload: bytes, status: int = 200,
 def _error(fmt: str, status: int, message: str,
            headers: Mapping[str, str] | None = None) -> web.Response:
     return _json(_wire.error_body(fmt, status, message), status, headers)
+
+
+def _structured(fmt: str, body: dict[str, Any], behaviour: Behaviour,
+                text: str) -> tuple[str, tuple[str, Any] | None]:
+    """The answer's text and tool call (name, input) for a ``structured`` behaviour."""
+    if behaviour.structured is None:
+        return text, None
+    name = _wire.tool_name(body, STRUCTURED_OUTPUT_TOOL)
+    if fmt == _wire.ANTHROPIC and name is not None:
+        return text, (name, behaviour.structured)
+    # No tool to call: the JSON as the answer's text, as a response_format answer has it.
+    return json.dumps(behaviour.structured), None
 
 
 def _drop_connection(request: web.Request) -> web.Response:

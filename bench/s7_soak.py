@@ -1,4 +1,4 @@
-"""Scenario 6: soak. 100,000 verdicts through the pool under the fault mix of
+"""Scenario 7: soak. 100,000 verdicts through the pool under the fault mix of
 ``tests/test_faults.py``, with what each process holds sampled every 10,000.
 
 The load is a training run's: ``ray_judge.JudgeClient`` in this process, many concurrent
@@ -76,8 +76,8 @@ class Soak:
 
         self.ctx, self.cluster, self.fake, self.env = ctx, cluster, fake, env
         self.ray = cluster.ray
-        self.total, self.block = ctx.sizes.s6_verdicts, ctx.sizes.s6_block
-        self.client = ray_judge.JudgeClient(deadline_s=ctx.sizes.s6_deadline_s)
+        self.total, self.block = ctx.sizes.s7_verdicts, ctx.sizes.s7_block
+        self.client = ray_judge.JudgeClient(deadline_s=ctx.sizes.s7_deadline_s)
         self.got: Counter[int] = Counter()  # id -> results received
         self.status: list[Counter[str]] = [Counter() for _ in range(self.blocks)]
         self.backends: Counter[str] = Counter()
@@ -100,7 +100,7 @@ class Soak:
 
     async def run(self) -> None:
         callers = [asyncio.ensure_future(self._caller(i))
-                   for i in range(self.ctx.sizes.s6_callers)]
+                   for i in range(self.ctx.sizes.s7_callers)]
         sampler = asyncio.ensure_future(self._sampler())
         faults = asyncio.ensure_future(self._faults())
         await asyncio.gather(*callers)
@@ -161,7 +161,7 @@ class Soak:
             ]
             if b in kill_judge:
                 steps.append((0.6, "judge kill", self._kill_judge))
-            if self.ctx.cli and self.ctx.sizes.s6_ccode:
+            if self.ctx.cli and self.ctx.sizes.s7_ccode:
                 steps += [(0.7, "switch to ccode", lambda: self._switch("ccode", CCODE)),
                           (0.7, "CLI kill", lambda: self._ccode_phase(max(3, n // 4)))]
             steps.append((0.8, "switch to A", lambda: self._switch("litellm", MODELS[0])))
@@ -302,21 +302,21 @@ class Soak:
                     f"{sample['provider_connections']} conns; "
                     f"{sample['cli_processes']} CLI, {sample['zombies']} zombies")
             self.ctx.report.add(Row(
-                "6", f"soak verdicts {lo + 1}-{hi}", n=n, ok=self.status[b]["ok"],
+                "7", f"soak verdicts {lo + 1}-{hi}", n=n, ok=self.status[b]["ok"],
                 wall_s=wall, rate=n / wall if wall > 0 else None, unit="verdicts/s",
                 peak_mib=judge["rss_mib"], note=note,
                 extra={**sample, "lost": lost, "duplicated": dup,
                        "statuses": dict(self.status[b])}))
         lost = len(lost_ids) + (self.total - self.next_id)
         self.ctx.report.targets.append(Target(
-            "6", f"verdicts lost or duplicated of {self.total:,}", "0",
+            "7", f"verdicts lost or duplicated of {self.total:,}", "0",
             lost + len(twice), lost + len(twice) == 0,
             why=f"faults: {dict(self.faults)}; caller errors: {self.errors[:3]}; first error "
                 f"by status: {self.first_error}"))
         for role in ("judge", "worker 0", "worker 1"):
             growth, span = memory_growth(self.samples, role)
             self.ctx.report.targets.append(Target(
-                "6", f"{role} memory growth after warm-up (%)", "<= 10", growth,
+                "7", f"{role} memory growth after warm-up (%)", "<= 10", growth,
                 None if growth is None else growth <= 10.0,
                 why=span or "no process lived through 3 samples"))
 

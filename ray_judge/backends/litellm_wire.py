@@ -1,0 +1,315 @@
+"""The lean transport's LiteLLM side: LiteLLM decides, :mod:`.http_transport` sends.
+
+For the wire formats that nearly every judge deployment speaks (:data:`LEAN_WIRES`:
+OpenAI chat completions for ``openai/`` and ``hosted_vllm/``, Anthropic Messages for
+``anthropic/``), ``litellm.acompletion`` spends ~25x the CPU of the HTTP call itself.
+So LiteLLM is asked once per request *shape* (model, roles of the messages, temperature,
+max_tokens, schema) what it would send, and the answer becomes a :class:`Route`:
+
+* LiteLLM's own ``completion()`` runs with placeholder message contents and a logging
+  object that stops it right before the HTTP call (its ``pre_call`` hook, the one
+  ``litellm.utils.return_raw_request`` uses): the URL, headers and JSON body it was about
+  to send are kept, the body split around the placeholders. Provider, model name, API
+  key and base URL are LiteLLM's (``get_llm_provider``, the same environment variables),
+  and so is every translation of the call (Anthropic's ``system`` field and
+  ``max_tokens``, ``max_completion_tokens`` and dropped parameters for reasoning models,
+  ``response_format``).
+* Each call fills the contents in with one ``json.dumps`` per message.
+* A failure is turned into the exception LiteLLM's provider code would have raised for
+  the same HTTP answer, mapped by LiteLLM's ``exception_type``, then by
+  :func:`~ray_judge.backends.litellm_backend.translate_error` like any other: one status
+  table for both transports.
+* Tokens are priced by LiteLLM's ``completion_cost`` (``cost_per_token`` underneath),
+  once per served model; prices are linear in the token counts, checked, else every
+  call asks LiteLLM.
+
+A shape LiteLLM cannot plan, a missing API key, an empty message, or Anthropic with a
+schema (LiteLLM rewrites the answer's tool call) takes LiteLLM's own path instead.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import re
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+__all__ = ["LEAN_WIRES", "Pricing", "Route", "litellm_failure", "plan_route", "ssl_setting"]
+
+logger = logging.getLogger(__name__)
+
+#: LiteLLM provider -> the wire format the lean transport speaks to it
+LEAN_WIRES = {"openai": "openai", "hosted_vllm": "openai", "anthropic": "anthropic"}
+
+_PLACEHOLDER = "\x00ray-judge-{}\x00"
+_SLOT = re.compile(r'"\\u0000ray-judge-(\d+)\\u0000"')
+# Prices above this many tokens may be tiered (e.g. above 200k input tokens).
+_LINEAR_PROBE = (300_000, 100_000)
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_encode_string = json.encoder.encode_basestring  # C, when available: a str as JSON
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON; a string (every message content) straight through json's C encoder."""
+    return _encode_string(value) if type(value) is str else _ENCODER.encode(value)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where and how one request shape goes: everything but the message contents."""
+
+    provider: str  # LiteLLM's provider name
+    model: str  # the model name after LiteLLM stripped the provider
+    wire: str  # "openai" or "anthropic"
+    sdk: bool  # LiteLLM would have used the OpenAI SDK (its error shapes differ)
+    url: str
+    headers: dict[str, str]
+    parts: tuple[str, ...]  # the JSON body around the contents
+    slots: tuple[int, ...]  # which message's content follows parts[i]
+
+    def body(self, messages: list[dict[str, Any]]) -> bytes:
+        parts = self.parts
+        out = [parts[0]]
+        for i, index in enumerate(self.slots):
+            out.append(dumps(messages[index]["content"]))
+            out.append(parts[i + 1])
+        return "".join(out).encode()
+
+    def __repr__(self) -> str:  # never the headers: they hold the API key
+        return f"Route({self.provider}/{self.model} -> {self.url})"
+
+
+def shape_key(kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
+    """What the route depends on; None when a message cannot take the lean path."""
+    roles = []
+    for message in kwargs["messages"]:
+        content = message.get("content")
+        if not (isinstance(content, str) and content) or len(message) != 2:
+            return None
+        roles.append(message["role"])
+    rest = {k: v for k, v in kwargs.items() if k not in ("messages", "timeout")}
+    return (tuple(roles), dumps(rest) if "response_format" in rest else tuple(rest.items()))
+
+
+def _api_key(litellm: ModuleType, provider: str, dynamic: str | None) -> str | None:
+    # The lookups of LiteLLM's completion() for these providers, in its order.
+    if provider == "openai":
+        return (litellm.api_key or litellm.openai_key
+                or litellm.get_secret_str("OPENAI_API_KEY"))
+    if provider == "anthropic":
+        key = (litellm.anthropic_key or litellm.api_key
+               or litellm.get_secret_str("ANTHROPIC_API_KEY"))
+        # An OAuth token brings extra beta headers per call: LiteLLM's path keeps them.
+        return None if key and key.startswith("sk-ant-oat") else key
+    return dynamic
+
+
+def plan_route(litellm: ModuleType, kwargs: dict[str, Any]) -> Route | None:
+    """Ask LiteLLM what it would send for this request shape; None: use LiteLLM itself."""
+    try:
+        model, provider, dynamic_key, _ = litellm.get_llm_provider(kwargs["model"])
+    except Exception:  # an unknown provider: LiteLLM's path reports it
+        return None
+    wire = LEAN_WIRES.get(provider)
+    if wire is None or (wire == "anthropic" and "response_format" in kwargs):
+        return None
+    key = _api_key(litellm, provider, dynamic_key)
+    if not key:
+        return None  # LiteLLM's path raises its own missing-key error
+    messages = [{"role": m["role"], "content": _PLACEHOLDER.format(i)}
+                for i, m in enumerate(kwargs["messages"])]
+    captured = _capture(litellm, {**kwargs, "messages": messages, "api_key": key})
+    if captured is None:
+        return None
+    try:
+        return _route((provider, model, wire), captured, key, len(messages))
+    except (KeyError, TypeError, ValueError) as exc:
+        logger.info("lean transport cannot plan %s (%s); using litellm", kwargs["model"], exc)
+        return None
+
+
+def _route(where: tuple[str, str, str], captured: dict[str, Any], key: str,
+           n_messages: int) -> Route | None:
+    provider, model, wire = where
+    body = dict(captured["complete_input_dict"])
+    sdk = bool(captured.get("openai_sdk")) or "extra_body" in body
+    if sdk:  # the OpenAI SDK sends extra_body's keys at the top level
+        body.update(body.pop("extra_body", None) or {})
+        url = str(captured["api_base"]).rstrip("/") + "/chat/completions"
+        headers = {"Authorization": f"Bearer {key}"}
+    else:
+        url = str(captured["api_base"])
+        headers = {str(k): str(v) for k, v in (captured.get("headers") or {}).items()}
+    if body.get("stream"):
+        return None
+    if not _has(headers, "content-type"):
+        headers["Content-Type"] = "application/json"
+    pieces = _SLOT.split(dumps(body))
+    parts, slots = tuple(pieces[0::2]), tuple(int(s) for s in pieces[1::2])
+    if sorted(slots) != list(range(n_messages)):
+        return None  # LiteLLM changed or merged a content: keep its path for this shape
+    return Route(provider, model, wire, sdk, url, headers, parts, slots)
+
+
+def _has(headers: dict[str, str], name: str) -> bool:
+    return any(k.lower() == name for k in headers)
+
+
+_capture_class: type | None = None
+
+
+def _capture(litellm: ModuleType, kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """Run LiteLLM's completion() until right before it sends; what it would send."""
+    global _capture_class  # noqa: PLW0603 - one subclass per process, made on first use
+    from litellm.litellm_core_utils.litellm_logging import Logging, RawRequestCaptured
+
+    if _capture_class is None:
+        class _Capture(Logging):  # type: ignore[misc,valid-type]
+            captured: dict[str, Any] | None = None
+
+            def pre_call(self, input: Any, api_key: Any, model: Any = None,
+                         additional_args: Any = None) -> None:
+                self.captured = dict(additional_args or {})
+                raise RawRequestCaptured()
+
+        _capture_class = _Capture
+    probe = _capture_class(
+        model=kwargs["model"], messages=kwargs["messages"], stream=False,
+        call_type="completion", litellm_call_id="ray-judge-plan",
+        start_time=datetime.datetime.now(), function_id="ray-judge-plan",
+        raw_request_only=True)
+    try:
+        litellm.completion(**kwargs, litellm_logging_obj=probe)
+    except Exception as exc:  # RawRequestCaptured, wrapped by LiteLLM or not
+        logger.debug("litellm planning stopped with %s", type(exc).__name__)
+    captured = probe.captured
+    if not captured or not captured.get("complete_input_dict") or not captured.get("api_base"):
+        return None
+    return captured
+
+
+def ssl_setting(litellm: ModuleType) -> Any:
+    """LiteLLM's TLS settings (``SSL_VERIFY``, ``SSL_CERT_FILE``, ...) in aiohttp's terms."""
+    from litellm.llms.custom_httpx.http_handler import get_ssl_configuration
+
+    setting = get_ssl_configuration()
+    return setting if isinstance(setting, (bool, ssl.SSLContext)) else True
+
+
+# -- failures: the exception LiteLLM's provider code raises for the same answer ----------
+
+def litellm_failure(litellm: ModuleType, route: Route, *, status: int | None = None,
+                    headers: dict[str, str] | None = None, text: str = "",
+                    network: BaseException | None = None,
+                    bad_json: BaseException | None = None) -> BaseException:
+    """LiteLLM's exception for an HTTP error (``status``), a connection that gave no
+    answer (``network``), or a body that is not JSON (``bad_json``)."""
+    headers = headers or {}
+    if route.sdk:
+        from litellm.llms.openai.common_utils import OpenAIError
+
+        if network is not None:
+            original: BaseException = OpenAIError(status_code=500, message="Connection error.")
+        elif bad_json is not None:
+            original = OpenAIError(status_code=500, message=str(bad_json))
+        else:
+            message, data = _sdk_message(status or 500, text)
+            original = OpenAIError(status_code=status or 500, message=message, headers=headers,
+                                   body=data)
+    else:
+        config = litellm.ProviderConfigManager.get_provider_chat_config(
+            model=route.model, provider=litellm.LlmProviders(route.provider))
+        if network is not None:
+            original = config.get_error_class(error_message=str(network), status_code=500,
+                                              headers={})
+        elif bad_json is not None:
+            original = config.get_error_class(
+                error_message=f"Unable to get json response - {bad_json}, Original Response: "
+                              f"{text}", status_code=status or 200, headers=headers)
+        else:
+            original = config.get_error_class(error_message=text, status_code=status or 500,
+                                              headers=headers)
+    from litellm.litellm_core_utils.exception_mapping_utils import exception_type
+
+    try:
+        return exception_type(model=route.model, original_exception=original,
+                              custom_llm_provider=route.provider)
+    except Exception as mapped:  # exception_type raises the mapped exception
+        return mapped
+
+
+def _sdk_message(status: int, text: str) -> tuple[str, Any]:
+    # The OpenAI SDK's error text and body for an error answer.
+    message = f"Error code: {status}"
+    body: Any = text.strip()
+    try:
+        body = json.loads(body)
+    except ValueError:
+        pass
+    else:
+        error = body.get("error", body) if isinstance(body, dict) else None
+        detail = error.get("message") if isinstance(error, dict) else None
+        if isinstance(detail, str) and detail:
+            message += f" - {detail}"
+    data = body.get("error", body) if isinstance(body, dict) else body
+    return message, data
+
+
+# -- prices ------------------------------------------------------------------------------
+
+class Pricing:
+    """LiteLLM's price of a call, per served model: ``completion_cost`` once per model."""
+
+    def __init__(self, litellm: ModuleType, route: Route) -> None:
+        self._litellm = litellm
+        self._route = route
+        self._rates: dict[str, tuple[float, float] | bool | None] = {}
+
+    def _litellm_cost(self, served: str, tokens_in: int, tokens_out: int,
+                      usage: Mapping[str, Any] | None = None) -> float | None:
+        response = {"model": served, "usage": dict(usage) if usage is not None else {
+            "prompt_tokens": tokens_in, "completion_tokens": tokens_out,
+            "total_tokens": tokens_in + tokens_out}}
+        try:
+            cost = self._litellm.completion_cost(
+                completion_response=response, model=self._route.model,
+                custom_llm_provider=self._route.provider)
+        except Exception:  # no price known: LiteLLM reports None too
+            return None
+        return float(cost) if isinstance(cost, (int, float)) else None
+
+    def cost(self, served: str | None, tokens_in: int | None, tokens_out: int | None,
+             usage: Mapping[str, Any] | None = None) -> float | None:
+        """The price; ``usage`` (the provider's own) when it has more than two counts."""
+        served = served or self._route.model
+        if usage is not None:  # cache reads and writes have prices of their own
+            return self._litellm_cost(served, 0, 0, usage)
+        if served not in self._rates:
+            self._rates[served] = self._probe(served)
+        rates = self._rates[served]
+        if rates is None:
+            return None
+        tokens_in, tokens_out = tokens_in or 0, tokens_out or 0
+        if rates is True:  # tiered prices: LiteLLM prices every call
+            return self._litellm_cost(served, tokens_in, tokens_out)
+        assert isinstance(rates, tuple)
+        return tokens_in * rates[0] + tokens_out * rates[1]
+
+    def _probe(self, served: str) -> tuple[float, float] | bool | None:
+        per_in = self._litellm_cost(served, 1, 0)
+        per_out = self._litellm_cost(served, 0, 1)
+        if per_in is None or per_out is None:
+            return None
+        big_in, big_out = _LINEAR_PROBE
+        big = self._litellm_cost(served, big_in, big_out)
+        linear = big_in * per_in + big_out * per_out
+        if big is None or abs(big - linear) > 1e-9 * max(abs(big), 1e-12):
+            return True
+        return per_in, per_out

@@ -1,0 +1,155 @@
+"""One judgement of one request: correction turns when an answer does not parse, and
+``samples`` independent judgements combined into one Verdict.
+
+The transport (one backend call with its own bounded retries, see
+:meth:`ray_judge.backends.Backend.judge`) is passed in, so the rules here are the same
+for every backend:
+
+- A correction turn goes to the same backend with the conversation so far: the bad
+  answer as ``assistant``, then a ``user`` turn quoting the parse error and restating
+  the format. It counts in ``attempts`` and in ``format_retries``; transport retries
+  count only in ``attempts``. No correction starts after the deadline.
+- With ``samples = k`` the k judgements run at once; the Verdict is ``ok`` only when a
+  majority are, its score combines the ok samples' scores (never a failed one), and
+  ``extra["samples"]`` lists every sample's score, status and error, with the spread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import statistics
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ScoreParseError
+from ..verdict import Status, Verdict
+from .definition import JudgeDefinition
+from .rubric import JudgePrompt
+
+__all__ = ["Outcome", "judge_request"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the transport made of one call: an answer, or a failure (Verdict.failure
+    keyword arguments), and the attempts it took."""
+
+    attempts: int
+    completion: Any = None
+    failure: dict[str, Any] | None = None
+
+
+Transport = Callable[[JudgePrompt], Awaitable[Outcome]]
+
+
+async def judge_request(definition: JudgeDefinition, prompt: JudgePrompt,
+                        transport: Transport, *, time_left: Callable[[], float]) -> Verdict:
+    """Judge ``prompt`` with ``definition``'s samples and correction turns.
+
+    The Verdict lacks the caller's fields (backend, model, metadata, latency): the
+    backend adds them. ``time_left()`` is the seconds before the request's deadline.
+    """
+    stamp = {"judge": definition.name, "judge_version": definition.version}
+    if definition.samples == 1:
+        verdict = await _sample(definition, prompt, transport, time_left)
+        return verdict.with_(**stamp)
+    verdicts = await asyncio.gather(*(_sample(definition, prompt, transport, time_left)
+                                      for _ in range(definition.samples)))
+    return _combine(definition, list(verdicts)).with_(**stamp)
+
+
+async def _sample(definition: JudgeDefinition, prompt: JudgePrompt, transport: Transport,
+                  time_left: Callable[[], float]) -> Verdict:
+    attempts = corrections = 0
+    usage: dict[str, Any] = {"input_tokens": None, "output_tokens": None, "cost_usd": None}
+    model = None
+    while True:
+        outcome = await transport(prompt)
+        attempts += outcome.attempts
+        if outcome.failure is not None:
+            return Verdict.failure(**{**outcome.failure, "attempts": attempts,
+                                      "format_retries": corrections, **_usage(usage)})
+        completion = outcome.completion
+        model = completion.model or model
+        _add(usage, completion)
+        extra = {} if definition.schema is None else {"structured": False}
+        common = {"raw": completion.text, "attempts": attempts, "format_retries": corrections,
+                  "model": model, **_usage(usage)}
+        try:
+            score, structured = _read(definition, completion)
+        except ScoreParseError as exc:
+            if corrections >= definition.correction_turns or time_left() <= 0:
+                return Verdict.failure(Status.PARSE_ERROR, str(exc), extra=extra, **common)
+            corrections += 1
+            prompt = dataclasses.replace(prompt, turns=(
+                *prompt.turns, {"role": "assistant", "content": completion.text},
+                {"role": "user", "content": definition.correction(str(exc))}))
+            continue
+        if definition.schema is not None:
+            extra = {"structured": structured}
+        return Verdict(score=score, status=Status.OK, extra=extra, **common)
+
+
+def _read(definition: JudgeDefinition, completion: Any) -> tuple[float, bool]:
+    try:
+        return definition.read(completion.text, completion.structured)
+    except ScoreParseError:
+        raise
+    except Exception as exc:  # a parser bug is this answer's parse_error, not a crash
+        raise ScoreParseError(f"the {definition.parser} parser failed: "
+                              f"{type(exc).__name__}: {exc}") from None
+
+
+def _combine(definition: JudgeDefinition, verdicts: list[Verdict]) -> Verdict:
+    scores = [v.score for v in verdicts if v.ok]
+    total = {"attempts": sum(v.attempts for v in verdicts),
+             "format_retries": sum(v.format_retries for v in verdicts),
+             "input_tokens": _sum(v.input_tokens for v in verdicts),
+             "output_tokens": _sum(v.output_tokens for v in verdicts),
+             "cost_usd": _sum(v.cost_usd for v in verdicts),
+             "model": next((v.model for v in verdicts if v.model), None)}
+    samples = [{"score": v.score, "status": v.status.value, "error": v.error,
+                **({"structured": v.extra["structured"]} if "structured" in v.extra else {})}
+               for v in verdicts]
+    extra = {"samples": samples, "aggregate": definition.aggregate,
+             "spread": round(max(scores) - min(scores), 6) if scores else None}
+    last = verdicts[-1]
+    if len(scores) * 2 <= len(verdicts):
+        failed = [v for v in verdicts if not v.ok]
+        status = Counter(v.status for v in failed).most_common(1)[0][0]
+        error = (f"{len(failed)} of {len(verdicts)} samples failed; first: "
+                 f"{failed[0].status.value}: {failed[0].error}")
+        return Verdict.failure(status, error, raw=last.raw, extra=extra, **total)
+    return Verdict(score=_aggregate(definition.aggregate, scores), status=Status.OK,
+                   raw=last.raw, extra=extra, **total)
+
+
+def _aggregate(how: str, scores: list[float]) -> float:
+    if how == "median":
+        return float(statistics.median(scores))
+    if how == "majority":
+        # The most frequent score; a tie goes to the lowest of the tied (no reward is
+        # inflated by a split vote).
+        counts = Counter(scores)
+        top = max(counts.values())
+        return min(s for s, n in counts.items() if n == top)
+    return min(1.0, max(0.0, statistics.fmean(scores)))
+
+
+def _add(usage: dict[str, Any], completion: Any) -> None:
+    for name, so_far in list(usage.items()):
+        value = getattr(completion, name)
+        if value is not None:
+            usage[name] = (so_far or 0) + value
+
+
+def _usage(usage: dict[str, Any]) -> dict[str, Any]:
+    return dict(usage)
+
+
+def _sum(values: Any) -> Any:
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None

@@ -1,0 +1,390 @@
+"""Every query of the shipped Grafana dashboard, run through a real Prometheus.
+
+Debian's ``prometheus`` (``apt-get install -y prometheus``; ``.ci/run`` installs it)
+scrapes the Ray node's metrics export port every second while a real judge serves real
+LiteLLM calls to :class:`FakeLLMServer`: successes, a cache hit, a slow spell with a
+queue, 429s, 5xx, hangs (timeouts), answers without a score, retries, a switch by the
+override file, a failover on an auth error and auth errors no fallback can absorb.
+Then every PromQL expression of every panel and annotation, read from the JSON the
+package ships, with the template variables filled as Grafana fills them, goes to
+Prometheus's HTTP API the way Grafana sends it (``query_range`` for graphs, ``query`` for
+instant stats). Each must return at least one series, and where the test knows what it
+caused, the value it caused. A query that returns nothing is a broken panel.
+
+Each failure kind happens in two rounds with a scrape between them: Prometheus's
+``rate()`` only sees a counter grow from a sample it already has, and a label set (say
+``status="timeout"``) first appears already at 1.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.ray_cluster import init_local
+
+ray = pytest.importorskip("ray")
+
+import ray_judge  # noqa: E402
+from ray_judge import BackendSpec, Status  # noqa: E402
+from ray_judge.monitoring.dashboard import dashboard, panel_queries, substitute  # noqa: E402
+from ray_judge.selection.override_file import write_override  # noqa: E402
+from ray_judge.testing import Behaviour, FakeLLMServer  # noqa: E402
+
+PROMETHEUS = shutil.which("prometheus")
+pytestmark = [
+    pytest.mark.ray, pytest.mark.slow,
+    pytest.mark.skipif(PROMETHEUS is None, reason="prometheus is not installed "
+                       "(apt-get install -y prometheus; .ci/run installs it)"),
+]
+
+A, C, B = "litellm:openai/gpt-4o-mini", "litellm:openai/gpt-4.1-mini", "litellm:openai/gpt-4o"
+C_MODEL = "gpt-4.1-mini"
+WAIT_S = 90.0
+#: What Grafana puts in $__rate_interval for a 1 s scrape interval and 1 s steps is 4 s;
+#: a little more keeps a one-off event visible for a few steps on a loaded machine.
+RATE_INTERVAL = "10s"
+FAILURES = ("rate_limited", "backend_error", "timeout", "parse_error")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, what: str, timeout: float = WAIT_S) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
+        time.sleep(0.25)
+
+
+class Prometheus:
+    """A Prometheus server on 127.0.0.1 with its own data dir, scraping ``targets``."""
+
+    def __init__(self, root: Path, targets: list[str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = root / "prometheus.yml"
+        # JSON is YAML: no YAML writer needed.
+        config.write_text(json.dumps({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s",
+                       "scrape_timeout": "1s"},
+            "scrape_configs": [{"job_name": "ray", "static_configs": [{"targets": targets}]}],
+        }))
+        self.log = open(root / "prometheus.log", "wb")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(
+            [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={root / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(self._ready, "prometheus to be ready")
+
+    def _ready(self) -> bool:
+        assert self.proc.poll() is None, f"prometheus exited: {self.logs()}"
+        try:
+            return urllib.request.urlopen(f"{self.url}/-/ready", timeout=2).status == 200
+        except OSError:
+            return False
+
+    def logs(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text(errors="replace")[-3000:]
+
+    def api(self, path: str, **params: Any) -> Any:
+        url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
+        try:
+            body = json.loads(urllib.request.urlopen(url, timeout=30).read())
+        except urllib.error.HTTPError as exc:
+            raise AssertionError(f"{path} {params}: HTTP {exc.code}: {exc.read()!r}") from None
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def instant(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+        return self.api("query", query=expr, time=at or time.time())["result"]
+
+    def value(self, expr: str) -> float:
+        result = self.instant(expr)
+        return float(result[0]["value"][1]) if result else math.nan
+
+    def last_scrape(self) -> float:
+        """When the oldest target was last scraped (epoch seconds)."""
+        return self.value("min(timestamp(up))")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    init_local(_system_config={"metrics_report_interval_ms": 1000})
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def prometheus(cluster, tmp_path_factory):
+    root = tmp_path_factory.mktemp("prometheus")
+    targets = [f"127.0.0.1:{n['MetricsExportPort']}" for n in ray.nodes() if n["Alive"]]
+    server = Prometheus(root, targets)
+    yield server
+    server.stop()
+
+
+def reply(body: dict[str, Any]) -> str:
+    """Scores that vary with the response (so a rank correlation exists), one point higher
+    from C's model (so the switch to C shifts them)."""
+    found = re.search(r"(?:answer|slow) (\d+)", json.dumps(body.get("messages")))
+    score = int(found.group(1)) % 9 if found else 5
+    return f"Fine.\nSCORE: {score + (1 if body.get('model') == C_MODEL else 0)}"
+
+
+@pytest.fixture(scope="module")
+def provider():
+    with FakeLLMServer(reply=reply) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def judge(cluster, provider, tmp_path_factory):
+    path = tmp_path_factory.mktemp("grafana") / ".judge_backend"
+    env = {
+        "LLM_JUDGE_NAME": A, "LLM_JUDGE_FALLBACK": B, "LLM_JUDGE_BACKEND_FILE": str(path),
+        "LLM_JUDGE_NUM_WORKERS": "1", "LLM_JUDGE_TIMEOUT": "4", "LLM_JUDGE_DEADLINE": "12",
+        "LLM_JUDGE_MAX_ATTEMPTS": "2", "LLM_JUDGE_BACKOFF": "0.05",
+        "LLM_JUDGE_MAX_BACKOFF": "0.2", "LLM_JUDGE_PROBE_INTERVAL": "600",
+        "LLM_JUDGE_FAILOVER_RATE_LIMITED": "1000000", "LLM_JUDGE_MAX_IN_FLIGHT_LITELLM": "2",
+        "OPENAI_API_BASE": f"{provider.url}/v1", "OPENAI_API_KEY": "sk-grafana-test-dummy",
+    }
+    handle = ray_judge.start_judge(env=env)
+    yield handle, path
+    ray_judge.stop_judge()
+
+
+class Run:
+    """Drives the judge one call at a time, so each scripted behaviour meets one attempt."""
+
+    def __init__(self, judge: Any, provider: FakeLLMServer, prometheus: Prometheus) -> None:
+        self.judge, self.provider, self.prometheus = judge, provider, prometheus
+        self.n = 0
+
+    def score(self, *behaviours: Behaviour, response: str | None = None):
+        self.provider.script(*behaviours)
+        self.n += 1
+        return ray.get(self.judge.score.remote(
+            "What is 2+2?", response or f"answer {self.n}", "4"), timeout=WAIT_S)
+
+    def seen(self, expr: str, expected: float) -> None:
+        """Wait until Prometheus has scraped ``expr == expected`` (the judge reported it)."""
+        wait_for(lambda: self.prometheus.value(expr) == expected,
+                 f"prometheus to show {expr} == {expected} "
+                 f"(now {self.prometheus.value(expr)})")
+
+    def two_scrapes(self) -> None:
+        start = time.time()
+        wait_for(lambda: self.prometheus.last_scrape() > start + 1.0, "two more scrapes")
+
+
+def count(status: str, backend: str | None = None) -> str:
+    where = f'status="{status}"' + (f', backend="{backend}"' if backend else "")
+    return f"sum(ray_judge_requests_total{{{where}}})"
+
+
+def shift_done(judge: Any, new: str) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        report = ray.get(judge.status.remote())["shift"].get("default")
+        return report if report and report["new"] == new and report["done"] else None
+
+    return wait_for(done, f"the shift measurement on {new}")
+
+
+def drive(run: Run, judge: Any, path: Path) -> dict[str, float]:
+    """The scenario; returns the moments the checks look at."""
+    prom = run.prometheus
+    wait_for(lambda: prom.instant("ray_judge_current_backend") and
+             prom.instant("ray_judge_failovers_total"), "the judge's first gauges and counters")
+    marks = {"start": time.time()}
+    # Successes, a cache hit, in two rounds.
+    for round_ in (1, 2):
+        verdicts = [run.score() for _ in range(5)]
+        assert all(v.ok and v.backend == A for v in verdicts), verdicts
+        run.seen(count("ok", A), 5 * round_)
+    hit = run.score(response="answer 1")
+    assert hit.ok and hit.cached
+    # A slow spell: two in flight (the litellm limit), four queued.
+    run.provider.script(*[Behaviour.ok(delay_s=2.5)] * 6)
+    slow = judge.score_batch.remote([{"prompt": "p", "response": f"slow {i}"}
+                                     for i in range(6)])
+    wait_for(lambda: prom.value("sum(ray_judge_queued)") >= 1, "a queue in prometheus")
+    marks["busy"] = time.time()
+    slow = ray.get(slow, timeout=WAIT_S)
+    assert all(v.ok for v in slow), [(v.status, v.error) for v in slow]
+
+    # Every failure kind, twice, and a retry that succeeds.
+    for round_ in (1, 2):
+        assert run.score(Behaviour.error(429, "slow down", retry_after=0.1),
+                         Behaviour.error(429, "slow down", retry_after=0.1)).status \
+            is Status.RATE_LIMITED
+        assert run.score(Behaviour.error(500, "boom"), Behaviour.error(503, "busy")).status \
+            is Status.BACKEND_ERROR
+        assert run.score(Behaviour.hang(), Behaviour.hang()).status is Status.TIMEOUT
+        assert run.score(Behaviour.ok("I cannot decide.")).status is Status.PARSE_ERROR
+        retried = run.score(Behaviour.error(429, "slow down", retry_after=0.1), Behaviour.ok())
+        assert retried.ok and retried.attempts == 2
+        run.seen(count("timeout", A), round_)
+        run.seen(count("parse_error", A), round_)
+    marks["failures"] = time.time()
+
+    # A person switches to C. The judge re-judges its sample of A's requests on C to
+    # measure the shift: let it finish before scripting C's answers again.
+    write_override(path, BackendSpec.parse(C))
+    ray.get(judge.refresh_backend.remote())
+    assert all(run.score().backend == C for _ in range(3))
+    shift_done(judge, C)
+    run.seen(count("ok", C), 3)
+    marks["switch"] = time.time()
+
+    # C's key is refused: the request fails over to the fallback B, which serves on.
+    moved = run.score(Behaviour.error(401, "invalid x-api-key"))
+    assert moved.ok and moved.backend == B, moved
+    assert all(run.score().backend == B for _ in range(3))
+    shift_done(judge, B)
+    run.seen("sum(ray_judge_failovers_total)", 1)
+    marks["failover"] = time.time()
+    # Then B's key is refused too: nothing left to fail over to, the caller sees it.
+    refused = run.score(Behaviour.error(401, "invalid x-api-key"))
+    assert refused.status is Status.AUTH_ERROR, refused
+    run.seen(count("auth_error"), 1)
+    status = ray.get(judge.status.remote())
+    assert [s["why"] for s in status["recent_switches"]] == ["switch", "failover"], status
+    run.two_scrapes()
+    marks["end"] = time.time()
+    return marks
+
+
+def series_key(series: dict[str, Any], *labels: str) -> tuple[str, ...]:
+    return tuple(series["metric"].get(label, "") for label in labels)
+
+
+def values(series: dict[str, Any]) -> list[float]:
+    points = series.get("values") or [series["value"]]
+    return [float(v) for _, v in points if not math.isnan(float(v))]
+
+
+def peak(result: list[dict[str, Any]], **labels: str) -> float:
+    """The largest value of the series whose labels match, over the whole range."""
+    out = [max(values(s), default=math.nan) for s in result
+           if all(s["metric"].get(k) == v for k, v in labels.items())]
+    assert out, f"no series with {labels} in {[s['metric'] for s in result]}"
+    return max(out)
+
+
+def test_every_dashboard_query_returns_what_the_run_caused(judge, provider, prometheus):
+    handle, path = judge
+    marks = drive(Run(handle, provider, prometheus), handle, path)
+    board = dashboard()
+
+    # The template variables, resolved the way Grafana resolves them.
+    sessions = prometheus.api("label/SessionName/values",
+                              **{"match[]": "ray_judge_current_backend"})
+    backends = prometheus.api("label/backend/values",
+                              **{"match[]": 'ray_judge_current_backend{SessionName=~".+"}'})
+    assert len(sessions) == 1 and set(backends) == {A, B, C}, (sessions, backends)
+    variables = {v["name"] for v in board["templating"]["list"]}
+    assert variables == {"datasource", "SessionName", "backend"}
+    fill = {"SessionName": sessions[0], "backend": ".+", "__rate_interval": RATE_INTERVAL,
+            "__range": f"{math.ceil(marks['end'] - marks['start']) + 5}s"}
+
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for query in panel_queries(board):
+        expr = substitute(query.expr, fill)
+        if query.instant:
+            result = prometheus.instant(expr, marks["end"])
+        else:
+            result = prometheus.api("query_range", query=expr, start=marks["start"] - 5,
+                                    end=marks["end"], step="1s")["result"]
+        assert result, f"panel {query.panel!r} ({query.ref}) is broken: {expr} returned nothing"
+        assert any(values(s) for s in result), f"panel {query.panel!r}: only NaN from {expr}"
+        results[(query.panel, query.ref)] = result
+
+    def one(panel: str, ref: str = "A") -> float:
+        (series,) = results[(panel, ref)]
+        return values(series)[-1]
+
+    # Overview stats over the run (increase() estimates, so bounds, not exact counts).
+    assert one("Verdicts in range") > 10
+    assert 0 < one("Failed in range") < 1
+    assert one("Backend changes in range") >= 1.5  # a switch and a failover
+    assert one("Failovers in range") >= 0.9
+    assert one("In flight now") == 0 and one("Queued now") == 0
+    # The slow spell, as the stats would have shown it then.
+    at_busy = prometheus.instant(substitute(
+        next(q.expr for q in panel_queries(board) if q.panel == "Queued now"), fill),
+        marks["busy"])
+    assert float(at_busy[0]["value"][1]) >= 1
+
+    timeline = results[("Current backend", "A")]
+    assert {series_key(s, "backend") for s in timeline} == {(A,), (B,), (C,)}
+    assert peak(timeline, backend=A) == 1 and values(
+        next(s for s in timeline if s["metric"]["backend"] == A))[-1] == 0
+
+    per_status = results[("Verdicts/s by backend and status", "A")]
+    for status in ("ok", *FAILURES):
+        assert peak(per_status, backend=A, status=status) > 0, status
+    assert peak(per_status, backend=C, status="ok") >= 0
+    assert peak(per_status, backend=B, status="ok") >= 0
+    assert {series_key(s, "status") for s in per_status} >= {(s,) for s in (
+        "ok", "auth_error", *FAILURES)}
+
+    share = results[("Failure share by status", "A")]
+    for status in FAILURES:  # the 429s, 5xx, hangs and unparseable answers it injected
+        assert 0 < peak(share, status=status) <= 1, status
+    assert "ok" not in {s["metric"].get("status") for s in share}
+
+    # Hangs cost 2 x 4 s: the tail shows them; the median of quick answers is small.
+    assert peak(results[("Latency percentiles", "C")], backend=A) > 1.0
+    assert peak(results[("Latency percentiles", "A")], backend=A) > 0
+
+    assert peak(results[("In flight and queued", "A")], backend=A) == 2
+    assert peak(results[("In flight and queued", "B")]) >= 1
+    assert peak(results[("Retries/s", "A")], backend=A) > 0
+    assert peak(results[("Cache hit rate", "A")]) > 0
+    tokens = results[("Tokens per minute", "A")]
+    assert peak(tokens, backend=A, direction="input") > 0
+    assert peak(tokens, backend=A, direction="output") > 0
+    assert peak(results[("Cost per minute", "A")], backend=A) > 0
+
+    # Scores as the backends gave them; C's model answers one point (0.1) higher.
+    scores = results[("Score by backend and judge", "A")]
+    assert 0 < peak(scores, backend=A, judge="default") <= 1
+    assert {series_key(s, "backend") for s in scores} >= {(A,), (C,)}
+    assert peak(results[("Score by backend and judge", "C")], backend=A) <= 1
+    shift = results[("Score shift since the latest switch", "A")]
+    assert peak(shift, judge="default") > 0.05, shift  # A -> C: +0.1 on the same requests
+    assert 0 < peak(results[("Score shift since the latest switch", "B")], judge="default") <= 1
+    # Groups and comparisons were not used: their counters exist, at 0.
+    assert peak(results[("Backend calls saved by groups", "A")]) == 0
+    assert peak(results[("Split groups and inconsistent comparisons", "B")]) == 0
+
+    assert peak(results[("annotation: Backend changes", "")]) > 0
+    assert peak(results[("annotation: Failovers", "")]) > 0

@@ -1,0 +1,357 @@
+"""The lean transport against LiteLLM's own, side by side, through the fake provider.
+
+Every case runs twice, once with ``LLM_JUDGE_LITELLM_TRANSPORT=litellm`` (today's path:
+``litellm.acompletion``) and once with ``lean`` (one aiohttp session), against the same
+``FakeLLMServer`` behaviour, and compares what reached the wire (the JSON body and the
+headers that mean something) and what came back (the Completion with its tokens and
+cost, or the Verdict's status, ``retry_after`` and error text). No mocks: real HTTP on
+127.0.0.1, real litellm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import re
+import socket
+import time
+
+import pytest
+
+from ray_judge.backends.http_transport import proxy_for
+from ray_judge.backends.litellm_backend import LiteLLMBackend, load_litellm
+from ray_judge.backends.litellm_wire import Route, plan_route
+from ray_judge.config import JudgeConfig
+from ray_judge.judging.rubric import JudgePrompt
+from ray_judge.selection.spec import BackendSpec
+from ray_judge.testing import Behaviour, FakeLLMServer
+from ray_judge.verdict import JudgeRequest
+
+OPENAI = "openai/gpt-4o-mini"
+REASONING = "openai/o3-mini"  # LiteLLM turns system into user, max_tokens into
+# max_completion_tokens, and drops temperature
+VLLM = "hosted_vllm/Qwen/Qwen3-8B"
+ANTHROPIC = "anthropic/claude-sonnet-4-5"
+UNPRICED = "anthropic/claude-3-opus-20240229"
+MODELS = [OPENAI, REASONING, VLLM, ANTHROPIC, UNPRICED]
+KEYS = {"OPENAI_API_KEY": "sk-test-openai-PLANTED0123456789",
+        "ANTHROPIC_API_KEY": "sk-ant-api03-PLANTED0123456789",
+        "HOSTED_VLLM_API_KEY": "vllm-key-PLANTED0123456789"}
+GENEROUS = 30.0
+SCHEMA = {"type": "object", "properties": {"score": {"type": "integer"},
+                                           "why": {"type": "string"}},
+          "required": ["score"]}
+BASE = JudgePrompt(system="You are a judge. End with SCORE: N.",
+                   user="<<<BEGIN RESPONSE>>>\n4\n<<<END RESPONSE>>>")
+SHAPES = {
+    "system+user": BASE,
+    "correction-turns": JudgePrompt(
+        BASE.system, BASE.user, turns=({"role": "assistant", "content": "It is fine."},
+                                       {"role": "user", "content": "End with SCORE: N."})),
+    "temperature": JudgePrompt(BASE.system, BASE.user, temperature=0.7),
+    "max-tokens": JudgePrompt(BASE.system, BASE.user, max_tokens=77),
+    "json-schema": JudgePrompt(BASE.system, BASE.user, schema=SCHEMA),
+    "unicode-and-quotes": JudgePrompt('Judge "fairly" \\ strictly.\n\t', 'Ünïcødé 🚀 "x"\n'),
+}
+
+
+@pytest.fixture(scope="module")
+def server():
+    load_litellm()
+    with FakeLLMServer() as srv:
+        yield srv
+
+
+@pytest.fixture(autouse=True)
+def provider_env(server, monkeypatch):
+    server.reset()
+    monkeypatch.setenv("OPENAI_API_BASE", f"{server.url}/v1")
+    monkeypatch.setenv("ANTHROPIC_API_BASE", server.url)
+    monkeypatch.setenv("HOSTED_VLLM_API_BASE", f"{server.url}/v1")
+    for name, value in KEYS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+
+
+def make(model: str, transport: str, **config) -> LiteLLMBackend:
+    cfg = JudgeConfig(litellm_transport=transport, deadline_s=60.0, backoff_s=0.0,
+                      **{"timeout_s": GENEROUS, "max_attempts": 1, **config})
+    return LiteLLMBackend(BackendSpec.litellm(model), cfg)
+
+
+def lean_used(record) -> bool:
+    return "aiohttp" in record.headers.get("user-agent", "")
+
+
+MEANINGFUL_HEADERS = ("authorization", "x-api-key", "anthropic-version", "anthropic-beta",
+                      "content-type")
+
+
+def wire(record) -> tuple:
+    headers = {k: v for k, v in record.headers.items() if k in MEANINGFUL_HEADERS}
+    return record.path, record.body, headers
+
+
+async def _both(model, shape, behaviour, **config):
+    """(litellm's, lean's) outcome and wire record, for one behaviour each."""
+    out = []
+    for transport in ("litellm", "lean"):
+        backend = make(model, transport, **config)
+        await backend.prepare()
+        before = len(server_ref.requests)
+        server_ref.script(behaviour)
+        try:
+            result = await backend.complete(shape, timeout=config.get("timeout_s", GENEROUS))
+        except Exception as exc:  # compared below
+            result = exc
+        finally:
+            await backend.aclose()
+        out.append((result, server_ref.requests[before:]))
+    return out
+
+
+server_ref: FakeLLMServer
+
+
+@pytest.fixture(autouse=True)
+def _server_ref(server):
+    global server_ref  # noqa: PLW0603 - the helpers above read the module's server
+    server_ref = server
+
+
+# -- the same request on the wire ------------------------------------------------------
+
+@pytest.mark.parametrize("shape", SHAPES, ids=list(SHAPES))
+@pytest.mark.parametrize("model", MODELS)
+def test_same_body_and_auth_on_the_wire(model, shape):
+    (old, [old_rec]), (new, [new_rec]) = asyncio.run(_both(model, SHAPES[shape], Behaviour()))
+    assert not isinstance(new, Exception), new
+    assert not isinstance(old, Exception), old
+    assert wire(new_rec) == wire(old_rec)
+    lean_expected = not (model.startswith("anthropic") and shape == "json-schema")
+    assert lean_used(new_rec) is lean_expected and not lean_used(old_rec)
+
+
+# -- the same answer back: text, model, tokens, cost -------------------------------------
+
+def _openai_body(model: str, text: str, **usage) -> str:
+    import json
+
+    return json.dumps({"id": "x", "object": "chat.completion", "created": 1, "model": model,
+                       "choices": [{"index": 0, "message": {"role": "assistant",
+                                                            "content": text},
+                                    "finish_reason": "stop"}],
+                       "usage": {"prompt_tokens": 1234, "completion_tokens": 56,
+                                 "total_tokens": 1290, **usage}})
+
+
+def _anthropic_body(model: str, text: str | None, **usage) -> str:
+    import json
+
+    content = [] if text is None else [{"type": "text", "text": text}]
+    return json.dumps({"id": "x", "type": "message", "role": "assistant", "model": model,
+                       "content": content, "stop_reason": "end_turn",
+                       "usage": {"input_tokens": 1234, "output_tokens": 56, **usage}})
+
+
+ANSWERS = [  # id, model, behaviour
+    *((f"default-{m}", m, Behaviour()) for m in MODELS),
+    ("served-dated-model", OPENAI, Behaviour(body=_openai_body("gpt-4o-mini-2024-07-18", "x"))),
+    ("served-other-priced-model", OPENAI, Behaviour(body=_openai_body("gpt-4o", "x"))),
+    ("think-block", VLLM, Behaviour(body=_openai_body("Qwen3", "<think>hmm</think>SCORE: 8"))),
+    ("null-content", OPENAI, Behaviour(body=_openai_body("gpt-4o-mini", None))),
+    ("reasoning-field", VLLM, Behaviour(body=_openai_body("Qwen3", "SCORE: 3").replace(
+        '"role": "assistant"', '"role": "assistant", "reasoning_content": "because"'))),
+    ("anthropic-served-dated", ANTHROPIC,
+     Behaviour(body=_anthropic_body("claude-sonnet-4-5-20250929", "SCORE: 7"))),
+    ("anthropic-served-unpriced", ANTHROPIC,
+     Behaviour(body=_anthropic_body("claude-3-opus-20240229", "SCORE: 7"))),
+    ("anthropic-empty-content", ANTHROPIC, Behaviour(body=_anthropic_body("m", None))),
+    ("anthropic-cache-tokens", ANTHROPIC, Behaviour(body=_anthropic_body(
+        "claude-sonnet-4-5", "SCORE: 7", cache_read_input_tokens=100,
+        cache_creation_input_tokens=10))),
+    ("long-prompt-tier", ANTHROPIC, Behaviour(body=_anthropic_body(
+        "claude-sonnet-4-5", "SCORE: 7").replace("1234", "250000"))),
+]
+
+
+@pytest.mark.parametrize(("model", "behaviour"), [a[1:] for a in ANSWERS],
+                         ids=[a[0] for a in ANSWERS])
+def test_same_completion_tokens_and_cost(model, behaviour):
+    (old, _), (new, [rec]) = asyncio.run(_both(model, BASE, behaviour))
+    assert not isinstance(old, Exception), old
+    assert lean_used(rec)
+    assert (new.text, new.model, new.input_tokens, new.output_tokens, new.structured) == (
+        old.text, old.model, old.input_tokens, old.output_tokens, old.structured)
+    if old.cost_usd is None:
+        assert new.cost_usd is None
+    else:
+        assert new.cost_usd == pytest.approx(old.cost_usd, rel=1e-9, abs=1e-15)
+
+
+# -- the same failure: Verdict status, retry_after, error text ----------------------------
+
+QUOTA = ('{"error":{"message":"You exceeded your current quota, please check your plan and '
+         'billing details.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}')
+
+
+def _http_date(seconds: float) -> str:
+    return email.utils.formatdate(time.time() + seconds, usegmt=True)
+
+
+FAILURES = [  # id, behaviour
+    ("401", Behaviour.error(401, "invalid x-api-key")),
+    ("403", Behaviour.error(403, "not allowed")),
+    ("404", Behaviour.error(404, "model not found")),
+    ("408", Behaviour.error(408, "request timeout")),
+    ("422", Behaviour.error(422, "unprocessable")),
+    ("429", Behaviour.error(429)),
+    ("429-retry-after-seconds", Behaviour.error(429, retry_after=7)),
+    ("429-retry-after-ms", Behaviour(status=429, text="slow", headers={"retry-after-ms": "1500"})),
+    ("429-retry-after-http-date", None),  # built per run: the date must be in the future
+    ("429-insufficient-quota", Behaviour(status=429, body=QUOTA)),
+    ("429-unified-rejected", Behaviour.usage_limit(1_900_000_000)),
+    ("400", Behaviour.error(400, "bad request")),
+    ("500", Behaviour.error(500)),
+    ("502", Behaviour.error(502)),
+    ("502-html", Behaviour(status=502, body="<html>bad gateway</html>",
+                           headers={"content-type": "text/html"})),
+    ("503", Behaviour.error(503)),
+    ("504", Behaviour.error(504)),
+    ("529", Behaviour.error(529, "Overloaded")),
+    ("dropped-connection", Behaviour.drop()),
+    ("reset-mid-body", Behaviour.cut()),
+    ("malformed-json", Behaviour.malformed()),
+    ("empty-body", Behaviour(body="")),
+    ("slow-headers", Behaviour.hang()),
+    ("slow-body", Behaviour.stall()),
+]
+SLOW = {"slow-headers", "slow-body"}
+
+
+def normalise(text: str | None) -> str | None:
+    # What legitimately differs between two calls: the fake's request ids, object
+    # addresses in a repr.
+    if text is None:
+        return None
+    return re.sub(r"0x[0-9a-f]+", "0x?", re.sub(r"req_fake_\d+", "req_fake_?", text))
+
+
+async def _verdicts(model, behaviour, timeout_s):
+    out = []
+    for transport in ("litellm", "lean"):
+        backend = make(model, transport, timeout_s=timeout_s)
+        await backend.prepare()
+        before = len(server_ref.requests)
+        server_ref.script(behaviour)
+        try:
+            verdict = await backend.judge(JudgeRequest(prompt="2+2?", response="4"))
+        finally:
+            await backend.aclose()
+        out.append((verdict, server_ref.requests[before:]))
+    return out
+
+
+@pytest.mark.parametrize("failure", [f[0] for f in FAILURES])
+@pytest.mark.parametrize("model", [OPENAI, VLLM, ANTHROPIC])
+def test_same_verdict_for_every_failure(model, failure):
+    behaviour = dict(FAILURES)[failure] or Behaviour.error(429, retry_after=_http_date(30))
+    timeout_s = 1.0 if failure in SLOW else GENEROUS
+    (old, old_recs), (new, new_recs) = asyncio.run(_verdicts(model, behaviour, timeout_s))
+    assert lean_used(new_recs[-1]) and not lean_used(old_recs[-1])
+    assert new.status == old.status and new.score is None and old.score is None
+    assert normalise(new.error) == normalise(old.error)
+    assert new.resets_at == old.resets_at
+    if failure.endswith("http-date"):
+        assert new.retry_after == pytest.approx(old.retry_after, abs=3.0)
+    else:
+        assert new.retry_after == old.retry_after
+    for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "HOSTED_VLLM_API_KEY"):
+        assert KEYS[key] not in (new.error or "")
+
+
+@pytest.mark.parametrize("model", [OPENAI, VLLM, ANTHROPIC])
+def test_same_verdict_when_the_connection_is_refused(model, monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("OPENAI_API_BASE", f"http://127.0.0.1:{port}/v1")
+    monkeypatch.setenv("ANTHROPIC_API_BASE", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("HOSTED_VLLM_API_BASE", f"http://127.0.0.1:{port}/v1")
+
+    async def both():
+        verdicts = []
+        for transport in ("litellm", "lean"):
+            backend = make(model, transport)
+            verdicts.append(await backend.judge(JudgeRequest(prompt="2+2?", response="4")))
+            await backend.aclose()
+        return verdicts
+
+    old, new = asyncio.run(both())
+    assert (new.status, new.retry_after) == (old.status, old.retry_after)
+    assert normalise(new.error) == normalise(old.error)
+
+
+# -- what takes the lean path, and what keeps LiteLLM's ------------------------------------
+
+def test_setting_litellm_restores_the_old_path(server):
+    backend = make(OPENAI, "litellm")
+    asyncio.run(backend.complete(BASE, timeout=GENEROUS))
+    assert not lean_used(server.requests[-1])
+
+
+@pytest.mark.parametrize(("model", "lean"), [
+    (OPENAI, True), (VLLM, True), (ANTHROPIC, True),
+    ("gemini/gemini-2.0-flash", False),  # another wire format: LiteLLM's path
+    ("no-such-provider/foo", False),
+])
+def test_which_providers_are_planned(model, lean):
+    litellm = load_litellm()
+    kwargs = make(model, "lean").request_kwargs(BASE, 10.0)
+    route = plan_route(litellm, kwargs)
+    assert (route is not None) is lean
+    if route is not None:
+        assert isinstance(route, Route) and "PLANTED" not in repr(route)
+
+
+def test_missing_api_key_keeps_litellms_error(server, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    old = asyncio.run(make(OPENAI, "litellm").judge(JudgeRequest(prompt="q", response="a")))
+    new = asyncio.run(make(OPENAI, "lean").judge(JudgeRequest(prompt="q", response="a")))
+    assert new.status == old.status == "auth_error" and new.error == old.error
+
+
+def test_concurrent_calls_share_one_session_and_plan_once(server):
+    backend = make(OPENAI, "lean", max_in_flight_litellm=8)
+
+    async def many():
+        await asyncio.gather(*(backend.complete(BASE, timeout=GENEROUS) for _ in range(40)))
+        http = backend._http
+        await backend.aclose()
+        return http
+
+    http = asyncio.run(many())
+    assert http is not None and http.limit == 8
+    assert len(backend._routes) == 1
+    assert len(server.requests) == 40 and all(lean_used(r) for r in server.requests)
+
+
+@pytest.mark.parametrize(("env", "url", "expected"), [
+    ({}, "https://api.openai.com/v1/chat/completions", None),
+    ({"HTTPS_PROXY": "http://proxy:3128"}, "https://api.openai.com/v1/x", "http://proxy:3128"),
+    ({"https_proxy": "http://proxy:3128"}, "http://127.0.0.1:8000/v1/x", None),
+    ({"HTTP_PROXY": "http://proxy:3128"}, "http://vllm.internal:8000/v1/x", "http://proxy:3128"),
+    ({"HTTP_PROXY": "http://proxy:3128", "NO_PROXY": "vllm.internal"},
+     "http://vllm.internal:8000/v1/x", None),
+    ({"ALL_PROXY": "http://proxy:3128"}, "https://api.anthropic.com/v1/messages",
+     "http://proxy:3128"),
+])
+def test_proxy_from_the_environment(monkeypatch, env, url, expected):
+    """Proxies are read once per URL (aiohttp's trust_env costs two thread hops per call)."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy",
+                 "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert proxy_for(url) == expected
