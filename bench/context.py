@@ -44,13 +44,19 @@ class Sizes:
     s5_requests: int = 256
     s6_prompts: int = 64  # a GRPO step: prompts x responses per prompt
     s6_k: int = 8
+    s7_verdicts: int = 100_000
+    s7_block: int = 10_000  # verdicts between samples
+    s7_callers: int = 256  # concurrent callers, half single calls, half batches of 8
+    s7_deadline_s: float = 600.0
+    s7_ccode: bool = True  # a Claude Code CLI phase per block (when a CLI is found)
 
     @classmethod
     def smoke(cls) -> Sizes:
         return cls(s1_requests=32, s1_in_flight=(8,), s1_batch=8, s1_reps=1, s1_busy=0,
                    s2_parallel=2,
                    s2_oneshot=2, s2_session=4, s3_reps=1, s3_ttl_s=1.0, s3_in_flight=2,
-                   s4_window_s=1.0, s5_idle_s=0.5, s5_requests=4, s6_prompts=4, s6_k=4)
+                   s4_window_s=1.0, s5_idle_s=0.5, s5_requests=4, s6_prompts=4, s6_k=4,
+                   s7_verdicts=300, s7_block=100, s7_callers=8, s7_ccode=False)
 
 
 @dataclass

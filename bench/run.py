@@ -1,8 +1,9 @@
 """The entry point: ``python -m bench`` (or ``python bench/run.py``).
 
-    python -m bench                      # every scenario, full size (~10 min on 2 cores)
+    python -m bench                      # scenarios 1-6, full size (~10 min on 2 cores)
     python -m bench --smoke --json o.json   # tiny sizes: does the harness work?
     python -m bench --only 1,2 --profile prof/   # some scenarios, with py-spy profiles
+    python -m bench --only 7             # the soak (only when named): 100,000 verdicts
 
 Prints a table and, with ``--json``, writes the same figures as JSON. The load average
 of the machine is recorded before and after: the machines are shared, so only ratios
@@ -40,10 +41,12 @@ SCENARIOS = {
     "1": "bench.s1_litellm",
     "3": "bench.s3_switch",
     "6": "bench.s6_groups",
+    "7": "bench.s7_soak",
 }
+OPT_IN = {"7"}
 NAMES = {"1": "LiteLLM path", "2": "Claude Code path", "3": "switch latency",
          "4": "override file cost", "5": "start-up and footprint",
-         "6": "GRPO step, pointwise vs grouped"}
+         "6": "GRPO step, pointwise vs grouped", "7": "soak"}
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -82,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     prepare_env()
     from ray_judge.config import JudgeConfig
 
-    chosen = [s for s in SCENARIOS if not args.only or s in args.only.split(",")]
+    only = args.only.split(",") if args.only else []
+    # The soak takes many minutes even at full speed: it runs when named, never by default.
+    chosen = [s for s in SCENARIOS if s in only or (not only and s not in OPT_IN)]
     workers = args.workers or JudgeConfig.from_env({}).num_workers
     report = Report(meta={
         "command": " ".join([Path(sys.executable).name, "-m", "bench", *(argv or sys.argv[1:])]),

@@ -27,7 +27,7 @@ ROW_KEYS = {"scenario", "case", "baseline", "n", "ok", "wall_s", "rate", "unit",
 TARGET_KEYS = {"scenario", "what", "target", "value", "met", "why"}
 
 
-def run_bench(tmp_path: Path, *args: str) -> tuple[dict, str]:
+def run_bench(tmp_path: Path, *args: str, timeout: float = 240) -> tuple[dict, str]:
     out = tmp_path / "bench.json"
     token = uuid.uuid4().hex  # in the environment of everything the bench starts
     marker = f"RAY_JUDGE_BENCH_SMOKE={token}"
@@ -37,7 +37,7 @@ def run_bench(tmp_path: Path, *args: str) -> tuple[dict, str]:
         env["CLAUDE_CLI_PATH"] = CLI
     done = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--workers", "1",
                            "--json", str(out), *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=240, check=False)
+                          capture_output=True, text=True, timeout=timeout, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "targets:" in done.stdout or "scn" in done.stdout
     deadline = time.monotonic() + 30  # Ray's workers exit shortly after their raylet
@@ -123,3 +123,27 @@ def test_smoke_run_of_the_groups_scenario(tmp_path):
     targets = [t for t in report["targets"] if t["scenario"] == "6"]
     assert len(targets) == cases and all(t["met"] for t in targets), targets
     assert "GRPO step" in table or "prompts x" in table
+
+
+@pytest.mark.timeout(900)  # ~1.5 min on a quiet 2-core machine: kills, restarts, switches
+def test_smoke_run_of_the_soak(tmp_path):
+    # Faults make failed verdicts on purpose (hangs time out, storms exhaust retries):
+    # what must hold is that every request got exactly one result.
+    report, table = run_bench(tmp_path, "--only", "7", timeout=840)
+    assert report["errors"] == {}, report["errors"]
+    rows = report["rows"]
+    assert [r["scenario"] for r in rows] == ["7"] * 3
+    for row in rows:
+        extra = row["extra"]
+        assert row["n"] == 100 and sum(extra["statuses"].values()) == 100, row
+        assert extra["lost"] == 0 and extra["duplicated"] == 0, row
+        assert extra["judge"]["rss_mib"] > 0 and extra["judge"]["fds"] > 0
+        assert len(extra["workers"]) == 1 and extra["workers"][0]["rss_mib"] > 0
+        assert extra["cli_processes"] == 0 and extra["zombies"] == 0
+    [lost] = [t for t in report["targets"] if t["what"].startswith("verdicts lost")]
+    assert lost["met"] is True and lost["value"] == 0
+    for kind in ("429 storm", "5xx", "hang/drop/malformed", "worker kill", "switch to B",
+                 "judge kill", "switch to A"):
+        assert f"'{kind}'" in lost["why"], lost["why"]
+    assert rows[-1]["extra"]["client"]["judge_lost"] >= 1
+    assert "soak verdicts 201-300" in table

@@ -374,6 +374,8 @@ class _Batcher:
             entry.timer = self.loop.call_at(entry.deadline, self._expire, entry)
             self._pending.append(_Chunk(entry, 0, len(entry.items)))
             self._pending_items += len(entry.items)
+        if self._down:
+            return  # held; _recover flushes once the judge answers
         if self._pending_items >= self.max_batch:
             self._flush()
         elif self._pending and self._flush_timer is None:
