@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Mapping
@@ -50,6 +52,7 @@ class Cluster:
         self.work = work
         self.tmp = Path(tempfile.mkdtemp(prefix="rjb", dir="/tmp"))  # AF_UNIX paths are short
         for attempt in range(3):
+            before = procs.descendants([os.getpid()], procs.snapshot())
             try:
                 ray.init(num_cpus=num_cpus or os.cpu_count() or 2, include_dashboard=False,
                          _node_ip_address="127.0.0.1", _temp_dir=str(self.tmp),
@@ -58,7 +61,12 @@ class Cluster:
             except Exception as exc:  # Ray waits 30 s at most for its raylet to register
                 if "timed out during startup" not in str(exc) or attempt == 2:
                     raise
-                ray.shutdown()  # on a machine this loaded, try again
+                # On a machine this loaded, try again, after ending what the failed start
+                # left running (its GCS and helpers: ray.shutdown() does not know them).
+                ray.shutdown()
+                for pid in procs.descendants([os.getpid()], procs.snapshot()) - before:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
         self.address = ray.get_runtime_context().gcs_address
         self.judge: Any = None
         self.judge_env: dict[str, str] = {}

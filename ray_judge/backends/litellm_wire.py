@@ -112,7 +112,19 @@ def _api_key(litellm: ModuleType, provider: str, dynamic: str | None) -> str | N
 
 
 def plan_route(litellm: ModuleType, kwargs: dict[str, Any]) -> Route | None:
-    """Ask LiteLLM what it would send for this request shape; None: use LiteLLM itself."""
+    """Ask LiteLLM what it would send for this request shape; None: use LiteLLM itself.
+
+    Never raises: a LiteLLM whose internals moved costs speed, not verdicts.
+    """
+    try:
+        return _plan(litellm, kwargs)
+    except Exception:
+        logger.warning("lean transport cannot plan %s; using litellm.acompletion",
+                       kwargs.get("model"), exc_info=True)
+        return None
+
+
+def _plan(litellm: ModuleType, kwargs: dict[str, Any]) -> Route | None:
     try:
         model, provider, dynamic_key, _ = litellm.get_llm_provider(kwargs["model"])
     except Exception:  # an unknown provider: LiteLLM's path reports it
