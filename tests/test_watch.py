@@ -48,11 +48,17 @@ STATUS: dict[str, Any] = {
     "total": 1234, "counts": {"litellm:openai/gpt-4.1-mini": {"ok": 1000, "rate_limited": 77},
                               "litellm:openai/gpt-4o": {"ok": 157}},
     "latency_p50_s": 0.8, "latency_p95_s": 2.5, "cost_usd": 1.5, "retries": 90, "cached": 12,
+    "shift": {"default": {"judge": "default", "old": "ccode-4-sonnet",
+                          "new": "litellm:openai/gpt-4.1-mini", "since": 1_700_000_000.0,
+                          "todo": 300, "judged": 120, "failed": 0, "done": False,
+                          "stopped": None, "pairs": [],
+                          "stats": {"n": 120, "mean": 0.0412, "median": 0.0,
+                                    "spearman": 0.83, "discordant": 0.1}}},
 }
 
 
 def text_of(view) -> str:
-    console = Console(file=io.StringIO(), width=120, record=True, color_system=None)
+    console = Console(file=io.StringIO(), width=200, record=True, color_system=None)
     console.print(render(view))
     return console.export_text()
 
@@ -81,6 +87,8 @@ def test_a_frame_shows_backend_rate_statuses_load_failover_switches_and_problems
     assert "rate_limited" in out and re.search(r"gpt-4\.1-mini\s+1,000\s+77", out), out
     assert "failover" in out.split("last backend changes")[1]
     assert "2h48m20s" in out  # uptime
+    assert ("default: litellm:openai/gpt-4.1-mini vs ccode-4-sonnet on 120 pairs: mean "
+            "+0.041, Spearman 0.83 (re-judging, 120 of 300)") in out
 
 
 def test_the_view_says_when_the_judge_goes_away_and_when_it_is_back():
@@ -208,15 +216,18 @@ def test_watch_in_a_real_terminal(cluster, tmp_path):
             after = pane.wait_for(lambda s: C in backend_line(s), "the switch to C")
             assert redraw(after) - before <= 2, (before, after)
 
+            # The judge re-judges a sample of A's requests on C meanwhile (the shift after
+            # a switch): some of the scripted 429s may go to those calls.
             # A 429 storm on C, then C's key is refused: failover to B.
             provider.script(*[Behaviour.error(429, "slow down")] * 15)
-            assert {v.status.value for v in batch(15, "storm")} == {"rate_limited"}
+            storm = [v.status.value for v in batch(15, "storm")]
+            assert "rate_limited" in storm and set(storm) <= {"ok", "rate_limited"}, storm
             provider.script(Behaviour.error(401, "invalid x-api-key"))
             assert all(v.ok for v in batch(1, "refused"))
             assert all(v.ok and v.backend == B for v in batch(12, "fallback"))
             screen = pane.wait_for(lambda s: "serving fallback" in s and "OUT" in s,
                                    "the failover")
-            assert re.search(r"gpt-4\.1-mini\s.*\b15\b", screen), screen  # the 429s
+            assert re.search(r"gpt-4\.1-mini\s+[\d,]+\s+[1-9]", screen), screen  # the 429s
             assert "failover" in screen.split("last backend changes")[1]
             if os.environ.get("RJ_WATCH_SCREENSHOT"):
                 screenshot(pane.capture(escapes=True), REPO / os.environ["RJ_WATCH_SCREENSHOT"])

@@ -184,6 +184,9 @@ def _status_parts(status: dict[str, Any], rate: float | None,
     load = ", ".join(f"{b} {n}" for b, n in sorted(in_flight.items()) if n) or "none"
     summary.add_row("load", f"{status['queued']:,} queued   in flight: {load}")
     summary.add_row("failover", _failover(failover))
+    shift = _shift(status.get("shift") or {})
+    if shift is not None:
+        summary.add_row("shift", shift)
     problems = []
     if status.get("override_problem"):
         problems.append(Text(status["override_problem"], style="red"))
@@ -205,6 +208,24 @@ def _failover(snapshot: dict[str, Any]) -> Text:
         state = "probing" if circuit.get("probing") else f"until {_clock(circuit['until'])}"
         out.append(f"\n{backend} OUT ({state}): {circuit.get('reason', '')}", style="bold red")
     return out
+
+
+def _shift(reports: dict[str, Any]) -> Text | None:
+    """What the latest switch did to each judge's scores (re-judged sample)."""
+    lines = []
+    for judge, report in sorted(reports.items()):
+        stats = report.get("stats") or {}
+        if report.get("stopped"):
+            state = f"stopped: {report['stopped']}"
+        elif report.get("done"):
+            state = "done"
+        else:
+            state = f"re-judging, {report.get('judged', 0)} of {report.get('todo', 0)}"
+        mean = "-" if stats.get("mean") is None else f"{stats['mean']:+.3f}"
+        rho = "-" if stats.get("spearman") is None else f"{stats['spearman']:.2f}"
+        lines.append(f"{judge}: {report['new']} vs {report['old']} on {stats.get('n', 0)} "
+                     f"pairs: mean {mean}, Spearman {rho} ({state})")
+    return Text("\n".join(lines)) if lines else None
 
 
 def _counts_table(counts: dict[str, dict[str, int]]) -> Table:
