@@ -55,7 +55,7 @@ STATUS: dict[str, Any] = {
 
 
 def text_of(view) -> str:
-    console = Console(file=io.StringIO(), width=120, record=True, color_system=None)
+    console = Console(file=io.StringIO(), width=200, record=True, color_system=None)
     console.print(render(view))
     return console.export_text()
 
@@ -213,15 +213,18 @@ def test_watch_in_a_real_terminal(cluster, tmp_path):
             after = pane.wait_for(lambda s: C in backend_line(s), "the switch to C")
             assert redraw(after) - before <= 2, (before, after)
 
+            # The judge re-judges a sample of A's requests on C meanwhile (the shift after
+            # a switch): some of the scripted 429s may go to those calls.
             # A 429 storm on C, then C's key is refused: failover to B.
             provider.script(*[Behaviour.error(429, "slow down")] * 15)
-            assert {v.status.value for v in batch(15, "storm")} == {"rate_limited"}
+            storm = [v.status.value for v in batch(15, "storm")]
+            assert "rate_limited" in storm and set(storm) <= {"ok", "rate_limited"}, storm
             provider.script(Behaviour.error(401, "invalid x-api-key"))
             assert all(v.ok for v in batch(1, "refused"))
             assert all(v.ok and v.backend == B for v in batch(12, "fallback"))
             screen = pane.wait_for(lambda s: "serving fallback" in s and "OUT" in s,
                                    "the failover")
-            assert re.search(r"gpt-4\.1-mini\s.*\b15\b", screen), screen  # the 429s
+            assert re.search(r"gpt-4\.1-mini\s+[\d,]+\s+[1-9]", screen), screen  # the 429s
             assert "failover" in screen.split("last backend changes")[1]
             if os.environ.get("RJ_WATCH_SCREENSHOT"):
                 screenshot(pane.capture(escapes=True), REPO / os.environ["RJ_WATCH_SCREENSHOT"])
