@@ -37,7 +37,7 @@ from tests.ray_cluster import init_local
 ray = pytest.importorskip("ray")
 
 import ray_judge  # noqa: E402
-from ray_judge import BackendSpec, Status  # noqa: E402
+from ray_judge import BackendSpec, JudgeDefinition, Status  # noqa: E402
 from ray_judge.monitoring.dashboard import dashboard, panel_queries, substitute  # noqa: E402
 from ray_judge.selection.override_file import write_override  # noqa: E402
 from ray_judge.testing import Behaviour, FakeLLMServer  # noqa: E402
@@ -176,7 +176,9 @@ def judge(cluster, provider, tmp_path_factory):
         "LLM_JUDGE_FAILOVER_RATE_LIMITED": "1000000", "LLM_JUDGE_MAX_IN_FLIGHT_LITELLM": "2",
         "OPENAI_API_BASE": f"{provider.url}/v1", "OPENAI_API_KEY": "sk-grafana-test-dummy",
     }
-    handle = ray_judge.start_judge(env=env)
+    # A judge that asks once more when an answer does not parse (a correction turn).
+    fixer = JudgeDefinition(name="fixer", correction_turns=1)
+    handle = ray_judge.start_judge(env=env, judges=[fixer])
     yield handle, path
     ray_judge.stop_judge()
 
@@ -251,6 +253,10 @@ def drive(run: Run, judge: Any, path: Path) -> dict[str, float]:
         assert run.score(Behaviour.ok("I cannot decide.")).status is Status.PARSE_ERROR
         retried = run.score(Behaviour.error(429, "slow down", retry_after=0.1), Behaviour.ok())
         assert retried.ok and retried.attempts == 2
+        run.provider.script(Behaviour.ok("I cannot decide."), Behaviour.ok())
+        corrected = ray.get(judge.score.remote("What is 2+2?", f"corrected {round_}", "4",
+                                               judge="fixer"), timeout=WAIT_S)
+        assert corrected.ok and corrected.format_retries == 1, corrected
         run.seen(count("timeout", A), round_)
         run.seen(count("parse_error", A), round_)
     marks["failures"] = time.time()
@@ -368,6 +374,7 @@ def test_every_dashboard_query_returns_what_the_run_caused(judge, provider, prom
     assert peak(results[("In flight and queued", "A")], backend=A) == 2
     assert peak(results[("In flight and queued", "B")]) >= 1
     assert peak(results[("Retries/s", "A")], backend=A) > 0
+    assert peak(results[("Retries/s", "B")], backend=A) > 0  # the correction turns
     assert peak(results[("Cache hit rate", "A")]) > 0
     tokens = results[("Tokens per minute", "A")]
     assert peak(tokens, backend=A, direction="input") > 0
