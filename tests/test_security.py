@@ -193,6 +193,9 @@ def judge(cluster, server, backend_file):
         "LLM_JUDGE_TIMEOUT": str(TIMEOUT_S),
         "LLM_JUDGE_MAX_ATTEMPTS": "1",
         "LLM_JUDGE_CACHE_SIZE": "0",  # every call reaches the provider
+        # These tests switch backends and script each call's answer: the re-judging that
+        # measures a switch's score shift would take scripted answers meant for them.
+        "LLM_JUDGE_RESERVOIR_SIZE": "0",
         "OPENAI_API_BASE": f"{server.url}/v1",
         "ANTHROPIC_API_BASE": server.url,  # LiteLLM's anthropic/ route
         "ANTHROPIC_BASE_URL": server.url,  # the CLI

@@ -235,7 +235,9 @@ def test_a_switch_under_load_measures_the_shift(switched, providers) -> None:
     assert report["mean"] == pytest.approx(statistics.fmean(diffs), abs=0.03)
     assert report["spearman"] == pytest.approx(rho, abs=0.05)
     assert report["line"].startswith(f"since {time.strftime('%H:%M')[:2]}")
-    assert f"{NEW} vs {OLD} on {RESERVOIR} pairs: mean +0.3" in report["line"]
+    # The numbers are checked above; the line shows them rounded (+0.29 or +0.30 here).
+    assert re.search(rf"{re.escape(NEW)} vs {re.escape(OLD)} on {RESERVOIR} pairs: "
+                     rf"mean \+0\.[23]\d, Spearman 0\.9\d", report["line"]), report["line"]
     # Training traffic went on throughout, served by the new backend after the switch.
     assert all(v.ok for v in trainer.verdicts)
     # Every reservoir request was re-judged on the new provider exactly once.
