@@ -87,7 +87,11 @@ def _judge(ctx: Context, url: str, level: int, transport: str) -> tuple[Any, Any
                       LLM_JUDGE_NUM_WORKERS=str(ctx.workers),
                       LLM_JUDGE_LITELLM_TRANSPORT=transport,
                       LLM_JUDGE_BACKEND_TTL=str(ctx.sizes.s3_ttl_s))
-    judge = cluster.start_judge(env, warm=items(max(64, 8 * ctx.workers),
+    # Warmed with as many requests as may be in flight: every case then measures the
+    # steady state of a run that has been going for a while (workers' backends imported,
+    # the keep-alive connections open), not the one-off cost of opening them, which
+    # otherwise falls on whichever case runs first.
+    judge = cluster.start_judge(env, warm=items(max(level, 64, 8 * ctx.workers),
                                                 f"warm{level}{transport}"))
     return judge, cluster.pids()
 
