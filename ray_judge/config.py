@@ -223,6 +223,7 @@ class JudgeConfig:
     cache_size: int = 100_000
     cache_path: Path | None = None
     reservoir_size: int = 300
+    gc_threshold: int = 50_000
     shift_share: float = 0.1
     shift_warn: float = 0.1
     calibrate: str = "none"
@@ -297,6 +298,7 @@ class JudgeConfig:
             cache_size=_number(env, "LLM_JUDGE_CACHE_SIZE", 100_000, low=0, integer=True),
             cache_path=_path(env.get("LLM_JUDGE_CACHE_PATH", ""), base),
             reservoir_size=_number(env, "LLM_JUDGE_RESERVOIR_SIZE", 300, low=0, integer=True),
+            gc_threshold=_number(env, "LLM_JUDGE_GC_THRESHOLD", 50_000, low=0, integer=True),
             shift_share=_share(env, "LLM_JUDGE_SHIFT_SHARE", 0.1),
             shift_warn=_number(env, "LLM_JUDGE_SHIFT_WARN", 0.1, low=0.0),
             calibrate=_choice(env, "LLM_JUDGE_CALIBRATE", CALIBRATIONS, "none"),

@@ -84,6 +84,7 @@ NUMBERS = [
     ("LLM_JUDGE_MAX_IN_FLIGHT_CCODE", True, "7", 7),
     ("LLM_JUDGE_MAX_IN_FLIGHT_LITELLM", True, "64", 64),
     ("LLM_JUDGE_WORKER_CPUS", False, "0.5", 0.5),
+    ("LLM_JUDGE_GC_THRESHOLD", True, "0", 0),
 ]
 FIELDS = {
     "LLM_JUDGE_BACKEND_TTL": "ttl_s", "LLM_JUDGE_SCORE_MAX": "score_max",
@@ -93,7 +94,7 @@ FIELDS = {
     "LLM_JUDGE_MAX_BACKOFF": "max_backoff_s", "LLM_JUDGE_NUM_WORKERS": "num_workers",
     "LLM_JUDGE_MAX_IN_FLIGHT_CCODE": "max_in_flight_ccode",
     "LLM_JUDGE_MAX_IN_FLIGHT_LITELLM": "max_in_flight_litellm",
-    "LLM_JUDGE_WORKER_CPUS": "worker_cpus",
+    "LLM_JUDGE_WORKER_CPUS": "worker_cpus", "LLM_JUDGE_GC_THRESHOLD": "gc_threshold",
 }
 
 

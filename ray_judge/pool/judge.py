@@ -30,6 +30,7 @@ from ..selection.override_file import permission_warnings
 from ..selection.resolver import BackendResolver
 from ..selection.spec import BackendSpec
 from ..verdict import GroupRequest, JudgeRequest, Verdict
+from . import collector
 from .cache import Result, VerdictCache, cache_key, group_cache_key, members
 from .dispatch import Dispatcher, Request, WorkerLost
 from .failover import FailoverChain
@@ -89,6 +90,7 @@ class Judge:
                  judges: Sequence[JudgeDefinition] = ()) -> None:
         os.environ.update(env)
         self.config = JudgeConfig.from_env(os.environ, cwd=Path(cwd))
+        collector.tune(self.config.gc_threshold)
         self.resolver = BackendResolver(self.config)
         self.started_at = time.time()
         self.stats = JudgeStats()
@@ -135,6 +137,7 @@ class Judge:
             store=self.cache, on_report=self._shift_gauges,
             version_of=lambda name: self._options(name).version)
         spec, _ = self._route()
+        collector.freeze(self.config.gc_threshold, "judge")  # Ray, the catalog, the cache
         logger.info("judge started: backend %s, %d workers, override file %s",
                     spec, len(self.workers), self.config.backend_file)
 

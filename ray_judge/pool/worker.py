@@ -20,6 +20,7 @@ from ..judging.catalog import JudgeCatalog
 from ..judging.definition import JudgeDefinition
 from ..selection.spec import BackendSpec
 from ..verdict import GroupRequest, JudgeRequest, Status
+from . import collector
 from .cache import Result
 from .dispatch import failure
 
@@ -46,6 +47,7 @@ class JudgeWorker:
         self._backends: dict[str, Backend] = {}
         self._prepared: dict[str, asyncio.Task[None]] = {}
         self._broken: dict[str, str] = {}
+        collector.tune(self.config.gc_threshold)
 
     def __repr__(self) -> str:
         return f"JudgeWorker({self.index})"
@@ -65,7 +67,7 @@ class JudgeWorker:
         try:
             backend = self._backend(spec_text)
             if spec_text not in self._prepared:  # shared by the batches that arrive meanwhile
-                self._prepared[spec_text] = asyncio.ensure_future(backend.prepare())
+                self._prepared[spec_text] = asyncio.ensure_future(self._prepare(backend))
             await asyncio.shield(self._prepared[spec_text])
         except (JudgeError, ImportError, OSError) as exc:
             self._backends.pop(spec_text, None)
@@ -82,6 +84,12 @@ class JudgeWorker:
         return list(await asyncio.gather(*(
             backend.judge_group(r) if isinstance(r, GroupRequest) else backend.judge(r)
             for r in requests)))
+
+    async def _prepare(self, backend: Backend) -> None:
+        await backend.prepare()
+        # The first backend of a kind has imported its library (litellm: ~400,000
+        # objects) and planned its routes: nothing the collector need ever walk again.
+        collector.freeze(self.config.gc_threshold, backend.kind)
 
     async def ping(self) -> int:
         return os.getpid()
