@@ -208,6 +208,15 @@ class Verdict:
         calls = len(self.extra.get("samples", ())) or 1
         return max(0, self.attempts - self.format_retries - calls)
 
+    @property
+    def counts_call(self) -> bool:
+        """Whether totals over Verdicts take this one's ``attempts`` and
+        ``format_retries``: every member of a group call carries the call's, so only the
+        member shown first counts them (a pointwise fallback's are its own)."""
+        group = self.extra.get("group")
+        return (not isinstance(group, Mapping) or "fallback" in self.extra
+                or group.get("position", 1) == 1)
+
     def with_(self, **changes: Any) -> Verdict:
         """A copy with ``changes`` applied (dataclasses.replace, re-validated)."""
         return replace(self, **changes)

@@ -15,7 +15,8 @@ from ray_judge.errors import JudgeDefinitionError
 from ray_judge.judging.definition import JudgeDefinition
 from ray_judge.judging.group_judgement import group_layout, judge_group
 from ray_judge.judging.judgement import Outcome
-from ray_judge.verdict import GroupRequest, Status
+from ray_judge.pool.stats import JudgeStats
+from ray_judge.verdict import GroupRequest, Status, Verdict
 
 GROUP = JudgeDefinition(name="g", kind="group", correction_turns=1, scale=(0, 10))
 PAIR = JudgeDefinition(name="p", kind="pairwise", scale=(0, 10))
@@ -91,6 +92,26 @@ def test_a_failed_call_fails_every_member_with_its_status() -> None:
     verdicts = run(GROUP, GroupRequest("t", ("a", "b")), transport)
     assert [v.status for v in verdicts] == [Status.RATE_LIMITED] * 2
     assert all(v.retry_after == 3.0 and v.score is None for v in verdicts)
+
+
+def test_members_carry_their_calls_counts_and_totals_take_the_call_once() -> None:
+    answers = [(2, '{"scores": [1, 2]}'), (1, '{"scores": [1, 2, 3, 4]}')]
+
+    async def transport(prompt):  # one transport retry, then a correction turn
+        attempts, text = answers.pop(0)
+        return Outcome(attempts, completion=Completion(text=text))
+
+    verdicts = run(GROUP, GroupRequest("t", ("a", "b", "c", "d")), transport)
+    assert all((v.attempts, v.format_retries, v.transport_retries) == (3, 1, 1)
+               for v in verdicts)
+    assert [v.extra["group"]["position"] for v in verdicts if v.counts_call] == [1]
+    stats = JudgeStats()
+    for verdict in verdicts:
+        stats.record(verdict)
+    assert (stats.snapshot()["retries"], stats.snapshot()["format_retries"]) == (1, 1)
+    # a pointwise fallback's Verdicts are each their own call
+    alone = verdicts[1].with_(extra={**verdicts[1].extra, "fallback": "pointwise"})
+    assert alone.counts_call and Verdict(score=0.5, status=Status.OK).counts_call
 
 
 def test_a_pair_is_shown_as_given_and_read_as_a_preference() -> None:

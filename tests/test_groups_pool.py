@@ -87,7 +87,8 @@ def backend_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def llm_judge(cluster, server, backend_file):
     env = {"LLM_JUDGE_NAME": SPEC, "LLM_JUDGE_NUM_WORKERS": "2",
-           "LLM_JUDGE_BACKEND_FILE": str(backend_file), "LLM_JUDGE_MAX_ATTEMPTS": "1",
+           "LLM_JUDGE_BACKEND_FILE": str(backend_file), "LLM_JUDGE_MAX_ATTEMPTS": "2",
+           "LLM_JUDGE_BACKOFF": "0.01",
            "LLM_JUDGE_TIMEOUT": "60", "LLM_JUDGE_CACHE_SIZE": "0",
            "OPENAI_API_BASE": f"{server.url}/v1", "OPENAI_API_KEY": "sk-test-groups",
            "ANTHROPIC_BASE_URL": server.url, "ANTHROPIC_API_KEY": "sk-test-groups",
@@ -178,6 +179,21 @@ def test_a_step_of_64_groups_of_8_in_one_score_batch_is_64_backend_calls(llm_jud
         assert sorted(v.score for v in group) == [s / 10 for s in range(3, 11)]
         assert [group[i].score for i in order] == [s / 10 for s in range(3, 11)]
     assert ray.get(llm_judge.status.remote())["groups"]["calls_saved"] >= 64 * 7
+
+
+def test_a_retried_group_call_is_one_retry_in_status_not_one_per_member(llm_judge, fake):
+    # a 429 retried, then an answer that does not read and its correction turn
+    fake.script(Behaviour.error(429, retry_after=0), Behaviour.ok(scores_text([5])))
+    fake.default = Behaviour.ok(scores_text([2, 4, 6, 8]))
+    before = ray.get(llm_judge.status.remote())
+    verdicts = ray.get(llm_judge.score_group.remote(
+        "retried?", [f"retried {i}" for i in range(4)], judge="group_strict"), timeout=120)
+    after = ray.get(llm_judge.status.remote())
+    assert all(v.ok for v in verdicts) and fake.model_calls == 3
+    # each Verdict tells how its call went; the totals count the call once
+    assert all((v.attempts, v.format_retries) == (3, 1) for v in verdicts)
+    assert after["retries"] - before["retries"] == 1
+    assert after["format_retries"] - before["format_retries"] == 1
 
 
 # --------------------------------------------------------------- failure shapes

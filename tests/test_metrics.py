@@ -23,7 +23,7 @@ ray = pytest.importorskip("ray")
 parser = pytest.importorskip("prometheus_client.parser")
 
 import ray_judge  # noqa: E402
-from ray_judge import BackendSpec  # noqa: E402
+from ray_judge import BackendSpec, Status, Verdict  # noqa: E402
 from ray_judge.selection.override_file import write_override  # noqa: E402
 
 pytestmark = pytest.mark.ray
@@ -151,3 +151,23 @@ def test_gauges_outlive_an_idle_spell(judge) -> None:
         assert value(metrics, "ray_judge_in_flight", backend="litellm:fake/slow@4") == 0
         assert value(metrics, "ray_judge_queued") == 0
         time.sleep(1.0)
+
+
+def test_a_group_calls_retries_are_counted_once_not_per_member(cluster) -> None:
+    from ray_judge.pool.metrics import JudgeMetrics
+
+    backend = "litellm:fake/group-retried"
+    # one call of a group of 4: one transport retry and one correction turn, on every member
+    members = [Verdict(score=0.5, status=Status.OK, backend=backend, attempts=3,
+                       format_retries=1, extra={"group": {"size": 4, "index": i,
+                                                          "position": position}})
+               for i, position in enumerate((2, 4, 1, 3))]
+    recorder = JudgeMetrics()
+    for verdict in members:
+        recorder.record(verdict)
+    metrics = scrape_until(
+        lambda m: value(m, "ray_judge_requests_total", backend=backend, status="ok") == 4
+        and value(m, "ray_judge_retries_total", backend=backend) is not None,
+        "the group's 4 verdicts and its retries")
+    assert value(metrics, "ray_judge_retries_total", backend=backend) == 1
+    assert value(metrics, "ray_judge_format_retries_total", backend=backend) == 1

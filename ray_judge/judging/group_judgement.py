@@ -1,10 +1,11 @@
 """One judgement of a group (or a pair) in one call: render, read strictly, correct, map back.
 
 The rules are :mod:`.judgement`'s for a single response, applied to the group as a
-whole: the transport (one backend call with its own bounded retries) is passed in; an
-answer that does not read makes **every** member a ``parse_error`` with the raw text
-(never a partial guess), after the judge's correction turns; the scores the judge gave
-by display position are mapped back to the caller's order by the
+whole (its :func:`~.judgement.converse` runs the calls, with the group's reader and
+correction turn): the transport (one backend call with its own bounded retries) is
+passed in; an answer that does not read makes **every** member a ``parse_error`` with
+the raw text (never a partial guess), after the judge's correction turns; the scores
+the judge gave by display position are mapped back to the caller's order by the
 :class:`~ray_judge.judging.group.GroupLayout` that shuffled them.
 
 A pair (the ``pairwise`` kind) is a group of two shown in the caller's order (the pool
@@ -22,10 +23,10 @@ import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ScoreParseError
 from ..verdict import GroupRequest, Status, Verdict
 from .group import GROUP_RUBRIC, GroupLayout, render_group
 from .json_answer import check_scores
+from .judgement import converse
 from .pairwise import PAIR_RUBRIC, render_pair
 from .rubric import JudgePrompt
 from .transcript import is_messages, render_transcript
@@ -102,36 +103,22 @@ async def judge_group(definition: JudgeDefinition, request: GroupRequest,
     layout = group_layout(definition, request)
     prompt = render_group_prompt(definition, request, layout)
     k = len(request.responses)
-    stamp = {"judge": definition.name, "judge_version": definition.version}
-    attempts = corrections = 0
-    usage: dict[str, Any] = {"input_tokens": None, "output_tokens": None, "cost_usd": None}
-    model = None
-    while True:
-        outcome = await transport(prompt)
-        attempts += outcome.attempts
-        common = {"attempts": attempts, "format_retries": corrections, "model": model, **stamp}
-        if outcome.failure is not None:
-            return _members(layout, usage, None, {**outcome.failure, **common})
-        completion = outcome.completion
-        model = completion.model or model
-        for name, total in list(usage.items()):
-            value = getattr(completion, name)
-            if value is not None:
-                usage[name] = (total or 0) + value
-        common = {**common, "model": model, "raw": completion.text}
-        try:
-            shown = _read(definition, completion.text, completion.structured, k)
-        except ScoreParseError as exc:
-            if corrections >= definition.correction_turns or time_left() <= 0:
-                return _members(layout, usage, None, {
-                    "status": Status.PARSE_ERROR, "error": str(exc), **common})
-            corrections += 1
-            prompt = dataclasses.replace(prompt, turns=(
-                *prompt.turns, {"role": "assistant", "content": completion.text},
-                {"role": "user", "content": _correction(definition, str(exc), k)}))
-            continue
-        return _members(layout, usage, layout.to_caller(shown),
-                        {"status": Status.OK, **common})
+    talk = await converse(prompt, transport,
+                          lambda completion: _read(definition, completion.text,
+                                                   completion.structured, k),
+                          lambda error: _correction(definition, error, k),
+                          turns=definition.correction_turns, time_left=time_left)
+    common = {"attempts": talk.attempts, "format_retries": talk.format_retries,
+              "model": talk.model, "judge": definition.name,
+              "judge_version": definition.version}
+    if talk.failure is not None:
+        return _members(layout, talk.usage, None, {**talk.failure, **common})
+    common["raw"] = talk.text
+    if talk.error is not None:
+        return _members(layout, talk.usage, None, {
+            "status": Status.PARSE_ERROR, "error": talk.error, **common})
+    return _members(layout, talk.usage, layout.to_caller(talk.value),
+                    {"status": Status.OK, **common})
 
 
 def _correction(definition: JudgeDefinition, error: str, k: int) -> str:

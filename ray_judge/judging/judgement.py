@@ -8,7 +8,8 @@ for every backend:
 - A correction turn goes to the same backend with the conversation so far: the bad
   answer as ``assistant``, then a ``user`` turn quoting the parse error and restating
   the format. It counts in ``attempts`` and in ``format_retries``; transport retries
-  count only in ``attempts``. No correction starts after the deadline.
+  count only in ``attempts``. No correction starts after the deadline. :func:`converse`
+  runs these turns for a single response and, with its own reader, for a group.
 - With ``samples = k`` the k judgements run at once; the Verdict is ``ok`` only when a
   majority are, its score combines the ok samples' scores (never a failed one), and
   ``extra["samples"]`` lists every sample's score, status and error, with the spread.
@@ -29,7 +30,7 @@ from ..verdict import Status, Verdict
 from .definition import JudgeDefinition
 from .rubric import JudgePrompt
 
-__all__ = ["Outcome", "judge_request"]
+__all__ = ["Conversation", "Outcome", "converse", "judge_request"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,44 @@ async def judge_request(definition: JudgeDefinition, prompt: JudgePrompt,
 
 async def _sample(definition: JudgeDefinition, prompt: JudgePrompt, transport: Transport,
                   time_left: Callable[[], float]) -> Verdict:
+    talk = await converse(prompt, transport, lambda completion: _read(definition, completion),
+                          definition.correction, turns=definition.correction_turns,
+                          time_left=time_left)
+    counts = {"attempts": talk.attempts, "format_retries": talk.format_retries, **talk.usage}
+    if talk.failure is not None:
+        return Verdict.failure(**{**talk.failure, **counts})
+    common = {"raw": talk.text, "model": talk.model, **counts}
+    if talk.error is not None:
+        extra = {} if definition.schema is None else {"structured": False}
+        return Verdict.failure(Status.PARSE_ERROR, talk.error, extra=extra, **common)
+    score, structured = talk.value
+    extra = {} if definition.schema is None else {"structured": structured}
+    return Verdict(score=score, status=Status.OK, extra=extra, **common)
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """How a conversation with the judge ended: the transport's ``failure``, or the
+    last answer's ``text`` with what the reader made of it (``value``), or the parse
+    ``error`` that outlived the correction turns; with the attempts, correction turns,
+    usage and model of every call in it."""
+
+    attempts: int
+    format_retries: int
+    usage: dict[str, Any]
+    model: str | None
+    failure: dict[str, Any] | None = None
+    text: str | None = None
+    value: Any = None
+    error: str | None = None
+
+
+async def converse(prompt: JudgePrompt, transport: Transport, read: Callable[[Any], Any],
+                   correction: Callable[[str], str], *, turns: int,
+                   time_left: Callable[[], float]) -> Conversation:
+    """Call ``transport`` until ``read(completion)`` returns (it raises ScoreParseError
+    for an answer that does not read), sending up to ``turns`` correction turns, each
+    ``correction(error)``."""
     attempts = corrections = 0
     usage: dict[str, Any] = {"input_tokens": None, "output_tokens": None, "cost_usd": None}
     model = None
@@ -70,27 +109,23 @@ async def _sample(definition: JudgeDefinition, prompt: JudgePrompt, transport: T
         outcome = await transport(prompt)
         attempts += outcome.attempts
         if outcome.failure is not None:
-            return Verdict.failure(**{**outcome.failure, "attempts": attempts,
-                                      "format_retries": corrections, **_usage(usage)})
+            return Conversation(attempts, corrections, usage, model, failure=outcome.failure)
         completion = outcome.completion
         model = completion.model or model
         _add(usage, completion)
-        extra = {} if definition.schema is None else {"structured": False}
-        common = {"raw": completion.text, "attempts": attempts, "format_retries": corrections,
-                  "model": model, **_usage(usage)}
         try:
-            score, structured = _read(definition, completion)
+            value = read(completion)
         except ScoreParseError as exc:
-            if corrections >= definition.correction_turns or time_left() <= 0:
-                return Verdict.failure(Status.PARSE_ERROR, str(exc), extra=extra, **common)
+            if corrections >= turns or time_left() <= 0:
+                return Conversation(attempts, corrections, usage, model,
+                                    text=completion.text, error=str(exc))
             corrections += 1
             prompt = dataclasses.replace(prompt, turns=(
                 *prompt.turns, {"role": "assistant", "content": completion.text},
-                {"role": "user", "content": definition.correction(str(exc))}))
+                {"role": "user", "content": correction(str(exc))}))
             continue
-        if definition.schema is not None:
-            extra = {"structured": structured}
-        return Verdict(score=score, status=Status.OK, extra=extra, **common)
+        return Conversation(attempts, corrections, usage, model, text=completion.text,
+                            value=value)
 
 
 def _read(definition: JudgeDefinition, completion: Any) -> tuple[float, bool]:
@@ -144,10 +179,6 @@ def _add(usage: dict[str, Any], completion: Any) -> None:
         value = getattr(completion, name)
         if value is not None:
             usage[name] = (so_far or 0) + value
-
-
-def _usage(usage: dict[str, Any]) -> dict[str, Any]:
-    return dict(usage)
 
 
 def _sum(values: Any) -> Any:

@@ -52,10 +52,12 @@ class JudgeMetrics:
             "judge_in_flight", "Requests being served by a backend now.", tag_keys=("backend",))
         self.queued = metrics.Gauge("judge_queued", "Requests waiting for a free slot.")
         self.retries = metrics.Counter(
-            "judge_retries_total", "Attempts beyond the first (correction turns not counted).",
+            "judge_retries_total",
+            "Attempts beyond the first (correction turns not counted; a group call's once).",
             tag_keys=("backend",))
         self.format_retries = metrics.Counter(
-            "judge_format_retries_total", "Correction turns after answers that did not parse.",
+            "judge_format_retries_total",
+            "Correction turns after answers that did not parse (a group call's once).",
             tag_keys=("backend",))
         self.switches = metrics.Counter(
             "judge_backend_switches_total", "Changes of the effective backend.")
@@ -111,10 +113,11 @@ class JudgeMetrics:
             self.cache_hits.inc(1)
             return
         self.latency.observe(verdict.latency_s, tags)
-        if verdict.transport_retries:
-            self.retries.inc(verdict.transport_retries, tags)
-        if verdict.format_retries:
-            self.format_retries.inc(verdict.format_retries, tags)
+        if verdict.counts_call:
+            if verdict.transport_retries:
+                self.retries.inc(verdict.transport_retries, tags)
+            if verdict.format_retries:
+                self.format_retries.inc(verdict.format_retries, tags)
         if verdict.cost_usd:
             self.cost.inc(verdict.cost_usd, tags)
         if verdict.input_tokens:

@@ -43,8 +43,9 @@ class JudgeStats:
             self.cached += 1
             return
         self.latencies.append(verdict.latency_s)
-        self.retries += verdict.transport_retries
-        self.format_retries += verdict.format_retries
+        if verdict.counts_call:
+            self.retries += verdict.transport_retries
+            self.format_retries += verdict.format_retries
         self.cost_usd += verdict.cost_usd or 0.0
         self.input_tokens += verdict.input_tokens or 0
         self.output_tokens += verdict.output_tokens or 0
