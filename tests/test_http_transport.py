@@ -70,6 +70,8 @@ def provider_env(server, monkeypatch):
     monkeypatch.setenv("HOSTED_VLLM_API_BASE", f"{server.url}/v1")
     for name, value in KEYS.items():
         monkeypatch.setenv(name, value)
+    for name in ("OPENAI_ORGANIZATION", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
 
@@ -85,7 +87,7 @@ def lean_used(record) -> bool:
 
 
 MEANINGFUL_HEADERS = ("authorization", "x-api-key", "anthropic-version", "anthropic-beta",
-                      "content-type")
+                      "content-type", "openai-organization", "openai-project")
 
 
 def wire(record) -> tuple:
@@ -131,6 +133,40 @@ def test_same_body_and_auth_on_the_wire(model, shape):
     assert wire(new_rec) == wire(old_rec)
     lean_expected = not (model.startswith("anthropic") and shape == "json-schema")
     assert lean_used(new_rec) is lean_expected and not lean_used(old_rec)
+
+
+# The OpenAI SDK, not LiteLLM, turns these into headers: LiteLLM resolves the organization
+# (its global, OPENAI_ORGANIZATION), the SDK falls back to OPENAI_ORG_ID and reads
+# OPENAI_PROJECT_ID.
+ORG_CASES = [  # id, environment, litellm.organization, headers LiteLLM's path sends
+    ("litellm-env", {"OPENAI_ORGANIZATION": "org-litellm"}, None,
+     {"openai-organization": "org-litellm"}),
+    ("litellm-global", {}, "org-global", {"openai-organization": "org-global"}),
+    ("sdk-env", {"OPENAI_ORG_ID": "org-sdk", "OPENAI_PROJECT_ID": "proj-sdk"}, None,
+     {"openai-organization": "org-sdk", "openai-project": "proj-sdk"}),
+    ("litellm-before-sdk", {"OPENAI_ORGANIZATION": "org-litellm", "OPENAI_ORG_ID": "org-sdk"},
+     None, {"openai-organization": "org-litellm"}),
+]
+
+
+@pytest.mark.parametrize(("env", "organization", "expected"), [c[1:] for c in ORG_CASES],
+                         ids=[c[0] for c in ORG_CASES])
+@pytest.mark.parametrize("model", [OPENAI, REASONING])
+def test_same_organization_and_project_headers(model, env, organization, expected,
+                                               monkeypatch):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(load_litellm(), "organization", organization)
+    # LiteLLM caches its SDK client per key, and the client reads OPENAI_ORG_ID and
+    # OPENAI_PROJECT_ID once: a key of this case's own gets a client of its own.
+    monkeypatch.setenv("OPENAI_API_KEY", f"sk-test-{model}-{'-'.join(sorted(env))}-{organization}")
+    (old, [old_rec]), (new, [new_rec]) = asyncio.run(_both(model, BASE, Behaviour()))
+    assert not isinstance(new, Exception), new
+    assert not isinstance(old, Exception), old
+    assert lean_used(new_rec) and not lean_used(old_rec)
+    sent = {k: v for k, v in old_rec.headers.items() if k.startswith("openai-")}
+    assert sent == expected
+    assert wire(new_rec) == wire(old_rec)
 
 
 # -- the same answer back: text, model, tokens, cost -------------------------------------

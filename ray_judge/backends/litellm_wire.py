@@ -13,7 +13,8 @@ max_tokens, schema) what it would send, and the answer becomes a :class:`Route`:
   key and base URL are LiteLLM's (``get_llm_provider``, the same environment variables),
   and so is every translation of the call (Anthropic's ``system`` field and
   ``max_tokens``, ``max_completion_tokens`` and dropped parameters for reasoning models,
-  ``response_format``).
+  ``response_format``). The headers the OpenAI SDK adds on its own (key, organization,
+  project) are not in what LiteLLM hands over: they are added as the SDK adds them.
 * Each call fills the contents in with one ``json.dumps`` per message.
 * A failure is turned into the exception LiteLLM's provider code would have raised for
   the same HTTP answer, mapped by LiteLLM's ``exception_type``, then by
@@ -32,6 +33,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import os
 import re
 import ssl
 from collections.abc import Mapping
@@ -111,6 +113,26 @@ def _api_key(litellm: ModuleType, provider: str, dynamic: str | None) -> str | N
     return dynamic
 
 
+def _sdk_headers(litellm: ModuleType, key: str, kwargs: dict[str, Any]) -> dict[str, str]:
+    """The headers the OpenAI SDK's client adds to LiteLLM's request (not in the capture).
+
+    LiteLLM resolves the organization and hands it to the client; the client falls back
+    to ``OPENAI_ORG_ID``, reads the project from ``OPENAI_PROJECT_ID`` and sends each one
+    that is not None (``openai._client.OpenAI.default_headers``).
+    """
+    organization = (kwargs.get("organization") or litellm.organization
+                    or litellm.get_secret_str("OPENAI_ORGANIZATION") or None)
+    if organization is None:
+        organization = os.environ.get("OPENAI_ORG_ID")
+    project = os.environ.get("OPENAI_PROJECT_ID")
+    headers = {"Authorization": f"Bearer {key}"}
+    if organization is not None:
+        headers["OpenAI-Organization"] = organization
+    if project is not None:
+        headers["OpenAI-Project"] = project
+    return headers
+
+
 def plan_route(litellm: ModuleType, kwargs: dict[str, Any]) -> Route | None:
     """Ask LiteLLM what it would send for this request shape; None: use LiteLLM itself.
 
@@ -141,13 +163,14 @@ def _plan(litellm: ModuleType, kwargs: dict[str, Any]) -> Route | None:
     if captured is None:
         return None
     try:
-        return _route((provider, model, wire), captured, key, len(messages))
+        return _route((provider, model, wire), captured, _sdk_headers(litellm, key, kwargs),
+                      len(messages))
     except (KeyError, TypeError, ValueError) as exc:
         logger.info("lean transport cannot plan %s (%s); using litellm", kwargs["model"], exc)
         return None
 
 
-def _route(where: tuple[str, str, str], captured: dict[str, Any], key: str,
+def _route(where: tuple[str, str, str], captured: dict[str, Any], sdk_headers: dict[str, str],
            n_messages: int) -> Route | None:
     provider, model, wire = where
     body = dict(captured["complete_input_dict"])
@@ -155,7 +178,7 @@ def _route(where: tuple[str, str, str], captured: dict[str, Any], key: str,
     if sdk:  # the OpenAI SDK sends extra_body's keys at the top level
         body.update(body.pop("extra_body", None) or {})
         url = str(captured["api_base"]).rstrip("/") + "/chat/completions"
-        headers = {"Authorization": f"Bearer {key}"}
+        headers = dict(sdk_headers)
     else:
         url = str(captured["api_base"])
         headers = {str(k): str(v) for k, v in (captured.get("headers") or {}).items()}
