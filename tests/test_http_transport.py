@@ -268,9 +268,10 @@ SLOW = {"slow-headers", "slow-body"}
 
 def normalise(text: str | None) -> str | None:
     # What legitimately differs between two calls: the fake's request ids, object
-    # addresses in a repr.
+    # addresses in a repr, the id and time LiteLLM gives the response object it quotes.
     if text is None:
         return None
+    text = re.sub(r"chatcmpl-[0-9a-f-]+", "chatcmpl-?", re.sub(r"created=\d+", "created=?", text))
     return re.sub(r"0x[0-9a-f]+", "0x?", re.sub(r"req_fake_\d+", "req_fake_?", text))
 
 
@@ -305,6 +306,38 @@ def test_same_verdict_for_every_failure(model, failure):
         assert new.retry_after == old.retry_after
     for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "HOSTED_VLLM_API_KEY"):
         assert KEYS[key] not in (new.error or "")
+
+
+def _without(change: dict) -> Behaviour:
+    """A good answer with ``change`` made to its fields (``...``: the field is left out)."""
+    import json
+
+    body = {**json.loads(_openai_body("gpt-4o-mini", "SCORE: 7")), **change}
+    return Behaviour(body=json.dumps({k: v for k, v in body.items() if v is not ...}))
+
+
+UNREADABLE = [  # id, a 200 whose JSON has no readable answer, what the error must name
+    ("no-choices", _without({"choices": ...}), "choices"),
+    ("choices-null", _without({"choices": None}), "choices"),
+    ("choices-not-a-list", _without({"choices": {"0": {}}}), "choices"),
+    ("empty-choices", _without({"choices": []}), None),  # LiteLLM: an answer without text
+    ("choice-without-message", _without({"choices": [{"index": 0}]}), "message"),
+    ("message-null", _without({"choices": [{"index": 0, "message": None}]}), "message"),
+    ("error-instead", Behaviour(body='{"error": {"message": "upstream fell over", '
+                                     '"code": 502}}'), "upstream fell over"),
+]
+
+
+@pytest.mark.parametrize(("behaviour", "named"), [u[1:] for u in UNREADABLE],
+                         ids=[u[0] for u in UNREADABLE])
+@pytest.mark.parametrize("model", [OPENAI, VLLM])
+def test_same_verdict_for_a_200_without_an_answer(model, behaviour, named):
+    (old, old_recs), (new, new_recs) = asyncio.run(_verdicts(model, behaviour, GENEROUS))
+    assert lean_used(new_recs[-1]) and not lean_used(old_recs[-1])
+    assert new.status == old.status and new.score is None and old.score is None
+    assert normalise(new.error) == normalise(old.error)
+    if named is not None:
+        assert named in new.error
 
 
 @pytest.mark.parametrize("model", [OPENAI, VLLM, ANTHROPIC])

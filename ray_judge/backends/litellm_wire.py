@@ -17,9 +17,9 @@ max_tokens, schema) what it would send, and the answer becomes a :class:`Route`:
   project) are not in what LiteLLM hands over: they are added as the SDK adds them.
 * Each call fills the contents in with one ``json.dumps`` per message.
 * A failure is turned into the exception LiteLLM's provider code would have raised for
-  the same HTTP answer, mapped by LiteLLM's ``exception_type``, then by
-  :func:`~ray_judge.backends.litellm_backend.translate_error` like any other: one status
-  table for both transports.
+  the same HTTP answer (a 200 without a readable choice included), mapped by LiteLLM's
+  ``exception_type``, then by :func:`~ray_judge.backends.litellm_backend.translate_error`
+  like any other: one status table for both transports.
 * Tokens are priced by LiteLLM's ``completion_cost`` (``cost_per_token`` underneath),
   once per served model; prices are linear in the token counts, checked, else every
   call asks LiteLLM.
@@ -41,7 +41,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-__all__ = ["LEAN_WIRES", "Pricing", "Route", "litellm_failure", "plan_route", "ssl_setting"]
+__all__ = ["LEAN_WIRES", "Pricing", "Route", "litellm_failure", "plan_route", "ssl_setting",
+           "unreadable_answer"]
 
 logger = logging.getLogger(__name__)
 
@@ -275,6 +276,45 @@ def litellm_failure(litellm: ModuleType, route: Route, *, status: int | None = N
 
     try:
         return exception_type(model=route.model, original_exception=original,
+                              custom_llm_provider=route.provider)
+    except Exception as mapped:  # exception_type raises the mapped exception
+        return mapped
+
+
+def unreadable_answer(litellm: ModuleType, route: Route, data: Any) -> BaseException | None:
+    """LiteLLM's exception for a good answer whose JSON it cannot read (no ``choices``, a
+    choice without a message, an ``error`` in place of the answer); None when LiteLLM
+    reads it or the wire is not OpenAI's."""
+    if route.wire != "openai":
+        return None
+    from litellm.litellm_core_utils.llm_response_utils.convert_dict_to_response import (
+        convert_to_model_response_object,
+    )
+
+    if route.sdk and isinstance(data, dict):
+        # LiteLLM's SDK path reads the SDK's model of the answer, dumped back to a dict.
+        from litellm.llms.openai.common_utils import model_dump_provider_response
+        from openai.types.chat import ChatCompletion
+
+        data = model_dump_provider_response(ChatCompletion.construct(**data))
+    response = litellm.ModelResponse()
+    response.usage = litellm.Usage()  # as completion() starts it (its repr is in the error)
+    try:  # what both of LiteLLM's OpenAI paths do with the answer's JSON
+        convert_to_model_response_object(response_object=data, model_response_object=response)
+    except Exception as exc:
+        error: BaseException = exc
+    else:
+        return None
+    if route.sdk:  # LiteLLM's OpenAI SDK path wraps whatever the conversion raised
+        from litellm.llms.openai.common_utils import OpenAIError
+
+        error = OpenAIError(status_code=getattr(error, "status_code", 500),
+                            message=getattr(error, "message", str(error)),
+                            body=getattr(error, "body", None))
+    from litellm.litellm_core_utils.exception_mapping_utils import exception_type
+
+    try:
+        return exception_type(model=route.model, original_exception=error,
                               custom_llm_provider=route.provider)
     except Exception as mapped:  # exception_type raises the mapped exception
         return mapped
