@@ -15,12 +15,13 @@ import email.utils
 import re
 import socket
 import time
+from typing import ClassVar
 
 import pytest
 
 from ray_judge.backends.http_transport import proxy_for
 from ray_judge.backends.litellm_backend import LiteLLMBackend, load_litellm
-from ray_judge.backends.litellm_wire import Route, plan_route
+from ray_judge.backends.litellm_wire import Route, _route, plan_route
 from ray_judge.config import JudgeConfig
 from ray_judge.judging.rubric import JudgePrompt
 from ray_judge.selection.spec import BackendSpec
@@ -167,6 +168,84 @@ def test_same_organization_and_project_headers(model, env, organization, expecte
     sent = {k: v for k, v in old_rec.headers.items() if k.startswith("openai-")}
     assert sent == expected
     assert wire(new_rec) == wire(old_rec)
+
+
+# Headers set in LiteLLM (its global ``litellm.headers``, a call's ``headers`` or
+# ``extra_headers``) and the OpenAI SDK's other request options reach LiteLLM's capture
+# inside the arguments of the SDK's create(): the SDK, not LiteLLM, turns them into headers,
+# top-level body keys or a query string.
+class _Extra(LiteLLMBackend):
+    extra: ClassVar[dict] = {}
+
+    def request_kwargs(self, prompt, timeout):
+        return {**super().request_kwargs(prompt, timeout), **self.extra}
+
+
+EXTRA_CASES = [  # id, extra kwargs of the call, litellm.headers, header LiteLLM's path sends
+    ("litellm-headers", {}, {"X-Tenant": "global"}, "global"),
+    ("extra-headers", {"extra_headers": {"X-Tenant": "call"}}, None, "call"),
+    ("headers", {"headers": {"X-Tenant": "headers"}}, None, "headers"),
+    ("extra-headers-over-global", {"extra_headers": {"X-Tenant": "call"}},
+     {"X-Tenant": "global"}, "call"),
+    ("extra-headers-over-auth", {"extra_headers": {"authorization": "Bearer other"}}, None,
+     None),
+    ("extra-body", {"extra_body": {"top_k": 5}}, None, None),
+    ("extra-query", {"extra_query": {"api-version": "1"}}, None, None),
+]
+
+
+@pytest.mark.parametrize(("extra", "global_headers", "tenant"), [c[1:] for c in EXTRA_CASES],
+                         ids=[c[0] for c in EXTRA_CASES])
+@pytest.mark.parametrize("model", [OPENAI, REASONING, VLLM, ANTHROPIC])
+def test_same_extra_headers_body_and_query(model, extra, global_headers, tenant, monkeypatch):
+    monkeypatch.setattr(load_litellm(), "headers", global_headers)
+    monkeypatch.setattr(_Extra, "extra", extra)
+
+    async def both():
+        out = []
+        for transport in ("litellm", "lean"):
+            backend = _Extra(BackendSpec.litellm(model), JudgeConfig(
+                litellm_transport=transport, deadline_s=60.0, backoff_s=0.0,
+                timeout_s=GENEROUS, max_attempts=1))
+            await backend.prepare()
+            before = len(server_ref.requests)
+            server_ref.script(Behaviour())
+            try:
+                result = await backend.complete(BASE, timeout=GENEROUS)
+            except Exception as exc:  # compared below
+                result = exc
+            finally:
+                await backend.aclose()
+            out.append((result, server_ref.requests[before:]))
+        return out
+
+    (old, [old_rec]), (new, [new_rec]) = asyncio.run(both())
+    assert not isinstance(old, Exception), old
+    assert not isinstance(new, Exception), new
+    # vLLM's LiteLLM path sends a lower-case authorization beside its own Authorization
+    # (both values, joined): that shape keeps LiteLLM's path.
+    twice = model == VLLM and "authorization" in extra.get("extra_headers", {})
+    assert lean_used(new_rec) is not twice and not lean_used(old_rec)
+    meaningful = (*MEANINGFUL_HEADERS, "x-tenant")
+    assert {k: v for k, v in new_rec.headers.items() if k in meaningful} == {
+        k: v for k, v in old_rec.headers.items() if k in meaningful}
+    assert (new_rec.path, new_rec.query, new_rec.body) == (
+        old_rec.path, old_rec.query, old_rec.body)
+    if tenant is not None and model.startswith("openai"):  # LiteLLM's path really sends it
+        assert old_rec.headers.get("x-tenant") == tenant
+    assert "extra_headers" not in new_rec.body
+
+
+def test_sdk_options_sent_outside_the_body_keep_litellms_path():
+    """An option the OpenAI SDK would put in the URL (extra_query) or on the client
+    (timeout), if LiteLLM ever hands one over, is not sent as a body key."""
+    captured = {"openai_sdk": True, "api_base": "http://x/v1", "complete_input_dict": {
+        "model": "m", "messages": [{"role": "user", "content": "\x00ray-judge-0\x00"}]}}
+    where, auth = ("openai", "m", "openai"), {"Authorization": "Bearer k"}
+    assert _route(where, captured, auth, 1) is not None
+    for option in ("extra_query", "timeout"):
+        body = {**captured["complete_input_dict"], option: {"api-version": "1"}}
+        assert _route(where, {**captured, "complete_input_dict": body}, auth, 1) is None
 
 
 # -- the same answer back: text, model, tokens, cost -------------------------------------

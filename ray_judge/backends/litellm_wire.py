@@ -14,7 +14,10 @@ max_tokens, schema) what it would send, and the answer becomes a :class:`Route`:
   and so is every translation of the call (Anthropic's ``system`` field and
   ``max_tokens``, ``max_completion_tokens`` and dropped parameters for reasoning models,
   ``response_format``). The headers the OpenAI SDK adds on its own (key, organization,
-  project) are not in what LiteLLM hands over: they are added as the SDK adds them.
+  project) are not in what LiteLLM hands over: they are added as the SDK adds them; the
+  SDK's request options in what LiteLLM hands it (``extra_headers``, where LiteLLM puts
+  ``litellm.headers`` and a call's ``headers``, and ``extra_body``) leave the body as
+  the SDK takes them out of it.
 * Each call fills the contents in with one ``json.dumps`` per message.
 * A failure is turned into the exception LiteLLM's provider code would have raised for
   the same HTTP answer (a 200 without a readable choice included), mapped by LiteLLM's
@@ -98,7 +101,8 @@ def shape_key(kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
             return None
         roles.append(message["role"])
     rest = {k: v for k, v in kwargs.items() if k not in ("messages", "timeout")}
-    return (tuple(roles), dumps(rest) if "response_format" in rest else tuple(rest.items()))
+    nested = any(isinstance(v, (dict, list)) for v in rest.values())  # e.g. extra_headers
+    return (tuple(roles), dumps(rest) if nested else tuple(rest.items()))
 
 
 def _api_key(litellm: ModuleType, provider: str, dynamic: str | None) -> str | None:
@@ -175,14 +179,21 @@ def _route(where: tuple[str, str, str], captured: dict[str, Any], sdk_headers: d
            n_messages: int) -> Route | None:
     provider, model, wire = where
     body = dict(captured["complete_input_dict"])
-    sdk = bool(captured.get("openai_sdk")) or "extra_body" in body
-    if sdk:  # the OpenAI SDK sends extra_body's keys at the top level
+    sdk = bool(captured.get("openai_sdk")) or (wire == "openai" and "extra_body" in body)
+    if sdk:
+        # What LiteLLM hands the SDK's create() holds the SDK's own request options too:
+        # extra_body's keys go to the top level of the JSON, extra_headers over the
+        # client's headers (LiteLLM puts litellm.headers and headers= there as well).
+        if any(option in body for option in _SDK_ELSEWHERE):
+            return None  # the SDK sends these outside the body: LiteLLM's path
         body.update(body.pop("extra_body", None) or {})
         url = str(captured["api_base"]).rstrip("/") + "/chat/completions"
-        headers = dict(sdk_headers)
+        headers = _merge_headers(sdk_headers, body.pop("extra_headers", None) or {})
     else:
         url = str(captured["api_base"])
         headers = {str(k): str(v) for k, v in (captured.get("headers") or {}).items()}
+        if len({k.lower() for k in headers}) != len(headers):
+            return None  # one name twice (httpx sends both values): LiteLLM's path
     if body.get("stream"):
         return None
     if not _has(headers, "content-type"):
@@ -192,6 +203,21 @@ def _route(where: tuple[str, str, str], captured: dict[str, Any], sdk_headers: d
     if sorted(slots) != list(range(n_messages)):
         return None  # LiteLLM changed or merged a content: keep its path for this shape
     return Route(provider, model, wire, sdk, url, headers, parts, slots)
+
+
+#: options of the OpenAI SDK's create() that it puts in the URL or the client, not the body
+_SDK_ELSEWHERE = ("extra_query", "timeout")
+
+
+def _merge_headers(*mappings: Mapping[str, Any]) -> dict[str, str]:
+    """Case-insensitive, the later mapping wins, as ``openai._base_client._merge_headers``."""
+    merged: dict[str, tuple[str, str]] = {}
+    for mapping in mappings:
+        for name, value in mapping.items():
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise TypeError(f"header {name!r} is not a string")  # LiteLLM's path decides
+            merged[name.lower()] = (name, value)
+    return dict(merged.values())
 
 
 def _has(headers: dict[str, str], name: str) -> bool:
