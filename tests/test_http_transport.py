@@ -15,12 +15,13 @@ import email.utils
 import re
 import socket
 import time
+from typing import ClassVar
 
 import pytest
 
 from ray_judge.backends.http_transport import proxy_for
 from ray_judge.backends.litellm_backend import LiteLLMBackend, load_litellm
-from ray_judge.backends.litellm_wire import Route, plan_route
+from ray_judge.backends.litellm_wire import Route, _route, plan_route
 from ray_judge.config import JudgeConfig
 from ray_judge.judging.rubric import JudgePrompt
 from ray_judge.selection.spec import BackendSpec
@@ -70,6 +71,8 @@ def provider_env(server, monkeypatch):
     monkeypatch.setenv("HOSTED_VLLM_API_BASE", f"{server.url}/v1")
     for name, value in KEYS.items():
         monkeypatch.setenv(name, value)
+    for name in ("OPENAI_ORGANIZATION", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
 
@@ -85,7 +88,7 @@ def lean_used(record) -> bool:
 
 
 MEANINGFUL_HEADERS = ("authorization", "x-api-key", "anthropic-version", "anthropic-beta",
-                      "content-type")
+                      "content-type", "openai-organization", "openai-project")
 
 
 def wire(record) -> tuple:
@@ -131,6 +134,118 @@ def test_same_body_and_auth_on_the_wire(model, shape):
     assert wire(new_rec) == wire(old_rec)
     lean_expected = not (model.startswith("anthropic") and shape == "json-schema")
     assert lean_used(new_rec) is lean_expected and not lean_used(old_rec)
+
+
+# The OpenAI SDK, not LiteLLM, turns these into headers: LiteLLM resolves the organization
+# (its global, OPENAI_ORGANIZATION), the SDK falls back to OPENAI_ORG_ID and reads
+# OPENAI_PROJECT_ID.
+ORG_CASES = [  # id, environment, litellm.organization, headers LiteLLM's path sends
+    ("litellm-env", {"OPENAI_ORGANIZATION": "org-litellm"}, None,
+     {"openai-organization": "org-litellm"}),
+    ("litellm-global", {}, "org-global", {"openai-organization": "org-global"}),
+    ("sdk-env", {"OPENAI_ORG_ID": "org-sdk", "OPENAI_PROJECT_ID": "proj-sdk"}, None,
+     {"openai-organization": "org-sdk", "openai-project": "proj-sdk"}),
+    ("litellm-before-sdk", {"OPENAI_ORGANIZATION": "org-litellm", "OPENAI_ORG_ID": "org-sdk"},
+     None, {"openai-organization": "org-litellm"}),
+]
+
+
+@pytest.mark.parametrize(("env", "organization", "expected"), [c[1:] for c in ORG_CASES],
+                         ids=[c[0] for c in ORG_CASES])
+@pytest.mark.parametrize("model", [OPENAI, REASONING])
+def test_same_organization_and_project_headers(model, env, organization, expected,
+                                               monkeypatch):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(load_litellm(), "organization", organization)
+    # LiteLLM caches its SDK client per key, and the client reads OPENAI_ORG_ID and
+    # OPENAI_PROJECT_ID once: a key of this case's own gets a client of its own.
+    monkeypatch.setenv("OPENAI_API_KEY", f"sk-test-{model}-{'-'.join(sorted(env))}-{organization}")
+    (old, [old_rec]), (new, [new_rec]) = asyncio.run(_both(model, BASE, Behaviour()))
+    assert not isinstance(new, Exception), new
+    assert not isinstance(old, Exception), old
+    assert lean_used(new_rec) and not lean_used(old_rec)
+    sent = {k: v for k, v in old_rec.headers.items() if k.startswith("openai-")}
+    assert sent == expected
+    assert wire(new_rec) == wire(old_rec)
+
+
+# Headers set in LiteLLM (its global ``litellm.headers``, a call's ``headers`` or
+# ``extra_headers``) and the OpenAI SDK's other request options reach LiteLLM's capture
+# inside the arguments of the SDK's create(): the SDK, not LiteLLM, turns them into headers,
+# top-level body keys or a query string.
+class _Extra(LiteLLMBackend):
+    extra: ClassVar[dict] = {}
+
+    def request_kwargs(self, prompt, timeout):
+        return {**super().request_kwargs(prompt, timeout), **self.extra}
+
+
+EXTRA_CASES = [  # id, extra kwargs of the call, litellm.headers, header LiteLLM's path sends
+    ("litellm-headers", {}, {"X-Tenant": "global"}, "global"),
+    ("extra-headers", {"extra_headers": {"X-Tenant": "call"}}, None, "call"),
+    ("headers", {"headers": {"X-Tenant": "headers"}}, None, "headers"),
+    ("extra-headers-over-global", {"extra_headers": {"X-Tenant": "call"}},
+     {"X-Tenant": "global"}, "call"),
+    ("extra-headers-over-auth", {"extra_headers": {"authorization": "Bearer other"}}, None,
+     None),
+    ("extra-body", {"extra_body": {"top_k": 5}}, None, None),
+    ("extra-query", {"extra_query": {"api-version": "1"}}, None, None),
+]
+
+
+@pytest.mark.parametrize(("extra", "global_headers", "tenant"), [c[1:] for c in EXTRA_CASES],
+                         ids=[c[0] for c in EXTRA_CASES])
+@pytest.mark.parametrize("model", [OPENAI, REASONING, VLLM, ANTHROPIC])
+def test_same_extra_headers_body_and_query(model, extra, global_headers, tenant, monkeypatch):
+    monkeypatch.setattr(load_litellm(), "headers", global_headers)
+    monkeypatch.setattr(_Extra, "extra", extra)
+
+    async def both():
+        out = []
+        for transport in ("litellm", "lean"):
+            backend = _Extra(BackendSpec.litellm(model), JudgeConfig(
+                litellm_transport=transport, deadline_s=60.0, backoff_s=0.0,
+                timeout_s=GENEROUS, max_attempts=1))
+            await backend.prepare()
+            before = len(server_ref.requests)
+            server_ref.script(Behaviour())
+            try:
+                result = await backend.complete(BASE, timeout=GENEROUS)
+            except Exception as exc:  # compared below
+                result = exc
+            finally:
+                await backend.aclose()
+            out.append((result, server_ref.requests[before:]))
+        return out
+
+    (old, [old_rec]), (new, [new_rec]) = asyncio.run(both())
+    assert not isinstance(old, Exception), old
+    assert not isinstance(new, Exception), new
+    # vLLM's LiteLLM path sends a lower-case authorization beside its own Authorization
+    # (both values, joined): that shape keeps LiteLLM's path.
+    twice = model == VLLM and "authorization" in extra.get("extra_headers", {})
+    assert lean_used(new_rec) is not twice and not lean_used(old_rec)
+    meaningful = (*MEANINGFUL_HEADERS, "x-tenant")
+    assert {k: v for k, v in new_rec.headers.items() if k in meaningful} == {
+        k: v for k, v in old_rec.headers.items() if k in meaningful}
+    assert (new_rec.path, new_rec.query, new_rec.body) == (
+        old_rec.path, old_rec.query, old_rec.body)
+    if tenant is not None and model.startswith("openai"):  # LiteLLM's path really sends it
+        assert old_rec.headers.get("x-tenant") == tenant
+    assert "extra_headers" not in new_rec.body
+
+
+def test_sdk_options_sent_outside_the_body_keep_litellms_path():
+    """An option the OpenAI SDK would put in the URL (extra_query) or on the client
+    (timeout), if LiteLLM ever hands one over, is not sent as a body key."""
+    captured = {"openai_sdk": True, "api_base": "http://x/v1", "complete_input_dict": {
+        "model": "m", "messages": [{"role": "user", "content": "\x00ray-judge-0\x00"}]}}
+    where, auth = ("openai", "m", "openai"), {"Authorization": "Bearer k"}
+    assert _route(where, captured, auth, 1) is not None
+    for option in ("extra_query", "timeout"):
+        body = {**captured["complete_input_dict"], option: {"api-version": "1"}}
+        assert _route(where, {**captured, "complete_input_dict": body}, auth, 1) is None
 
 
 # -- the same answer back: text, model, tokens, cost -------------------------------------
@@ -232,9 +347,10 @@ SLOW = {"slow-headers", "slow-body"}
 
 def normalise(text: str | None) -> str | None:
     # What legitimately differs between two calls: the fake's request ids, object
-    # addresses in a repr.
+    # addresses in a repr, the id and time LiteLLM gives the response object it quotes.
     if text is None:
         return None
+    text = re.sub(r"chatcmpl-[0-9a-f-]+", "chatcmpl-?", re.sub(r"created=\d+", "created=?", text))
     return re.sub(r"0x[0-9a-f]+", "0x?", re.sub(r"req_fake_\d+", "req_fake_?", text))
 
 
@@ -269,6 +385,38 @@ def test_same_verdict_for_every_failure(model, failure):
         assert new.retry_after == old.retry_after
     for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "HOSTED_VLLM_API_KEY"):
         assert KEYS[key] not in (new.error or "")
+
+
+def _without(change: dict) -> Behaviour:
+    """A good answer with ``change`` made to its fields (``...``: the field is left out)."""
+    import json
+
+    body = {**json.loads(_openai_body("gpt-4o-mini", "SCORE: 7")), **change}
+    return Behaviour(body=json.dumps({k: v for k, v in body.items() if v is not ...}))
+
+
+UNREADABLE = [  # id, a 200 whose JSON has no readable answer, what the error must name
+    ("no-choices", _without({"choices": ...}), "choices"),
+    ("choices-null", _without({"choices": None}), "choices"),
+    ("choices-not-a-list", _without({"choices": {"0": {}}}), "choices"),
+    ("empty-choices", _without({"choices": []}), None),  # LiteLLM: an answer without text
+    ("choice-without-message", _without({"choices": [{"index": 0}]}), "message"),
+    ("message-null", _without({"choices": [{"index": 0, "message": None}]}), "message"),
+    ("error-instead", Behaviour(body='{"error": {"message": "upstream fell over", '
+                                     '"code": 502}}'), "upstream fell over"),
+]
+
+
+@pytest.mark.parametrize(("behaviour", "named"), [u[1:] for u in UNREADABLE],
+                         ids=[u[0] for u in UNREADABLE])
+@pytest.mark.parametrize("model", [OPENAI, VLLM])
+def test_same_verdict_for_a_200_without_an_answer(model, behaviour, named):
+    (old, old_recs), (new, new_recs) = asyncio.run(_verdicts(model, behaviour, GENEROUS))
+    assert lean_used(new_recs[-1]) and not lean_used(old_recs[-1])
+    assert new.status == old.status and new.score is None and old.score is None
+    assert normalise(new.error) == normalise(old.error)
+    if named is not None:
+        assert named in new.error
 
 
 @pytest.mark.parametrize("model", [OPENAI, VLLM, ANTHROPIC])

@@ -147,10 +147,19 @@ def _tokens(value: object) -> int | None:
 
 
 def parse_openai(data: Any) -> Answer:
-    """A chat completion: the first choice's content, the served model, the usage."""
-    message = data["choices"][0]["message"]
+    """A chat completion: the first choice's content, the served model, the usage.
+
+    No choices at all (``[]``) is an answer without text, as LiteLLM reads it; anything
+    else unreadable raises (KeyError, IndexError, TypeError, AttributeError).
+    """
+    choices = data["choices"]
+    if choices == []:
+        text = message = None
+    else:
+        message = choices[0]["message"]
+        text = message.get("content")
     usage = data.get("usage") or {}
-    return Answer(message.get("content"), data.get("model"), _tokens(usage.get("prompt_tokens")),
+    return Answer(text, data.get("model"), _tokens(usage.get("prompt_tokens")),
                   _tokens(usage.get("completion_tokens")), message)
 
 

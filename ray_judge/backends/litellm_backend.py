@@ -19,8 +19,9 @@ litellm 1.110.2 against ``ray_judge.testing.FakeLLMServer``:
 * ``BadRequestError`` and its subclasses (400, 422, context window, content policy),
   ``NotFoundError`` (404, no such model) -> PermanentBackendError; 402 -> UsageLimitedError
 * ``InternalServerError`` (500, Anthropic 529, connection refused, dropped connection,
-  malformed body), ``BadGatewayError`` (502), ``ServiceUnavailableError`` (503),
-  ``APIConnectionError`` (Anthropic malformed body), anything else -> TransientBackendError
+  malformed body, a 200 without ``choices``), ``BadGatewayError`` (502),
+  ``ServiceUnavailableError`` (503), ``APIConnectionError`` (Anthropic malformed body),
+  ``APIError`` (the same 200 from vLLM), anything else -> TransientBackendError
 """
 
 from __future__ import annotations
@@ -49,7 +50,15 @@ from ..errors import (
 from ..judging.rubric import JudgePrompt
 from .base import Backend, Completion
 from .http_transport import PARSERS, HttpTransport, NetworkError, lower
-from .litellm_wire import Pricing, Route, litellm_failure, plan_route, shape_key, ssl_setting
+from .litellm_wire import (
+    Pricing,
+    Route,
+    litellm_failure,
+    plan_route,
+    shape_key,
+    ssl_setting,
+    unreadable_answer,
+)
 
 __all__ = ["LiteLLMBackend", "load_litellm", "retry_after_seconds", "scrub", "translate_error"]
 
@@ -164,7 +173,8 @@ class LiteLLMBackend(Backend):
         try:
             answer = PARSERS[route.wire](data)
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise translate_error(exc, backend=backend, timeout=timeout) from None
+            failure = unreadable_answer(litellm, route, data) or exc
+            raise translate_error(failure, backend=backend, timeout=timeout) from None
         text = answer.text
         message = answer.message
         if message is not None and (not isinstance(text, str) or text.startswith("<")

@@ -13,12 +13,16 @@ max_tokens, schema) what it would send, and the answer becomes a :class:`Route`:
   key and base URL are LiteLLM's (``get_llm_provider``, the same environment variables),
   and so is every translation of the call (Anthropic's ``system`` field and
   ``max_tokens``, ``max_completion_tokens`` and dropped parameters for reasoning models,
-  ``response_format``).
+  ``response_format``). The headers the OpenAI SDK adds on its own (key, organization,
+  project) are not in what LiteLLM hands over: they are added as the SDK adds them; the
+  SDK's request options in what LiteLLM hands it (``extra_headers``, where LiteLLM puts
+  ``litellm.headers`` and a call's ``headers``, and ``extra_body``) leave the body as
+  the SDK takes them out of it.
 * Each call fills the contents in with one ``json.dumps`` per message.
 * A failure is turned into the exception LiteLLM's provider code would have raised for
-  the same HTTP answer, mapped by LiteLLM's ``exception_type``, then by
-  :func:`~ray_judge.backends.litellm_backend.translate_error` like any other: one status
-  table for both transports.
+  the same HTTP answer (a 200 without a readable choice included), mapped by LiteLLM's
+  ``exception_type``, then by :func:`~ray_judge.backends.litellm_backend.translate_error`
+  like any other: one status table for both transports.
 * Tokens are priced by LiteLLM's ``completion_cost`` (``cost_per_token`` underneath),
   once per served model; prices are linear in the token counts, checked, else every
   call asks LiteLLM.
@@ -32,6 +36,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import os
 import re
 import ssl
 from collections.abc import Mapping
@@ -39,7 +44,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-__all__ = ["LEAN_WIRES", "Pricing", "Route", "litellm_failure", "plan_route", "ssl_setting"]
+__all__ = ["LEAN_WIRES", "Pricing", "Route", "litellm_failure", "plan_route", "ssl_setting",
+           "unreadable_answer"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +101,8 @@ def shape_key(kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
             return None
         roles.append(message["role"])
     rest = {k: v for k, v in kwargs.items() if k not in ("messages", "timeout")}
-    return (tuple(roles), dumps(rest) if "response_format" in rest else tuple(rest.items()))
+    nested = any(isinstance(v, (dict, list)) for v in rest.values())  # e.g. extra_headers
+    return (tuple(roles), dumps(rest) if nested else tuple(rest.items()))
 
 
 def _api_key(litellm: ModuleType, provider: str, dynamic: str | None) -> str | None:
@@ -109,6 +116,26 @@ def _api_key(litellm: ModuleType, provider: str, dynamic: str | None) -> str | N
         # An OAuth token brings extra beta headers per call: LiteLLM's path keeps them.
         return None if key and key.startswith("sk-ant-oat") else key
     return dynamic
+
+
+def _sdk_headers(litellm: ModuleType, key: str, kwargs: dict[str, Any]) -> dict[str, str]:
+    """The headers the OpenAI SDK's client adds to LiteLLM's request (not in the capture).
+
+    LiteLLM resolves the organization and hands it to the client; the client falls back
+    to ``OPENAI_ORG_ID``, reads the project from ``OPENAI_PROJECT_ID`` and sends each one
+    that is not None (``openai._client.OpenAI.default_headers``).
+    """
+    organization = (kwargs.get("organization") or litellm.organization
+                    or litellm.get_secret_str("OPENAI_ORGANIZATION") or None)
+    if organization is None:
+        organization = os.environ.get("OPENAI_ORG_ID")
+    project = os.environ.get("OPENAI_PROJECT_ID")
+    headers = {"Authorization": f"Bearer {key}"}
+    if organization is not None:
+        headers["OpenAI-Organization"] = organization
+    if project is not None:
+        headers["OpenAI-Project"] = project
+    return headers
 
 
 def plan_route(litellm: ModuleType, kwargs: dict[str, Any]) -> Route | None:
@@ -141,24 +168,32 @@ def _plan(litellm: ModuleType, kwargs: dict[str, Any]) -> Route | None:
     if captured is None:
         return None
     try:
-        return _route((provider, model, wire), captured, key, len(messages))
+        return _route((provider, model, wire), captured, _sdk_headers(litellm, key, kwargs),
+                      len(messages))
     except (KeyError, TypeError, ValueError) as exc:
         logger.info("lean transport cannot plan %s (%s); using litellm", kwargs["model"], exc)
         return None
 
 
-def _route(where: tuple[str, str, str], captured: dict[str, Any], key: str,
+def _route(where: tuple[str, str, str], captured: dict[str, Any], sdk_headers: dict[str, str],
            n_messages: int) -> Route | None:
     provider, model, wire = where
     body = dict(captured["complete_input_dict"])
-    sdk = bool(captured.get("openai_sdk")) or "extra_body" in body
-    if sdk:  # the OpenAI SDK sends extra_body's keys at the top level
+    sdk = bool(captured.get("openai_sdk")) or (wire == "openai" and "extra_body" in body)
+    if sdk:
+        # What LiteLLM hands the SDK's create() holds the SDK's own request options too:
+        # extra_body's keys go to the top level of the JSON, extra_headers over the
+        # client's headers (LiteLLM puts litellm.headers and headers= there as well).
+        if any(option in body for option in _SDK_ELSEWHERE):
+            return None  # the SDK sends these outside the body: LiteLLM's path
         body.update(body.pop("extra_body", None) or {})
         url = str(captured["api_base"]).rstrip("/") + "/chat/completions"
-        headers = {"Authorization": f"Bearer {key}"}
+        headers = _merge_headers(sdk_headers, body.pop("extra_headers", None) or {})
     else:
         url = str(captured["api_base"])
         headers = {str(k): str(v) for k, v in (captured.get("headers") or {}).items()}
+        if len({k.lower() for k in headers}) != len(headers):
+            return None  # one name twice (httpx sends both values): LiteLLM's path
     if body.get("stream"):
         return None
     if not _has(headers, "content-type"):
@@ -168,6 +203,21 @@ def _route(where: tuple[str, str, str], captured: dict[str, Any], key: str,
     if sorted(slots) != list(range(n_messages)):
         return None  # LiteLLM changed or merged a content: keep its path for this shape
     return Route(provider, model, wire, sdk, url, headers, parts, slots)
+
+
+#: options of the OpenAI SDK's create() that it puts in the URL or the client, not the body
+_SDK_ELSEWHERE = ("extra_query", "timeout")
+
+
+def _merge_headers(*mappings: Mapping[str, Any]) -> dict[str, str]:
+    """Case-insensitive, the later mapping wins, as ``openai._base_client._merge_headers``."""
+    merged: dict[str, tuple[str, str]] = {}
+    for mapping in mappings:
+        for name, value in mapping.items():
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise TypeError(f"header {name!r} is not a string")  # LiteLLM's path decides
+            merged[name.lower()] = (name, value)
+    return dict(merged.values())
 
 
 def _has(headers: dict[str, str], name: str) -> bool:
@@ -252,6 +302,45 @@ def litellm_failure(litellm: ModuleType, route: Route, *, status: int | None = N
 
     try:
         return exception_type(model=route.model, original_exception=original,
+                              custom_llm_provider=route.provider)
+    except Exception as mapped:  # exception_type raises the mapped exception
+        return mapped
+
+
+def unreadable_answer(litellm: ModuleType, route: Route, data: Any) -> BaseException | None:
+    """LiteLLM's exception for a good answer whose JSON it cannot read (no ``choices``, a
+    choice without a message, an ``error`` in place of the answer); None when LiteLLM
+    reads it or the wire is not OpenAI's."""
+    if route.wire != "openai":
+        return None
+    from litellm.litellm_core_utils.llm_response_utils.convert_dict_to_response import (
+        convert_to_model_response_object,
+    )
+
+    if route.sdk and isinstance(data, dict):
+        # LiteLLM's SDK path reads the SDK's model of the answer, dumped back to a dict.
+        from litellm.llms.openai.common_utils import model_dump_provider_response
+        from openai.types.chat import ChatCompletion
+
+        data = model_dump_provider_response(ChatCompletion.construct(**data))
+    response = litellm.ModelResponse()
+    response.usage = litellm.Usage()  # as completion() starts it (its repr is in the error)
+    try:  # what both of LiteLLM's OpenAI paths do with the answer's JSON
+        convert_to_model_response_object(response_object=data, model_response_object=response)
+    except Exception as exc:
+        error: BaseException = exc
+    else:
+        return None
+    if route.sdk:  # LiteLLM's OpenAI SDK path wraps whatever the conversion raised
+        from litellm.llms.openai.common_utils import OpenAIError
+
+        error = OpenAIError(status_code=getattr(error, "status_code", 500),
+                            message=getattr(error, "message", str(error)),
+                            body=getattr(error, "body", None))
+    from litellm.litellm_core_utils.exception_mapping_utils import exception_type
+
+    try:
+        return exception_type(model=route.model, original_exception=error,
                               custom_llm_provider=route.provider)
     except Exception as mapped:  # exception_type raises the mapped exception
         return mapped
