@@ -77,10 +77,11 @@ def provider_env(server, monkeypatch):
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
 
 
-def make(model: str, transport: str, **config) -> LiteLLMBackend:
+def make(model: str, transport: str, backend_class: type = LiteLLMBackend,
+         **config) -> LiteLLMBackend:
     cfg = JudgeConfig(litellm_transport=transport, deadline_s=60.0, backoff_s=0.0,
                       **{"timeout_s": GENEROUS, "max_attempts": 1, **config})
-    return LiteLLMBackend(BackendSpec.litellm(model), cfg)
+    return backend_class(BackendSpec.litellm(model), cfg)
 
 
 def lean_used(record) -> bool:
@@ -96,11 +97,11 @@ def wire(record) -> tuple:
     return record.path, record.body, headers
 
 
-async def _both(model, shape, behaviour, **config):
+async def _both(model, shape, behaviour, backend_class: type = LiteLLMBackend, **config):
     """(litellm's, lean's) outcome and wire record, for one behaviour each."""
     out = []
     for transport in ("litellm", "lean"):
-        backend = make(model, transport, **config)
+        backend = make(model, transport, backend_class, **config)
         await backend.prepare()
         before = len(server_ref.requests)
         server_ref.script(behaviour)
@@ -201,25 +202,7 @@ def test_same_extra_headers_body_and_query(model, extra, global_headers, tenant,
     monkeypatch.setattr(load_litellm(), "headers", global_headers)
     monkeypatch.setattr(_Extra, "extra", extra)
 
-    async def both():
-        out = []
-        for transport in ("litellm", "lean"):
-            backend = _Extra(BackendSpec.litellm(model), JudgeConfig(
-                litellm_transport=transport, deadline_s=60.0, backoff_s=0.0,
-                timeout_s=GENEROUS, max_attempts=1))
-            await backend.prepare()
-            before = len(server_ref.requests)
-            server_ref.script(Behaviour())
-            try:
-                result = await backend.complete(BASE, timeout=GENEROUS)
-            except Exception as exc:  # compared below
-                result = exc
-            finally:
-                await backend.aclose()
-            out.append((result, server_ref.requests[before:]))
-        return out
-
-    (old, [old_rec]), (new, [new_rec]) = asyncio.run(both())
+    (old, [old_rec]), (new, [new_rec]) = asyncio.run(_both(model, BASE, Behaviour(), _Extra))
     assert not isinstance(old, Exception), old
     assert not isinstance(new, Exception), new
     # vLLM's LiteLLM path sends a lower-case authorization beside its own Authorization
