@@ -125,13 +125,15 @@ class Client(threading.Thread):
 
     # -- what the scenario calls ---------------------------------------------------
 
-    def new_items(self, n: int) -> list[int]:
+    def new_items(self, n: int, *, repeats: bool = True) -> list[int]:
+        """``n`` new items. With ``repeats``, every 16th repeats the previous one's text:
+        identical requests in flight share one backend call, and must still get one
+        Verdict each. A phase that counts the calls reaching the provider asks for none
+        (a repeat is answered by the cache or by the call it shares: one call fewer)."""
         with self.lock:
             start = len(self.items)
             for i in range(start, start + n):
-                # Every 16th item repeats the previous one's text: identical requests in
-                # flight share one backend call, and must still get one Verdict each.
-                text = f"answer-{i - 1 if i % 16 == 0 and i else i:06d}"
+                text = f"answer-{i - 1 if repeats and i % 16 == 0 and i else i:06d}"
                 self.items[i] = {"prompt": "What is 2+2?", "response": text,
                                  "reference": "4", "metadata": i}
             return list(range(start, start + n))
@@ -451,13 +453,15 @@ def test_thousands_of_requests_through_every_fault(cluster, servers, tmp_path) -
         client.target = 0
         wait_for(lambda: client.pending() == 0, "the load to drain")
         old = status(judge)
-        held = client.new_items(3)
+        held = client.new_items(3, repeats=False)
         before = openai.model_calls
         openai.script(*[Behaviour.ok(delay_s=30)] * 3)
         for i in held:
             client.submit([i])
         wait_for(lambda: openai.model_calls >= before + 3 and in_flight(judge) == 3,
-                 "three calls held at the provider")
+                 "three calls held at the provider", details=lambda: (
+                     f"(provider calls +{openai.model_calls - before}, judge in flight "
+                     f"{in_flight(judge)}, items {held})"))
         killed_at = time.monotonic()
         ray.kill(judge, no_restart=False)
         wait_for(lambda: not client._judge_down and client.pending() == 0,
@@ -478,7 +482,7 @@ def test_thousands_of_requests_through_every_fault(cluster, servers, tmp_path) -
         assert f"it now serves {CCODE}" in out, out
         workers = {w["pid"] for w in wait_for(lambda: alive_workers(judge), "workers")}
         messages.script(Behaviour.ok(delay_s=60))
-        [victim] = client.new_items(1)
+        [victim] = client.new_items(1, repeats=False)
         client.submit([victim])
         wait_for(lambda: messages.model_calls >= 1, "the CLI to reach the provider",
                  every=0.02)
@@ -486,7 +490,7 @@ def test_thousands_of_requests_through_every_fault(cluster, servers, tmp_path) -
         assert proc_table()[cli_pid][0] in workers  # a child of a judge worker
         os.kill(cli_pid, signal.SIGKILL)
         killed["cli"] = cli_pid
-        rest = client.new_items(3)
+        rest = client.new_items(3, repeats=False)
         client.submit(rest)
         wait_for(lambda: client.pending() == 0, "the CLI requests", details=client.describe)
         by_id = {v.metadata: v for c in client.calls for v in c.verdicts}
