@@ -131,6 +131,33 @@ def test_requests_that_do_not_suit_their_judge_say_so(request_kwargs, error, wor
     assert words in str(info.value) and str(info.value).startswith("request[3]: ")
 
 
+def test_unsendable_text_is_named_in_the_requests_field_order_by_every_judge() -> None:
+    """A request with several fields no backend can send (unpaired surrogates) is told
+    about the first in the request's own order (prompt, response, reference, fields),
+    whether the default rubric, a template (which renders reference before response) or
+    the group judge builds the prompt: the error does not depend on the judge."""
+    from ray_judge.judging.group_judgement import as_text
+    from ray_judge.verdict import GroupRequest
+    bad = "ok \ud800"
+    default = JudgeCatalog.build(JudgeConfig()).get(None)
+    template = JudgeDefinition(**YAML_JUDGE)
+    cases = [
+        (default, JudgeRequest("p", bad, reference=bad), "request.response"),
+        (template, JudgeRequest("p", bad, reference=bad, fields={"dockerfile": bad}),
+         "request.response"),
+        (template, JudgeRequest("p", "r", reference="x", fields={"dockerfile": bad}),
+         "request.fields['dockerfile']"),
+        (default, JudgeRequest(bad, bad), "request.prompt"),
+    ]
+    for definition, request, where in cases:
+        with pytest.raises(ValueError) as info:
+            definition.render(request)
+        assert str(info.value) == (f"{where} is not valid text: unpaired surrogate "
+                                   "'\\ud800' at index 3"), (where, info.value)
+    with pytest.raises(ValueError, match=r"request\.responses\[1\] is not valid text"):
+        as_text(GroupRequest("p", ("fine", bad), reference=bad))
+
+
 @pytest.mark.parametrize(("kwargs", "error", "words"), [
     ({"fields": {"dockerfile": 3}}, TypeError, "request.fields['dockerfile'] must be a string"),
     ({"fields": "x"}, TypeError, "request.fields must be a dict"),

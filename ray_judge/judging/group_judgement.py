@@ -29,7 +29,7 @@ from .json_answer import check_scores
 from .judgement import converse
 from .pairwise import PAIR_RUBRIC, render_pair
 from .rubric import JudgePrompt
-from .transcript import is_messages, render_transcript
+from .transcript import sendable
 
 if TYPE_CHECKING:
     from .definition import JudgeDefinition
@@ -41,21 +41,12 @@ __all__ = ["group_layout", "judge_group", "render_group_prompt"]
 def as_text(request: GroupRequest) -> GroupRequest:
     """``request`` with trajectories rendered as transcripts; ValueError for text no
     backend can send (an unpaired surrogate)."""
-    def text(value: Any, where: str) -> str:
-        out = render_transcript(value) if is_messages(value) else value
-        try:
-            out.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValueError(f"request.{where} is not valid text: unpaired surrogate "
-                             f"{out[exc.start]!r} at index {exc.start}") from None
-        return out
-
     return dataclasses.replace(
-        request, prompt=text(request.prompt, "prompt"),
-        responses=tuple(text(r, f"responses[{i}]") for i, r in enumerate(request.responses)),
-        reference=None if request.reference is None else text(request.reference, "reference"),
+        request, prompt=sendable(request.prompt, "prompt"),
+        responses=tuple(sendable(r, f"responses[{i}]") for i, r in enumerate(request.responses)),
+        reference=None if request.reference is None else sendable(request.reference, "reference"),
         fields=None if request.fields is None else {
-            k: text(v, f"fields[{k!r}]") for k, v in request.fields.items()})
+            k: sendable(v, f"fields[{k!r}]") for k, v in request.fields.items()})
 
 
 def group_layout(definition: JudgeDefinition, request: GroupRequest) -> GroupLayout:

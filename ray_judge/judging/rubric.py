@@ -30,6 +30,7 @@ from typing import Any
 from ..config import JudgeConfig
 from ..errors import RubricError
 from ..verdict import JudgeRequest
+from .transcript import sendable
 
 __all__ = ["DEFAULT_RUBRIC", "JudgePrompt", "Rubric", "data_block", "load_rubric", "neutralise"]
 
@@ -291,12 +292,8 @@ def _check_encodable(request: JudgeRequest) -> None:
     # fails the same way, is retried, and is reported as a backend error.
     for name in ("prompt", "response", "reference", "rubric"):
         text = getattr(request, name)
-        try:
-            if text is not None:
-                text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValueError(f"request.{name} is not valid text: unpaired surrogate "
-                             f"{text[exc.start]!r} at index {exc.start}") from None
+        if text is not None:
+            sendable(text, name)
 
 
 def data_block(name: str, text: str, max_chars: int) -> str:

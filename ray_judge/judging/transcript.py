@@ -96,27 +96,38 @@ def render_transcript(messages: Sequence[Mapping[str, Any]]) -> str:
     return "\n\n".join(turns)
 
 
+def sendable(value: Any, where: str) -> str:
+    """``value`` as text a backend can send: a trajectory becomes its transcript.
+
+    Raises ValueError naming ``request.<where>`` for text no backend can send (an
+    unpaired surrogate, as decoding bytes with ``surrogateescape`` leaves): without this
+    every attempt would fail alike, be retried, and end as a backend error.
+    """
+    text = render_transcript(value) if is_messages(value) else value
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"request.{where} is not valid text: unpaired surrogate "
+                         f"{text[exc.start]!r} at index {exc.start}") from None
+    return text
+
+
 def inputs(request: Any) -> dict[str, str]:
     """A request's inputs as text, in block order: prompt, reference (when given),
     response, then its fields; trajectories become transcripts.
 
-    Raises ValueError for text no backend can send (an unpaired surrogate, as decoding
-    bytes with ``surrogateescape`` leaves): without this every attempt would fail alike.
+    Checked in the request's own field order (prompt, response, reference, fields), as
+    the default rubric checks them, so that a request with several bad fields is told
+    about the same one whichever judge renders it (ValueError, see :func:`sendable`).
     """
-    values = {"prompt": request.prompt}
+    prompt = sendable(request.prompt, "prompt")
+    response = sendable(request.response, "response")
+    out = {"prompt": prompt}
     if request.reference is not None:
-        values["reference"] = request.reference
-    values["response"] = request.response
-    values.update(request.fields or {})
-    out = {}
-    for name, value in values.items():
-        text = render_transcript(value) if is_messages(value) else value
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValueError(f"request.{name} is not valid text: unpaired surrogate "
-                             f"{text[exc.start]!r} at index {exc.start}") from None
-        out[name] = text
+        out["reference"] = sendable(request.reference, "reference")
+    out["response"] = response
+    out.update({name: sendable(value, f"fields[{name!r}]")
+                for name, value in (request.fields or {}).items()})
     return out
 
 
