@@ -402,6 +402,42 @@ def test_same_verdict_for_a_200_without_an_answer(model, behaviour, named):
         assert named in new.error
 
 
+def _messages_without(change: dict) -> Behaviour:
+    """A good Messages answer with ``change`` made to its fields (``...``: left out)."""
+    import json
+
+    body = {**json.loads(_anthropic_body("claude-sonnet-4-5", "SCORE: 7")), **change}
+    return Behaviour(body=json.dumps({k: v for k, v in body.items() if v is not ...}))
+
+
+UNREADABLE_MESSAGES = [  # id, a 200 whose JSON LiteLLM's Anthropic provider cannot read
+    ("no-content", _messages_without({"content": ...})),
+    ("content-null", _messages_without({"content": None})),
+    ("content-not-a-list", _messages_without({"content": {"type": "text"}})),
+    ("block-without-type", _messages_without({"content": [{"text": "SCORE: 7"}]})),
+    ("text-block-without-text", _messages_without({"content": [{"type": "text"}]})),
+    ("no-stop-reason", _messages_without({"stop_reason": ...})),
+    ("no-usage", _messages_without({"usage": ...})),
+    ("no-model", _messages_without({"model": ...})),
+    ("error-instead", Behaviour(body='{"type": "error", "error": {"type": "overloaded_error",'
+                                     ' "message": "upstream fell over"}}')),
+    ("not-an-object", Behaviour(body="[1, 2]")),
+]
+
+
+@pytest.mark.parametrize("behaviour", [u[1] for u in UNREADABLE_MESSAGES],
+                         ids=[u[0] for u in UNREADABLE_MESSAGES])
+def test_same_verdict_for_a_messages_200_without_an_answer(behaviour):
+    """Not an empty judgement (a parse_error the judge would re-ask about): LiteLLM's
+    error for the answer. Its text agrees up to the traceback LiteLLM appends, which
+    names where each path raised."""
+    (old, _), (new, new_recs) = asyncio.run(_verdicts(ANTHROPIC, behaviour, GENEROUS))
+    assert lean_used(new_recs[-1])
+    assert new.status == old.status == "backend_error" and new.score is None
+    first = [normalise(v.error).split("\nTraceback")[0] for v in (old, new)]
+    assert first[1] == first[0]
+
+
 @pytest.mark.parametrize("model", [OPENAI, VLLM, ANTHROPIC])
 def test_same_verdict_when_the_connection_is_refused(model, monkeypatch):
     with socket.socket() as s:

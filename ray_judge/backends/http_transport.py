@@ -165,16 +165,25 @@ def parse_openai(data: Any) -> Answer:
 
 def parse_anthropic(data: Any) -> Answer:
     """A Messages answer: its text blocks joined; input tokens count cache reads and
-    writes, as LiteLLM counts them."""
-    text = "".join(block["text"] for block in data.get("content") or ()
-                   if block.get("type") == "text")
-    usage = data.get("usage") or {}
+    writes, as LiteLLM counts them.
+
+    As strict as LiteLLM's reading: an ``error`` in place of the answer, or a missing
+    ``content``, ``stop_reason``, ``usage`` or ``model``, or a block without ``type``
+    raises (KeyError, TypeError, AttributeError), so the caller reports LiteLLM's error
+    for it rather than an empty judgement.
+    """
+    for required in ("content", "stop_reason", "usage", "model"):
+        if required not in data or "error" in data:
+            raise KeyError("error" if "error" in data else required)
+    content, usage, model = data["content"], data["usage"], data["model"]
+    text = "".join(block["text"] for block in content if block["type"] == "text")
+    usage = usage or {}
     tokens_in = _tokens(usage.get("input_tokens"))
     cached = sum(usage.get(k) or 0 for k in ("cache_creation_input_tokens",
                                              "cache_read_input_tokens"))
     if tokens_in is not None:
         tokens_in += cached
-    return Answer(text or None, data.get("model"), tokens_in,
+    return Answer(text or None, model, tokens_in,
                   _tokens(usage.get("output_tokens")), usage=usage if cached else None)
 
 

@@ -173,7 +173,7 @@ class LiteLLMBackend(Backend):
         try:
             answer = PARSERS[route.wire](data)
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
-            failure = unreadable_answer(litellm, route, data) or exc
+            failure = unreadable_answer(litellm, route, data, reply.headers) or exc
             raise translate_error(failure, backend=backend, timeout=timeout) from None
         text = answer.text
         message = answer.message

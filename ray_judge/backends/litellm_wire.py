@@ -307,12 +307,13 @@ def litellm_failure(litellm: ModuleType, route: Route, *, status: int | None = N
         return mapped
 
 
-def unreadable_answer(litellm: ModuleType, route: Route, data: Any) -> BaseException | None:
+def unreadable_answer(litellm: ModuleType, route: Route, data: Any,
+                      headers: Mapping[str, str] | None = None) -> BaseException | None:
     """LiteLLM's exception for a good answer whose JSON it cannot read (no ``choices``, a
     choice without a message, an ``error`` in place of the answer); None when LiteLLM
-    reads it or the wire is not OpenAI's."""
-    if route.wire != "openai":
-        return None
+    reads it."""
+    if route.wire == "anthropic":
+        return _unreadable_messages(litellm, route, data, headers or {})
     from litellm.litellm_core_utils.llm_response_utils.convert_dict_to_response import (
         convert_to_model_response_object,
     )
@@ -337,6 +338,31 @@ def unreadable_answer(litellm: ModuleType, route: Route, data: Any) -> BaseExcep
         error = OpenAIError(status_code=getattr(error, "status_code", 500),
                             message=getattr(error, "message", str(error)),
                             body=getattr(error, "body", None))
+    from litellm.litellm_core_utils.exception_mapping_utils import exception_type
+
+    try:
+        return exception_type(model=route.model, original_exception=error,
+                              custom_llm_provider=route.provider)
+    except Exception as mapped:  # exception_type raises the mapped exception
+        return mapped
+
+
+def _unreadable_messages(litellm: ModuleType, route: Route, data: Any,
+                        headers: Mapping[str, str]) -> BaseException | None:
+    # What LiteLLM's Anthropic provider raises reading this answer (run only for an
+    # answer the lean parser refused: LiteLLM's reading costs a few ms).
+    import httpx
+
+    config = litellm.ProviderConfigManager.get_provider_chat_config(
+        model=route.model, provider=litellm.LlmProviders(route.provider))
+    try:
+        config.transform_parsed_response(
+            completion_response=data, raw_response=httpx.Response(200, headers=dict(headers)),
+            model_response=litellm.ModelResponse())
+    except Exception as exc:
+        error: BaseException = exc
+    else:
+        return None
     from litellm.litellm_core_utils.exception_mapping_utils import exception_type
 
     try:
