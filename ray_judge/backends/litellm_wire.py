@@ -298,13 +298,7 @@ def litellm_failure(litellm: ModuleType, route: Route, *, status: int | None = N
         else:
             original = config.get_error_class(error_message=text, status_code=status or 500,
                                               headers=headers)
-    from litellm.litellm_core_utils.exception_mapping_utils import exception_type
-
-    try:
-        return exception_type(model=route.model, original_exception=original,
-                              custom_llm_provider=route.provider)
-    except Exception as mapped:  # exception_type raises the mapped exception
-        return mapped
+    return _mapped(route, original)
 
 
 def unreadable_answer(litellm: ModuleType, route: Route, data: Any,
@@ -338,13 +332,7 @@ def unreadable_answer(litellm: ModuleType, route: Route, data: Any,
         error = OpenAIError(status_code=getattr(error, "status_code", 500),
                             message=getattr(error, "message", str(error)),
                             body=getattr(error, "body", None))
-    from litellm.litellm_core_utils.exception_mapping_utils import exception_type
-
-    try:
-        return exception_type(model=route.model, original_exception=error,
-                              custom_llm_provider=route.provider)
-    except Exception as mapped:  # exception_type raises the mapped exception
-        return mapped
+    return _mapped(route, error)
 
 
 def _unreadable_messages(litellm: ModuleType, route: Route, data: Any,
@@ -363,6 +351,11 @@ def _unreadable_messages(litellm: ModuleType, route: Route, data: Any,
         error: BaseException = exc
     else:
         return None
+    return _mapped(route, error)
+
+
+def _mapped(route: Route, error: BaseException) -> BaseException:
+    """``error`` as LiteLLM's ``exception_type`` maps it for the route's provider."""
     from litellm.litellm_core_utils.exception_mapping_utils import exception_type
 
     try:
