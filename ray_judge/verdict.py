@@ -205,14 +205,16 @@ class Verdict:
     @property
     def transport_retries(self) -> int:
         """Attempts beyond the first of each model call, correction turns left out."""
-        calls = len(self.extra.get("samples", ())) or 1
+        calls = (len(self.extra.get("samples", ())) or 1) + ("group_call" in self.extra)
         return max(0, self.attempts - self.format_retries - calls)
 
     @property
     def counts_call(self) -> bool:
         """Whether totals over Verdicts take this one's ``attempts`` and
         ``format_retries``: every member of a group call carries the call's, so only the
-        member shown first counts them (a pointwise fallback's are its own)."""
+        member shown first counts them. A pointwise fallback Verdict counts its own call;
+        the one in the failed group's first place also carries that group call's (its
+        ``extra["group_call"]`` says how many)."""
         group = self.extra.get("group")
         return (not isinstance(group, Mapping) or "fallback" in self.extra
                 or group.get("position", 1) == 1)

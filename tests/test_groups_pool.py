@@ -28,6 +28,7 @@ from ray_judge import BackendSpec, JudgeDefinition, Status  # noqa: E402
 from ray_judge.backends.fake import content_score  # noqa: E402
 from ray_judge.selection.override_file import remove_override, write_override  # noqa: E402
 from ray_judge.testing import Behaviour, FakeLLMServer  # noqa: E402
+from ray_judge.testing._wire import input_tokens  # noqa: E402
 
 pytestmark = pytest.mark.ray
 FAKE = {"litellm": "ray_judge.backends.fake:FakeBackend"}
@@ -228,12 +229,26 @@ def test_every_failure_shape_fails_the_whole_group_and_the_fallback_recovers(
 
     fake.reset()
     fake.script(Behaviour.ok(bad), Behaviour.ok(bad))  # then the default: "SCORE: 8"
+    before = ray.get(llm_judge.status.remote(), timeout=60)
     recovered = ray.get(llm_judge.score_group.remote(f"{shape}??", responses,
                                                      judge="group_fb"), timeout=120)
     assert all(v.ok and v.score == 0.8 for v in recovered), recovered
     assert all(v.extra["fallback"] == "pointwise" for v in recovered)
     assert all(v.extra["group_error"] for v in recovered)
     assert fake.model_calls == 2 + 3  # the group, its correction, one per member
+    # What the failed group call spent is still counted, once: its attempts and its
+    # correction turn on the member shown first, its tokens shared over the members.
+    counted = [v for v in recovered if v.counts_call]
+    assert sum(v.attempts for v in counted) == 5
+    assert sum(v.format_retries for v in counted) == 1
+    assert sum(v.transport_retries for v in counted) == 0
+    assert sum(v.input_tokens for v in recovered) == sum(
+        input_tokens(call.body) for call in model_calls(fake))
+    after = ray.get(llm_judge.status.remote(), timeout=60)
+    assert after["format_retries"] - before["format_retries"] == 1
+    assert after["retries"] == before["retries"]
+    assert after["input_tokens"] - before["input_tokens"] == sum(
+        v.input_tokens for v in recovered)
 
 
 # --------------------------------------------------------------------- splitting

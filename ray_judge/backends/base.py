@@ -169,10 +169,8 @@ class Backend(ABC):
         if definition.fallback == "pointwise" and verdicts[0].status is Status.PARSE_ERROR:
             alone = await asyncio.gather(*(self.judge(request.member(i), deadline=deadline)
                                            for i in range(len(request.responses))))
-            verdicts = tuple(
-                one.with_(extra={**one.extra, "fallback": "pointwise",
-                                 "group_error": group.error, "group": group.extra["group"]})
-                for one, group in zip(alone, verdicts, strict=True))
+            verdicts = tuple(_standing_in(one, group)
+                             for one, group in zip(alone, verdicts, strict=True))
         return tuple(v.with_(latency_s=self._clock() - start, model=v.model or self.model,
                              **base) for v in verdicts)
 
@@ -214,3 +212,24 @@ class Backend(ABC):
         except asyncio.TimeoutError:
             raise BackendTimeoutError(
                 f"no answer within {timeout:.1f}s", backend=str(self.spec)) from None
+
+
+def _standing_in(alone: Verdict, member: Verdict) -> Verdict:
+    """A pointwise Verdict in place of ``member`` of a group call that did not read. It
+    carries the member's share of that call's tokens and cost and, on the member shown
+    first, the call's attempts and correction turns, so that sums over Verdicts (and
+    the pool's totals) still count what the failed call spent, once."""
+    extra = {**alone.extra, "fallback": "pointwise", "group_error": member.error,
+             "group": member.extra["group"]}
+    changes: dict[str, Any] = {
+        name: None if mine is None and theirs is None else (mine or 0) + (theirs or 0)
+        for name, mine, theirs in (
+            ("input_tokens", alone.input_tokens, member.input_tokens),
+            ("output_tokens", alone.output_tokens, member.output_tokens),
+            ("cost_usd", alone.cost_usd, member.cost_usd))}
+    if member.counts_call:
+        extra["group_call"] = {"attempts": member.attempts,
+                               "format_retries": member.format_retries}
+        changes.update(attempts=alone.attempts + member.attempts,
+                       format_retries=alone.format_retries + member.format_retries)
+    return alone.with_(extra=extra, **changes)
