@@ -215,9 +215,18 @@ class Verdict:
         member shown first counts them. A pointwise fallback Verdict counts its own call;
         the one in the failed group's first place also carries that group call's (its
         ``extra["group_call"]`` says how many)."""
+        if self.spent_elsewhere:
+            return False
         group = self.extra.get("group")
         return (not isinstance(group, Mapping) or "fallback" in self.extra
                 or group.get("position", 1) == 1)
+
+    @property
+    def spent_elsewhere(self) -> bool:
+        """Whether this Verdict's call is counted on another: a cache hit, or a failure
+        shared with an identical request in flight at the same time. Totals over
+        Verdicts (tokens, cost, retries, latency) leave these out."""
+        return self.cached or "shared_call" in self.extra
 
     def with_(self, **changes: Any) -> Verdict:
         """A copy with ``changes`` applied (dataclasses.replace, re-validated)."""

@@ -268,6 +268,38 @@ def test_failures_are_never_cached() -> None:
     asyncio.run(main())
 
 
+def test_a_failure_shared_by_identical_requests_counts_its_call_once() -> None:
+    """16 identical requests in flight ride one call that fails after 3 attempts with a
+    paid answer that did not read: each gets the failure (not a cache hit), and the
+    pool's totals count that call's retries, tokens and cost once."""
+    from ray_judge.pool.stats import JudgeStats
+
+    async def main() -> None:
+        class Failing(Workers):
+            async def send(self, worker, spec, requests):
+                self.calls.append((worker, spec, len(requests)))
+                return [Verdict.failure(Status.PARSE_ERROR, "no score", backend=spec,
+                                        attempts=3, input_tokens=100, output_tokens=10,
+                                        cost_usd=0.5, metadata=r.metadata) for r in requests]
+
+        workers, stats = Failing(), JudgeStats()
+        d = _cached_dispatcher(workers, VerdictCache(100), on_verdict=stats.record)
+        same = [JudgeRequest("p", "same answer", metadata=i) for i in range(16)]
+        verdicts = await asyncio.gather(*d.submit(same))
+        assert len(workers.calls) == 1
+        assert [v.metadata for v in verdicts] == list(range(16))
+        assert all(v.status is Status.PARSE_ERROR and not v.cached for v in verdicts)
+        assert all(v.attempts == 3 and v.cost_usd == 0.5 for v in verdicts)  # as it was
+        assert [v.spent_elsewhere for v in verdicts].count(False) == 1
+        assert sum(v.counts_call for v in verdicts) == 1
+        snap = stats.snapshot()
+        assert snap["total"] == 16 and snap["counts"][str(A)] == {"parse_error": 16}
+        assert (snap["retries"], snap["input_tokens"], snap["cost_usd"]) == (2, 100, 0.5)
+        assert snap["cached"] == 0
+
+    asyncio.run(main())
+
+
 def test_usage_limited_request_is_served_again_by_the_fallback() -> None:
     async def main() -> None:
         chain = FailoverChain([B], probe_interval_s=3600)

@@ -249,7 +249,9 @@ class VerdictCache:
 
 def as_cached(result: Result, request: JudgeRequest | GroupRequest) -> Result:
     """A stored (or shared) result as this request's answer: its own metadata, no cost
-    again. A failure shared with an identical request only changes its metadata."""
+    again. A failure shared with an identical request keeps what it says of the call
+    (attempts, tokens, cost, error) and is marked ``extra["shared_call"]``: totals count
+    that call once, on the request that made it."""
     if isinstance(result, tuple):
         return tuple(_as_cached(v, request.metadata) for v in result)
     return _as_cached(result, request.metadata)
@@ -257,7 +259,8 @@ def as_cached(result: Result, request: JudgeRequest | GroupRequest) -> Result:
 
 def _as_cached(verdict: Verdict, metadata: Any) -> Verdict:
     if not verdict.ok:
-        return dataclasses.replace(verdict, metadata=metadata)
+        return dataclasses.replace(verdict, metadata=metadata,
+                                   extra={**verdict.extra, "shared_call": True})
     return dataclasses.replace(verdict, cached=True, metadata=metadata, latency_s=0.0,
                                attempts=0, format_retries=0,
                                cost_usd=None if verdict.cost_usd is None else 0.0)

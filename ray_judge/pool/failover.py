@@ -114,7 +114,7 @@ class FailoverChain:
 
     def report(self, verdict: Verdict) -> None:
         """Learn from a verdict of backend ``verdict.backend``."""
-        if not verdict.backend or verdict.cached:
+        if not verdict.backend or verdict.spent_elsewhere:  # learnt from its own call
             return
         circuit = self._circuits.setdefault(verdict.backend, _Circuit())
         if verdict.status in (Status.OK, Status.PARSE_ERROR):  # the backend answered

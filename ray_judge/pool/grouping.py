@@ -108,14 +108,14 @@ def _in_caller_group(verdict: Verdict, index: int) -> Verdict:
 
 
 def _count(plan: SplitPlan, results: Sequence[Sequence[Verdict]], counts: GroupCounts) -> None:
-    if all(v.cached for verdicts in results for v in verdicts):
+    if all(v.spent_elsewhere for verdicts in results for v in verdicts):
         return
     counts.groups += 1
     counts.members += plan.size
     counts.split += int(plan.split)
     for verdicts in results:
         fallback = sum(1 for v in verdicts if "fallback" in v.extra)
-        counts.calls += 0 if all(v.cached for v in verdicts) else 1 + fallback
+        counts.calls += 0 if all(v.spent_elsewhere for v in verdicts) else 1 + fallback
         counts.fallbacks += int(fallback > 0)
 
 

@@ -109,8 +109,9 @@ class JudgeMetrics:
         backend = verdict.backend or "?"
         tags = {"backend": backend}
         self.requests.inc(1, {"backend": backend, "status": verdict.status.value})
-        if verdict.cached:
-            self.cache_hits.inc(1)
+        if verdict.spent_elsewhere:
+            if verdict.cached:
+                self.cache_hits.inc(1)
             return
         self.latency.observe(verdict.latency_s, tags)
         if verdict.counts_call:

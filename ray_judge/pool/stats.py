@@ -39,8 +39,8 @@ class JudgeStats:
 
     def record(self, verdict: Verdict) -> None:
         self.counts[(verdict.backend or "?", verdict.status.value)] += 1
-        if verdict.cached:
-            self.cached += 1
+        if verdict.spent_elsewhere:
+            self.cached += verdict.cached
             return
         self.latencies.append(verdict.latency_s)
         if verdict.counts_call:
