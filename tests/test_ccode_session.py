@@ -29,8 +29,7 @@ from ray_judge.judging.rubric import Rubric
 from ray_judge.selection.spec import CCODE_MODELS, BackendSpec
 from ray_judge.testing.fake_llm import Behaviour, FakeLLMServer
 from ray_judge.verdict import JudgeRequest
-from tests.cli_support import CLI, proc_stats
-from tests.test_ccode_backend import (
+from tests.ccode_support import (
     OAUTH_TOKEN,
     OutsideTrap,
     alive_in_group,
@@ -42,6 +41,7 @@ from tests.test_ccode_backend import (
     user_text,
     zombie_children,
 )
+from tests.cli_support import CLI, proc_stats
 
 MODEL = CCODE_MODELS["ccode-4-sonnet"]
 API_KEY = "sk-ant-api03-test-dummy-key-0000"

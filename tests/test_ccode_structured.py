@@ -26,8 +26,8 @@ from ray_judge.judging.rubric import JudgePrompt, Rubric
 from ray_judge.selection.spec import BackendSpec
 from ray_judge.testing.fake_llm import Behaviour, FakeLLMServer
 from ray_judge.verdict import JudgeRequest
+from tests.ccode_support import OutsideTrap, model_calls, real_cli, texts, user_text
 from tests.cli_support import CLI
-from tests.test_ccode_backend import OutsideTrap, model_calls, real_cli, texts, user_text
 
 API_KEY = "sk-ant-api03-test-dummy-key-0000"
 SCHEMA = {"type": "object", "properties": {"score": {"type": "number"},

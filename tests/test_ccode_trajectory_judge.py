@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.agent_trajectory import DOCKERFILE, TASK, trajectory
+from tests.ccode_support import OutsideTrap, real_cli, texts, user_text
 from tests.cli_support import CLI
 from tests.ray_cluster import init_local
-from tests.test_ccode_backend import OutsideTrap, real_cli, texts, user_text
 
 ray = pytest.importorskip("ray")
 
