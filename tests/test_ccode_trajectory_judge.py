@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.agent_trajectory import DOCKERFILE, TASK, trajectory
-from tests.ccode_support import OutsideTrap, real_cli, texts, user_text
+from tests.ccode_support import OutsideTrap, model_calls, real_cli, texts, user_text
 from tests.cli_support import CLI
 from tests.ray_cluster import init_local
 
@@ -73,10 +73,6 @@ def fake(server, trap):
     trap.seen.clear()
     yield server
     assert trap.seen == [], "the CLI tried to reach beyond 127.0.0.1"
-
-
-def model_calls(server: FakeLLMServer) -> list:
-    return [r for r in server.requests if r.path == "/v1/messages"]
 
 
 def score(judge, judge_name: str, messages=None):
