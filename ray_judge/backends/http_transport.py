@@ -172,10 +172,11 @@ def parse_anthropic(data: Any) -> Answer:
     raises (KeyError, TypeError, AttributeError), so the caller reports LiteLLM's error
     for it rather than an empty judgement.
     """
-    for required in ("content", "stop_reason", "usage", "model"):
-        if required not in data or "error" in data:
-            raise KeyError("error" if "error" in data else required)
+    if "error" in data:  # an error body in place of the answer
+        raise KeyError("error")
     content, usage, model = data["content"], data["usage"], data["model"]
+    if "stop_reason" not in data:
+        raise KeyError("stop_reason")
     text = "".join(block["text"] for block in content if block["type"] == "text")
     usage = usage or {}
     tokens_in = _tokens(usage.get("input_tokens"))
