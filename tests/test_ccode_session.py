@@ -30,6 +30,7 @@ from ray_judge.selection.spec import CCODE_MODELS, BackendSpec
 from ray_judge.testing.fake_llm import Behaviour, FakeLLMServer
 from ray_judge.verdict import JudgeRequest
 from tests.ccode_support import (
+    API_KEY,
     OAUTH_TOKEN,
     OutsideTrap,
     alive_in_group,
@@ -44,7 +45,6 @@ from tests.ccode_support import (
 from tests.cli_support import CLI, proc_stats
 
 MODEL = CCODE_MODELS["ccode-4-sonnet"]
-API_KEY = "sk-ant-api03-test-dummy-key-0000"
 
 
 @pytest.fixture(scope="module")

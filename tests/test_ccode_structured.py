@@ -26,10 +26,16 @@ from ray_judge.judging.rubric import JudgePrompt, Rubric
 from ray_judge.selection.spec import BackendSpec
 from ray_judge.testing.fake_llm import Behaviour, FakeLLMServer
 from ray_judge.verdict import JudgeRequest
-from tests.ccode_support import OutsideTrap, model_calls, real_cli, texts, user_text
+from tests.ccode_support import (
+    API_KEY,
+    OutsideTrap,
+    model_calls,
+    real_cli,
+    texts,
+    user_text,
+)
 from tests.cli_support import CLI
 
-API_KEY = "sk-ant-api03-test-dummy-key-0000"
 SCHEMA = {"type": "object", "properties": {"score": {"type": "number"},
                                            "reason": {"type": "string"}},
           "required": ["score"]}
