@@ -53,7 +53,7 @@ def _direct(ctx: Context, url: str, mode: str, n: int, parallel: int) -> Row:
     from ray_judge.backends.ccode import ClaudeCodeBackend
     from ray_judge.backends.ccode_session import ClaudeCodeSessionBackend
     from ray_judge.config import JudgeConfig
-    from ray_judge.selection.spec import BackendSpec
+    from ray_judge.spec import BackendSpec
     from ray_judge.verdict import JudgeRequest
 
     home = ctx.work / f"s2-home-{mode}"

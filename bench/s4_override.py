@@ -23,7 +23,7 @@ def run(ctx: Context) -> None:
     from ray_judge.config import JudgeConfig
     from ray_judge.selection.override_file import read_override, write_override
     from ray_judge.selection.resolver import BackendResolver
-    from ray_judge.selection.spec import BackendSpec
+    from ray_judge.spec import BackendSpec
 
     path = ctx.work / "s4" / ".judge_backend"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ from .errors import (
     UsageLimitedError,
 )
 from .judging.definition import JudgeDefinition
-from .selection.spec import BackendSpec
+from .spec import BackendSpec
 from .verdict import GroupRequest, JudgeRequest, Status, Verdict
 
 if TYPE_CHECKING:

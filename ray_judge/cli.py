@@ -31,7 +31,7 @@ from .selection.resolver import (
     remove_override,
     write_override,
 )
-from .selection.spec import CCODE_MODELS, DEFAULT_SPEC, LITELLM_PREFIX, BackendSpec
+from .spec import CCODE_MODELS, DEFAULT_SPEC, LITELLM_PREFIX, BackendSpec
 
 if TYPE_CHECKING:
     from .integrations.openrlhf import RewardServer
@@ -54,7 +54,7 @@ def notify_running_judge(config: JudgeConfig, spec: BackendSpec | None) -> str |
     Returns:
         A line for the user, or ``None`` to print nothing.
     """
-    from .selection.live import JudgeUnreachable, cluster_address, refresh_running_judge
+    from .pool.live import JudgeUnreachable, cluster_address, refresh_running_judge
 
     if cluster_address() is None:
         return "No Ray cluster found here (RAY_ADDRESS unset), so no running judge to notify."
@@ -256,7 +256,7 @@ def _judges_file_text(config: JudgeConfig) -> str:
 
 
 def _live_status(config: JudgeConfig) -> tuple[dict | None, str | None]:
-    from .selection.live import JudgeUnreachable, cluster_address, live_status
+    from .pool.live import JudgeUnreachable, cluster_address, live_status
 
     if cluster_address() is None:
         return None, "no Ray cluster found here (RAY_ADDRESS unset)"
@@ -348,7 +348,7 @@ app.command("show", help="Show the effective backend (same as `switch show`).")(
 
 
 def _connect_ray() -> None:
-    from .selection.live import cluster_address
+    from .pool.live import cluster_address
 
     address = cluster_address()
     if address is None:
@@ -461,7 +461,7 @@ def watch_judge(
         "--interval", min=0.2, help="Seconds between redraws.")] = 1.0,
 ) -> None:
     """Watch the running judge: backend, rate, statuses, load, failover, switches."""
-    from .selection.live import cluster_address
+    from .pool.live import cluster_address
 
     config = _load_config()
     address = cluster_address()
@@ -469,7 +469,7 @@ def watch_judge(
         _fail("no Ray cluster found here: start one with ./launch.sh or `ray start --head`, "
               "or set RAY_ADDRESS")
     from .monitoring.watch import watch
-    from .selection.live import JudgeUnreachable
+    from .pool.live import JudgeUnreachable
 
     try:
         watch(config, address, interval_s=interval)
@@ -520,7 +520,7 @@ def shift_plot(
         except (OSError, ValueError) as exc:
             _fail(f"cannot read pairs from {source}: {exc}")
     else:
-        from .selection.live import JudgeUnreachable, live_shift_pairs
+        from .pool.live import JudgeUnreachable, live_shift_pairs
 
         try:
             data = live_shift_pairs(config)
@@ -531,7 +531,7 @@ def shift_plot(
         _fail(f"no shift measured for judge {judge!r}; judges with one: {known}")
     if save is not None:
         save.write_text(json.dumps(data), encoding="utf-8")
-    from .judging.shift_plot import render_shift_plot
+    from .shift.plot import render_shift_plot
 
     try:
         with _user_errors():

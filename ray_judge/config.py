@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .selection.spec import DEFAULT_SPEC, BackendSpec, parse_ccode_model_overrides
+from .spec import DEFAULT_SPEC, BackendSpec, parse_ccode_model_overrides
 
 __all__ = ["CALIBRATIONS", "CCODE_MODES", "ENV_VARS", "LITELLM_TRANSPORTS", "JudgeConfig",
            "forwarded_env", "is_secret_name"]

@@ -33,7 +33,7 @@ from ray_judge.errors import (
     UsageLimitedError,
 )
 from ray_judge.judging.rubric import Rubric
-from ray_judge.selection.spec import CCODE_MODELS, BackendSpec
+from ray_judge.spec import CCODE_MODELS, BackendSpec
 from ray_judge.testing.fake_llm import Behaviour, FakeLLMServer
 from ray_judge.verdict import JudgeRequest
 from tests.ccode_support import (

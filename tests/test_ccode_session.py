@@ -26,7 +26,7 @@ from ray_judge.backends.ccode_session import ClaudeCodeSessionBackend
 from ray_judge.config import JudgeConfig
 from ray_judge.errors import ConfigError
 from ray_judge.judging.rubric import Rubric
-from ray_judge.selection.spec import CCODE_MODELS, BackendSpec
+from ray_judge.spec import CCODE_MODELS, BackendSpec
 from ray_judge.testing.fake_llm import Behaviour, FakeLLMServer
 from ray_judge.verdict import JudgeRequest
 from tests.ccode_support import (
@@ -451,7 +451,7 @@ _WORKER = """
 import asyncio, json, os, sys
 from ray_judge.backends.ccode_session import ClaudeCodeSessionBackend
 from ray_judge.config import JudgeConfig
-from ray_judge.selection.spec import BackendSpec
+from ray_judge.spec import BackendSpec
 from ray_judge.verdict import JudgeRequest
 
 env = json.loads(sys.argv[1])

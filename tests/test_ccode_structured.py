@@ -23,7 +23,7 @@ from ray_judge.config import JudgeConfig
 from ray_judge.errors import PermanentBackendError, TransientBackendError
 from ray_judge.judging.definition import JudgeDefinition
 from ray_judge.judging.rubric import JudgePrompt, Rubric
-from ray_judge.selection.spec import BackendSpec
+from ray_judge.spec import BackendSpec
 from ray_judge.testing.fake_llm import Behaviour, FakeLLMServer
 from ray_judge.verdict import JudgeRequest
 from tests.ccode_support import (

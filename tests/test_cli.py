@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from ray_judge import cli
 from ray_judge.cli import app, switch_app
-from ray_judge.selection.spec import BackendSpec
+from ray_judge.spec import BackendSpec
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "switch_judge_backend.py"

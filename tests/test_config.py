@@ -8,7 +8,7 @@ import pytest
 
 from ray_judge.config import JudgeConfig
 from ray_judge.errors import ConfigError
-from ray_judge.selection.spec import BackendSpec
+from ray_judge.spec import BackendSpec
 
 
 def test_defaults(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from ray_judge.pool.dispatch import Dispatcher, Slots, WorkerLost
-from ray_judge.selection.spec import BackendSpec
+from ray_judge.spec import BackendSpec
 from ray_judge.verdict import JudgeRequest, Status, Verdict
 
 A = BackendSpec.parse("litellm:openai/a")

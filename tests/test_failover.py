@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from ray_judge.pool.failover import FailoverChain
-from ray_judge.selection.spec import BackendSpec
+from ray_judge.spec import BackendSpec
 from ray_judge.verdict import Status, Verdict
 
 PRIMARY = BackendSpec.parse("ccode-4-sonnet")

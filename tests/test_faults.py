@@ -591,7 +591,7 @@ _WORKER = """
 import asyncio, os, sys
 from ray_judge.backends import create_backend
 from ray_judge.config import JudgeConfig
-from ray_judge.selection.spec import BackendSpec
+from ray_judge.spec import BackendSpec
 from ray_judge.verdict import JudgeRequest
 
 config = JudgeConfig.from_env(os.environ)

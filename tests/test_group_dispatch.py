@@ -10,14 +10,14 @@ import pytest
 
 from ray_judge.pool.cache import VerdictCache, cache_key
 from ray_judge.pool.dispatch import Dispatcher
-from ray_judge.pool.grouping import (
+from ray_judge.judging.groups.planning import (
     GroupCounts,
     assemble,
     chunk_requests,
     compare_verdict,
     pair_requests,
 )
-from ray_judge.selection.spec import BackendSpec
+from ray_judge.spec import BackendSpec
 from ray_judge.verdict import GroupRequest, JudgeRequest, Status, Verdict
 
 A = BackendSpec.parse("litellm:openai/a")

@@ -13,7 +13,7 @@ import pytest
 from ray_judge.backends.base import Completion
 from ray_judge.errors import JudgeDefinitionError
 from ray_judge.judging.definition import JudgeDefinition
-from ray_judge.judging.group_judgement import group_layout, judge_group
+from ray_judge.judging.groups.judgement import group_layout, judge_group
 from ray_judge.judging.judgement import Outcome
 from ray_judge.pool.stats import JudgeStats
 from ray_judge.verdict import GroupRequest, Status, Verdict

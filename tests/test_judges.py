@@ -136,7 +136,7 @@ def test_unsendable_text_is_named_in_the_requests_field_order_by_every_judge() -
     about the first in the request's own order (prompt, response, reference, fields),
     whether the default rubric, a template (which renders reference before response) or
     the group judge builds the prompt: the error does not depend on the judge."""
-    from ray_judge.judging.group_judgement import as_text
+    from ray_judge.judging.groups.judgement import as_text
     from ray_judge.verdict import GroupRequest
     bad = "ok \ud800"
     default = JudgeCatalog.build(JudgeConfig()).get(None)

@@ -36,7 +36,7 @@ from ray_judge.errors import (
     UsageLimitedError,
 )
 from ray_judge.judging.rubric import JudgePrompt
-from ray_judge.selection.spec import BackendSpec
+from ray_judge.spec import BackendSpec
 from ray_judge.testing import Behaviour, FakeLLMServer
 from ray_judge.verdict import JudgeRequest, Status, Verdict
 
@@ -439,7 +439,7 @@ def audit(event, args):  # any DNS lookup or connect beyond loopback is a networ
 sys.addaudithook(audit)
 from ray_judge.backends.litellm_backend import LiteLLMBackend
 from ray_judge.config import JudgeConfig
-from ray_judge.selection.spec import BackendSpec
+from ray_judge.spec import BackendSpec
 from ray_judge.verdict import JudgeRequest
 
 async def main():

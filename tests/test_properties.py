@@ -29,7 +29,7 @@ from ray_judge import BackendSpec, InvalidSpecError, JudgeRequest, Status, Verdi
 from ray_judge.config import JudgeConfig
 from ray_judge.selection.override_file import MAX_FILE_BYTES, permission_warnings
 from ray_judge.selection.resolver import BackendResolver
-from ray_judge.selection.spec import CCODE_MODELS, MAX_SPEC_LENGTH
+from ray_judge.spec import CCODE_MODELS, MAX_SPEC_LENGTH
 from tests.ray_cluster import init_local
 
 ray = pytest.importorskip("ray")

@@ -27,7 +27,7 @@ from ray_judge.selection.resolver import (
     remove_override,
     write_override,
 )
-from ray_judge.selection.spec import BackendSpec
+from ray_judge.spec import BackendSpec
 
 SONNET = BackendSpec.parse("ccode-4-sonnet")
 OPUS = BackendSpec.parse("ccode-4-opus")
@@ -472,7 +472,7 @@ def test_remove_a_directory_is_an_error_naming_it(path) -> None:
 WRITER = """
 import sys, time
 from ray_judge.selection.resolver import write_override
-from ray_judge.selection.spec import BackendSpec
+from ray_judge.spec import BackendSpec
 specs = [BackendSpec.parse(sys.argv[2]), BackendSpec.parse(sys.argv[3])]
 deadline = time.monotonic() + float(sys.argv[4])
 n = 0

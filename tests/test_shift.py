@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ray_judge.judging.calibration import QuantileMap
-from ray_judge.judging.shift import ShiftStats, average_ranks, discordant_share, spearman
-from ray_judge.pool.reservoir import Reservoir, Sample
+from ray_judge.shift.calibration import QuantileMap
+from ray_judge.shift.stats import ShiftStats, average_ranks, discordant_share, spearman
+from ray_judge.shift.reservoir import Reservoir, Sample
 from ray_judge.verdict import JudgeRequest
 
 # ---------------------------------------------------------------------------- reservoir

@@ -12,8 +12,8 @@ import pytest
 
 from ray_judge.pool.cache import VerdictCache
 from ray_judge.pool.dispatch import Dispatcher
-from ray_judge.pool.shift_monitor import ShiftMonitor
-from ray_judge.selection.spec import BackendSpec
+from ray_judge.shift.monitor import ShiftMonitor
+from ray_judge.spec import BackendSpec
 from ray_judge.verdict import JudgeRequest, Status, Verdict
 
 OLD, NEW = "litellm:anthropic/old", "litellm:openai/new"
@@ -83,7 +83,7 @@ def test_a_switch_re_judges_the_reservoir_on_the_new_backend_only(caplog) -> Non
         assert first.extra["calibration"] == {"calibrated": False, "reference": OLD,
                                               "pairs": 0, "needed": 20}
         serving[0] = NEW
-        with caplog.at_level(logging.INFO, logger="ray_judge.pool.shift_monitor"):
+        with caplog.at_level(logging.INFO, logger="ray_judge.shift.monitor"):
             shift.switched(OLD, NEW)
             await _until(lambda: shift.reports["default"].done)
         report = shift.snapshot()["default"]
@@ -184,7 +184,7 @@ def test_the_reservoir_survives_a_restart_in_the_cache_file_unless_the_judge_cha
                                          "GROUP BY judge").fetchall()
     assert rows == [("default@v1", 5)]
     # The judge's definition changed: its old scores are not this judge's; a new sample.
-    with caplog.at_level(logging.INFO, logger="ray_judge.pool.shift_monitor"):
+    with caplog.at_level(logging.INFO, logger="ray_judge.shift.monitor"):
         changed = asyncio.run(main(path, "v2"))
     assert changed["restored"] == {} and "version v1, now v2" in caplog.text
     rows = sqlite3.connect(path).execute("SELECT judge, COUNT(*) FROM reservoir "

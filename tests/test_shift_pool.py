@@ -33,7 +33,7 @@ ray = pytest.importorskip("ray")
 
 import ray_judge  # noqa: E402
 from ray_judge import BackendSpec  # noqa: E402
-from ray_judge.judging.shift import spearman  # noqa: E402
+from ray_judge.shift.stats import spearman  # noqa: E402
 from ray_judge.selection.override_file import write_override  # noqa: E402
 from ray_judge.testing import FakeLLMServer  # noqa: E402
 
@@ -282,7 +282,7 @@ def test_calibrated_scores_follow_the_reference_distribution(switched) -> None:
 
 
 def test_the_shift_plot_renders_the_pairs(switched, tmp_path) -> None:
-    from ray_judge.judging.shift_plot import render_shift_plot
+    from ray_judge.shift.plot import render_shift_plot
 
     judge, _, _, _ = switched
     data = ray.get(judge.shift_pairs.remote(), timeout=30)[JUDGE]

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from ray_judge.config import JudgeConfig
 from ray_judge.errors import ConfigError, InvalidSpecError
-from ray_judge.selection.spec import (
+from ray_judge.spec import (
     CCODE_MODELS,
     DEFAULT_SPEC,
     MAX_SPEC_LENGTH,

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..config import JudgeConfig
-from ..selection.spec import BackendSpec
+from ..spec import BackendSpec
 from .base import Backend, Completion, RetryPolicy
 
 __all__ = ["CCODE_MODE_CLASSES", "REGISTRY", "Backend", "Completion", "RetryPolicy",

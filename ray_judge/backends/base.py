@@ -24,10 +24,10 @@ from ..config import JudgeConfig
 from ..errors import BackendCallError, BackendTimeoutError, RubricError
 from ..judging.catalog import JudgeCatalog
 from ..judging.definition import JudgeDefinition
-from ..judging.group_judgement import judge_group
+from ..judging.groups.judgement import judge_group
 from ..judging.judgement import Outcome, judge_request
 from ..judging.rubric import JudgePrompt, Rubric, load_rubric
-from ..selection.spec import BackendSpec
+from ..spec import BackendSpec
 from ..verdict import GroupRequest, JudgeRequest, Status, Verdict
 
 __all__ = ["Backend", "Completion", "RetryPolicy"]

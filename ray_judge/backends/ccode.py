@@ -59,7 +59,7 @@ from ..errors import (
     TransientBackendError,
 )
 from ..judging.rubric import JudgePrompt
-from ..selection.spec import BackendSpec
+from ..spec import BackendSpec
 from .base import Backend, Completion
 from .ccode_env import CliHome, resolve_cli
 from .ccode_output import parse_cli_output

@@ -65,7 +65,7 @@ from ..errors import (
     TransientBackendError,
 )
 from ..judging.rubric import JudgePrompt
-from ..selection.spec import BackendSpec
+from ..spec import BackendSpec
 from .base import Completion
 from .ccode import (
     _MAX_STDERR_TAIL,

@@ -91,13 +91,13 @@ class JudgeDefinition:
             ``json:scores`` / ``json:preference`` unless ``parser`` says otherwise, and
             takes no ``user`` template and one sample.
         max_group: largest group judged in one call; larger ones are split in chunks
-            sharing an anchor response (see :mod:`ray_judge.judging.split`).
+            sharing an anchor response (see :mod:`ray_judge.judging.groups.split`).
         shuffle: show a group in an order shuffled from its content.
         fallback: ``"pointwise"``: when a group's answer does not read after the
             correction turns, judge each response alone with the ``default`` judge.
         swap: ask a comparison in both orders and average them.
         calibrate: ``"quantile"``: after a backend switch, serve this judge's scores mapped
-            onto its reference backend's scale (:mod:`ray_judge.pool.shift_monitor`);
+            onto its reference backend's scale (:mod:`ray_judge.shift.monitor`);
             ``"none"``: never; ``None``: ``LLM_JUDGE_CALIBRATE`` for ``default``, else
             never. Not part of the version: it maps the served score, the judgement and
             the cached verdict stay the backend's own.

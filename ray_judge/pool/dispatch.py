@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from ..selection.spec import BackendSpec
+from ..spec import BackendSpec
 from ..verdict import GroupRequest, JudgeRequest, Status, Verdict
 from .cache import Result, VerdictCache, as_cached, members
 from .limits import RateLimiter, Slots, TokenBudget

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..selection.spec import BackendSpec
+from ..spec import BackendSpec
 from ..verdict import Status, Verdict
 
 __all__ = ["FailoverChain"]

@@ -24,17 +24,17 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from ..config import JudgeConfig
 from ..judging.catalog import JudgeCatalog
 from ..judging.definition import JudgeDefinition
-from ..judging.pairwise import first_is_a as first_shown
+from ..judging.groups.pairwise import first_is_a as first_shown
 from ..judging.rubric import load_rubric
 from ..selection.override_file import permission_warnings
 from ..selection.resolver import BackendResolver
-from ..selection.spec import BackendSpec
+from ..spec import BackendSpec
 from ..verdict import GroupRequest, JudgeRequest, Verdict
 from . import collector
 from .cache import Result, VerdictCache, cache_key, group_cache_key, members
 from .dispatch import Dispatcher, Request, WorkerLost
 from .failover import FailoverChain
-from .grouping import (
+from ..judging.groups.planning import (
     GroupCounts,
     assemble,
     chunk_requests,
@@ -42,7 +42,7 @@ from .grouping import (
     pair_requests,
 )
 from .metrics import JudgeMetrics
-from .shift_monitor import DEFAULT_JUDGE, ShiftMonitor, ShiftReport, judge_of
+from ..shift.monitor import DEFAULT_JUDGE, ShiftMonitor, ShiftReport, judge_of
 from .stats import JudgeStats
 from .worker import JudgeWorker
 

@@ -18,7 +18,7 @@ from ..config import JudgeConfig
 from ..errors import JudgeError
 from ..judging.catalog import JudgeCatalog
 from ..judging.definition import JudgeDefinition
-from ..selection.spec import BackendSpec
+from ..spec import BackendSpec
 from ..verdict import GroupRequest, JudgeRequest, Status
 from . import collector
 from .cache import Result

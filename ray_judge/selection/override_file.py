@@ -20,7 +20,7 @@ import stat
 from pathlib import Path
 
 from ..errors import OverrideFileError
-from .spec import BackendSpec
+from ..spec import BackendSpec
 
 __all__ = [
     "MAX_FILE_BYTES",

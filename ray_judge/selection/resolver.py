@@ -28,7 +28,7 @@ from .override_file import (
     remove_override,
     write_override,
 )
-from .spec import BackendSpec
+from ..spec import BackendSpec
 
 __all__ = [
     "MAX_FILE_BYTES",

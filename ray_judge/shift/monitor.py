@@ -27,11 +27,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..judging.calibration import QuantileMap
-from ..judging.shift import ShiftStats
-from ..selection.spec import BackendSpec
+from .calibration import QuantileMap
+from .stats import ShiftStats
+from ..spec import BackendSpec
 from ..verdict import JudgeRequest, Verdict
-from .cache import VerdictCache
+from ..pool.cache import VerdictCache
 from .reservoir import Reservoir, Sample
 
 __all__ = ["DEFAULT_JUDGE", "ShiftMonitor", "ShiftReport", "judge_of"]

@@ -6,7 +6,7 @@ correction turn): the transport (one backend call with its own bounded retries) 
 passed in; an answer that does not read makes **every** member a ``parse_error`` with
 the raw text (never a partial guess), after the judge's correction turns; the scores
 the judge gave by display position are mapped back to the caller's order by the
-:class:`~ray_judge.judging.group.GroupLayout` that shuffled them.
+:class:`~ray_judge.judging.groups.prompt.GroupLayout` that shuffled them.
 
 A pair (the ``pairwise`` kind) is a group of two shown in the caller's order (the pool
 asks for both orders itself): the judge's preference ``p`` for RESPONSE A becomes the
@@ -23,17 +23,17 @@ import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..verdict import GroupRequest, Status, Verdict
-from .group import GROUP_RUBRIC, GroupLayout, render_group
-from .json_answer import check_scores
-from .judgement import converse
+from ...verdict import GroupRequest, Status, Verdict
+from .prompt import GROUP_RUBRIC, GroupLayout, render_group
+from ..json_answer import check_scores
+from ..judgement import converse
 from .pairwise import PAIR_RUBRIC, render_pair
-from .rubric import JudgePrompt
-from .transcript import sendable
+from ..rubric import JudgePrompt
+from ..transcript import sendable
 
 if TYPE_CHECKING:
-    from .definition import JudgeDefinition
-    from .judgement import Transport
+    from ..definition import JudgeDefinition
+    from ..judgement import Transport
 
 __all__ = ["group_layout", "judge_group", "render_group_prompt"]
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from ..errors import ConfigError, InvalidSpecError
+from .errors import ConfigError, InvalidSpecError
 
 __all__ = [
     "CCODE_MODELS",

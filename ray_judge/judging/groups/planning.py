@@ -1,7 +1,7 @@
 """Groups and comparisons in the judge actor: what to send, and how the answers come back.
 
 A group is sent as one :class:`~ray_judge.verdict.GroupRequest` per chunk (one chunk
-unless it is larger than the judge's ``max_group``, see :mod:`ray_judge.judging.split`),
+unless it is larger than the judge's ``max_group``, see :mod:`ray_judge.judging.groups.split`),
 each a single item of the dispatcher: one slot, one backend call, one cache entry. The
 worker answers a chunk with one Verdict per response in the chunk's order (it shuffles
 for the judge and un-shuffles itself); :func:`assemble` maps chunks back onto the
@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..judging.pairwise import DEFAULT_THRESHOLD, combine
-from ..judging.split import SplitPlan
-from ..verdict import GroupRequest, Status, Verdict
+from .pairwise import DEFAULT_THRESHOLD, combine
+from .split import SplitPlan
+from ...verdict import GroupRequest, Status, Verdict
 
 __all__ = ["GroupCounts", "assemble", "chunk_requests", "compare_verdict", "pair_requests"]
 
