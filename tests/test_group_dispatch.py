@@ -8,8 +8,6 @@ import asyncio
 
 import pytest
 
-from ray_judge.pool.cache import VerdictCache, cache_key
-from ray_judge.pool.dispatch import Dispatcher
 from ray_judge.judging.groups.planning import (
     GroupCounts,
     assemble,
@@ -17,6 +15,8 @@ from ray_judge.judging.groups.planning import (
     compare_verdict,
     pair_requests,
 )
+from ray_judge.pool.cache import VerdictCache, cache_key
+from ray_judge.pool.dispatch import Dispatcher
 from ray_judge.spec import BackendSpec
 from ray_judge.verdict import GroupRequest, JudgeRequest, Status, Verdict
 

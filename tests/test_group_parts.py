@@ -9,15 +9,15 @@ import re
 import pytest
 
 from ray_judge.errors import ScoreParseError
-from ray_judge.judging.groups.prompt import GROUP_RUBRIC, GroupLayout, group_digest, render_group
-from ray_judge.judging.json_answer import last_json_value, read_number, read_scores
 from ray_judge.judging.groups.pairwise import (
     PAIR_RUBRIC,
     combine,
     first_is_a,
     render_pair,
 )
+from ray_judge.judging.groups.prompt import GROUP_RUBRIC, GroupLayout, group_digest, render_group
 from ray_judge.judging.groups.split import SplitPlan
+from ray_judge.judging.json_answer import last_json_value, read_number, read_scores
 
 
 def blocks(user: str) -> dict[str, str]:

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ray_judge.shift.calibration import QuantileMap
-from ray_judge.shift.stats import ShiftStats, average_ranks, discordant_share, spearman
 from ray_judge.shift.reservoir import Reservoir, Sample
+from ray_judge.shift.stats import ShiftStats, average_ranks, discordant_share, spearman
 from ray_judge.verdict import JudgeRequest
 
 # ---------------------------------------------------------------------------- reservoir

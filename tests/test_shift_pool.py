@@ -33,8 +33,8 @@ ray = pytest.importorskip("ray")
 
 import ray_judge  # noqa: E402
 from ray_judge import BackendSpec  # noqa: E402
-from ray_judge.shift.stats import spearman  # noqa: E402
 from ray_judge.selection.override_file import write_override  # noqa: E402
+from ray_judge.shift.stats import spearman  # noqa: E402
 from ray_judge.testing import FakeLLMServer  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

@@ -25,15 +25,6 @@ from ..config import JudgeConfig
 from ..judging.catalog import JudgeCatalog
 from ..judging.definition import JudgeDefinition
 from ..judging.groups.pairwise import first_is_a as first_shown
-from ..judging.rubric import load_rubric
-from ..selection.override_file import permission_warnings
-from ..selection.resolver import BackendResolver
-from ..spec import BackendSpec
-from ..verdict import GroupRequest, JudgeRequest, Verdict
-from . import collector
-from .cache import Result, VerdictCache, cache_key, group_cache_key, members
-from .dispatch import Dispatcher, Request, WorkerLost
-from .failover import FailoverChain
 from ..judging.groups.planning import (
     GroupCounts,
     assemble,
@@ -41,8 +32,17 @@ from ..judging.groups.planning import (
     compare_verdict,
     pair_requests,
 )
-from .metrics import JudgeMetrics
+from ..judging.rubric import load_rubric
+from ..selection.override_file import permission_warnings
+from ..selection.resolver import BackendResolver
 from ..shift.monitor import DEFAULT_JUDGE, ShiftMonitor, ShiftReport, judge_of
+from ..spec import BackendSpec
+from ..verdict import GroupRequest, JudgeRequest, Verdict
+from . import collector
+from .cache import Result, VerdictCache, cache_key, group_cache_key, members
+from .dispatch import Dispatcher, Request, WorkerLost
+from .failover import FailoverChain
+from .metrics import JudgeMetrics
 from .stats import JudgeStats
 from .worker import JudgeWorker
 

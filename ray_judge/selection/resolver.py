@@ -21,6 +21,7 @@ from typing import Literal
 
 from ..config import JudgeConfig
 from ..errors import InvalidSpecError
+from ..spec import BackendSpec
 from .override_file import (
     MAX_FILE_BYTES,
     permission_warnings,
@@ -28,7 +29,6 @@ from .override_file import (
     remove_override,
     write_override,
 )
-from ..spec import BackendSpec
 
 __all__ = [
     "MAX_FILE_BYTES",

@@ -24,12 +24,12 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ...verdict import GroupRequest, Status, Verdict
-from .prompt import GROUP_RUBRIC, GroupLayout, render_group
 from ..json_answer import check_scores
 from ..judgement import converse
-from .pairwise import PAIR_RUBRIC, render_pair
 from ..rubric import JudgePrompt
 from ..transcript import sendable
+from .pairwise import PAIR_RUBRIC, render_pair
+from .prompt import GROUP_RUBRIC, GroupLayout, render_group
 
 if TYPE_CHECKING:
     from ..definition import JudgeDefinition

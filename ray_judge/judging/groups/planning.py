@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ...verdict import GroupRequest, Status, Verdict
 from .pairwise import DEFAULT_THRESHOLD, combine
 from .split import SplitPlan
-from ...verdict import GroupRequest, Status, Verdict
 
 __all__ = ["GroupCounts", "assemble", "chunk_requests", "compare_verdict", "pair_requests"]
 
