@@ -25,16 +25,29 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from .calibration import QuantileMap
-from .stats import ShiftStats
 from ..spec import BackendSpec
 from ..verdict import JudgeRequest, Verdict
-from ..pool.cache import VerdictCache
+from .calibration import QuantileMap
 from .reservoir import Reservoir, Sample
+from .stats import ShiftStats
 
-__all__ = ["DEFAULT_JUDGE", "ShiftMonitor", "ShiftReport", "judge_of"]
+__all__ = ["DEFAULT_JUDGE", "SampleStore", "ShiftMonitor", "ShiftReport", "judge_of"]
+
+
+class SampleStore(Protocol):
+    """Where the reservoirs outlive a restart: the pool's verdict cache and its SQLite file
+    (:class:`ray_judge.pool.cache.VerdictCache`). A protocol, so this layer does not import
+    the pool above it."""
+
+    def save_sample(self, judge: str, slot: int, sample: dict[str, Any], seen: int) -> None: ...
+
+    def save_seen(self, judge: str, seen: int) -> None: ...
+
+    def drop_samples(self, judge: str) -> None: ...
+
+    def load_samples(self) -> dict[str, tuple[int, list[dict[str, Any]]]]: ...
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +143,7 @@ class ShiftMonitor:
     def __init__(self, *, capacity: int, share: float, warn: float, min_pairs: int,
                  reference: str | None, calibration_of: Callable[[str], str],
                  limit_for: Callable[[BackendSpec], int], send_spare: SendSpare,
-                 serving: Callable[[], str | None], store: VerdictCache | None = None,
+                 serving: Callable[[], str | None], store: SampleStore | None = None,
                  on_report: Callable[[ShiftReport], None] = lambda report: None,
                  version_of: Callable[[str], str | None] = lambda judge: None,
                  clock: Callable[[], float] = time.time) -> None:
