@@ -154,3 +154,17 @@ class TransientBackendError(BackendCallError):
 class PermanentBackendError(BackendCallError):
     status = "backend_error"
     retryable = False
+
+
+# How an error shows a bad value: helpers the package formats its messages with (not
+# exported: ``__all__`` is the exceptions).
+def shown(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: how an error message shows a bad value."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def excerpt(text: str, limit: int = 200) -> str:
+    """``text`` stripped and cut to ``limit`` characters: how an error quotes an answer."""
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."

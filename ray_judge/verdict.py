@@ -9,7 +9,8 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
-from .judging.transcript import check_messages, is_messages
+from .errors import shown
+from .messages import check_messages, is_messages
 
 __all__ = ["GroupRequest", "JudgeRequest", "Status", "Verdict"]
 
@@ -81,11 +82,11 @@ class JudgeRequest:
                 raise TypeError(
                     f"{_where(index)}.{name} must be a string"
                     f"{' or a list of messages' if name in _REQUIRED else ''}, got "
-                    f"{type(value).__name__}: {_preview(value)}"
+                    f"{type(value).__name__}: {shown(value)}"
                 )
         if self.judge is not None and not isinstance(self.judge, str):
             raise TypeError(f"{_where(index)}.judge must be a judge name (a string), got "
-                            f"{type(self.judge).__name__}: {_preview(self.judge)}")
+                            f"{type(self.judge).__name__}: {shown(self.judge)}")
         if self.fields is not None:
             object.__setattr__(self, "fields", _fields(self.fields, index))
 
@@ -100,7 +101,7 @@ class JudgeRequest:
         if not isinstance(item, Mapping):
             raise TypeError(
                 f"{_where(index)} must be a dict with 'prompt' and 'response', "
-                f"got {type(item).__name__}: {_preview(item)}"
+                f"got {type(item).__name__}: {shown(item)}"
             )
         unknown = sorted(str(k) for k in item if k not in _KNOWN)
         if unknown:
@@ -123,25 +124,21 @@ def _fields(fields: object, index: int | None) -> dict[str, str]:
     where = f"{_where(index)}.fields"
     if not isinstance(fields, Mapping):
         raise TypeError(f"{where} must be a dict of name -> text, got "
-                        f"{type(fields).__name__}: {_preview(fields)}")
+                        f"{type(fields).__name__}: {shown(fields)}")
     out = {}
     for name, value in fields.items():
         if not (isinstance(name, str) and _FIELD_NAME.fullmatch(name)):
             raise ValueError(f"{where}: field names must be identifiers such as 'dockerfile', "
-                             f"got {_preview(name)}")
+                             f"got {shown(name)}")
         if name.lower() in _TEXT_FIELDS:  # its data block would be named like theirs
             raise ValueError(f"{where}: {name!r} is a request argument, not a field; pass it "
                              f"as {name.lower()}=")
         if not isinstance(value, str):
             raise TypeError(f"{where}[{name!r}] must be a string, got "
-                            f"{type(value).__name__}: {_preview(value)}")
+                            f"{type(value).__name__}: {shown(value)}")
         out[name] = value
     return out
 
-
-def _preview(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass(frozen=True)
@@ -265,15 +262,15 @@ class GroupRequest:
             object.__setattr__(self, "prompt", list(self.prompt))
         elif not isinstance(self.prompt, str):
             raise TypeError(f"{where}.prompt must be a string or a list of messages, got "
-                            f"{type(self.prompt).__name__}: {_preview(self.prompt)}")
+                            f"{type(self.prompt).__name__}: {shown(self.prompt)}")
         if self.reference is not None and not isinstance(self.reference, str):
             raise TypeError(f"{where}.reference must be a string, got "
-                            f"{type(self.reference).__name__}: {_preview(self.reference)}")
+                            f"{type(self.reference).__name__}: {shown(self.reference)}")
         responses = self.responses
         if isinstance(responses, (str, bytes, Mapping)) or not isinstance(
                 responses, (list, tuple)):
             raise TypeError(f"{where}.responses must be a list of strings, got "
-                            f"{type(responses).__name__}: {_preview(responses)}")
+                            f"{type(responses).__name__}: {shown(responses)}")
         if not responses:
             raise ValueError(f"{where}.responses is empty; a group needs at least one")
         for i, response in enumerate(responses):
@@ -282,11 +279,11 @@ class GroupRequest:
             elif not isinstance(response, str):
                 raise TypeError(f"{where}.responses[{i}] must be a string or a list of "
                                 f"messages, got {type(response).__name__}: "
-                                f"{_preview(response)}")
+                                f"{shown(response)}")
         object.__setattr__(self, "responses", tuple(
             list(r) if isinstance(r, (list, tuple)) else r for r in responses))
         if self.judge is not None and not isinstance(self.judge, str):
-            raise TypeError(f"{where}.judge must be a judge's name, got {_preview(self.judge)}")
+            raise TypeError(f"{where}.judge must be a judge's name, got {shown(self.judge)}")
         if self.fields is not None:
             object.__setattr__(self, "fields", _fields(self.fields, index))
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import CALIBRATIONS
-from ..errors import JudgeDefinitionError
+from ..errors import JudgeDefinitionError, shown
 from ..verdict import JudgeRequest
 from .parsers import Parser, read_value
 from .rubric import JudgePrompt, Rubric
@@ -301,8 +301,8 @@ class JudgeDefinition:
 
     def _fail(self, key: str, value: Any, problem: str) -> None:
         raise JudgeDefinitionError(
-            f"{_where(self.source)}judge {self.name!r}: {key} {problem}, got {_preview(value)}",
-            judge=self.name, key=key, value=_preview(value),
+            f"{_where(self.source)}judge {self.name!r}: {key} {problem}, got {shown(value, 80)}",
+            judge=self.name, key=key, value=shown(value, 80),
             path=None if self.source == "code" else self.source)
 
     def _check(self, check: Any, key: str, value: Any) -> None:
@@ -311,7 +311,7 @@ class JudgeDefinition:
         except (ValueError, TypeError) as exc:
             raise JudgeDefinitionError(
                 f"{_where(self.source)}judge {self.name!r}: {key}: {exc}", judge=self.name, key=key,
-                value=_preview(value),
+                value=shown(value, 80),
                 path=None if self.source == "code" else self.source) from None
 
     def _kind(self) -> None:
@@ -414,8 +414,3 @@ def _where(source: str) -> str:
 def _is_number(value: Any) -> bool:
     return (isinstance(value, (int, float)) and not isinstance(value, bool)
             and math.isfinite(value))
-
-
-def _preview(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."

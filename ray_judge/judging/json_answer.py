@@ -18,12 +18,11 @@ import math
 import re
 from typing import Any
 
-from ..errors import ScoreParseError
+from ..errors import ScoreParseError, excerpt
 
 __all__ = ["check_scores", "last_json_value", "read_number", "read_scores"]
 
 _THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.S | re.I)
-_PREVIEW = 200
 
 
 def last_json_value(text: str, key: str) -> Any:
@@ -54,7 +53,7 @@ def last_json_value(text: str, key: str) -> Any:
         where = " outside <think>" if visible != text else ""
         raise ScoreParseError(
             f'no JSON object with the key "{key}"{where} in the judge output '
-            f"(starts with {_preview(text)!r})")
+            f"(starts with {excerpt(text)!r})")
     return found[-1]
 
 
@@ -74,10 +73,10 @@ def check_scores(value: Any, k: int, scale: tuple[float, float],
     ScoreParseError naming the first problem."""
     if not isinstance(value, list):
         raise ScoreParseError(f"{where} must be a list of {k} numbers, got "
-                              f"{_shown(value)}", value=_preview(str(value)))
+                              f"{_shown(value)}", value=excerpt(str(value)))
     if len(value) != k:
         raise ScoreParseError(f"{where} holds {len(value)} numbers for {k} responses: "
-                              f"{_shown(value)}", value=_preview(str(value)))
+                              f"{_shown(value)}", value=excerpt(str(value)))
     return [_number(item, scale, f"{where}[{i}]") for i, item in enumerate(value)]
 
 
@@ -100,11 +99,6 @@ def _number(item: Any, scale: tuple[float, float], where: str) -> float:
 
 def _shown(value: Any) -> str:
     try:
-        return _preview(json.dumps(value))
+        return excerpt(json.dumps(value))
     except (TypeError, ValueError):  # a structured answer may hold anything
-        return _preview(repr(value))
-
-
-def _preview(text: str) -> str:
-    text = text.strip()
-    return text if len(text) <= _PREVIEW else text[: _PREVIEW - 3] + "..."
+        return excerpt(repr(value))

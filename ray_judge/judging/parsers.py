@@ -25,12 +25,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ScoreParseError
+from ..errors import ScoreParseError, excerpt
 from .parsing import parse_score
 
 __all__ = ["PARSERS", "Parser", "read_value", "strip_think"]
 
-_PREVIEW = 200
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _FENCED = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*([\w+-]*)[^\n]*\n(.*?)^ {0,3}\1[ \t]*$",
                      re.DOTALL | re.MULTILINE)
@@ -84,19 +83,19 @@ def read_value(value: Any, scale: tuple[float, float],
     the scale (booleans are not numbers here).
     """
     low, high = scale
-    shown = _preview(repr(value))
+    shown = excerpt(repr(value))
     if labels:
         key = value.strip() if isinstance(value, str) else value
         if isinstance(key, str) and key in labels:
             return float(labels[key])
         raise ScoreParseError(f"the answer {shown} is not one of the labels "
-                              f"{', '.join(map(str, labels))}", value=_preview(str(value)))
+                              f"{', '.join(map(str, labels))}", value=excerpt(str(value)))
     number = _number(value)
     if number is None:
-        raise ScoreParseError(f"the answer {shown} is not a number", value=_preview(str(value)))
+        raise ScoreParseError(f"the answer {shown} is not a number", value=excerpt(str(value)))
     if not low <= number <= high:
         raise ScoreParseError(f"the score {_fmt(number)} is outside the scale "
-                              f"{_fmt(low)}-{_fmt(high)}", value=_preview(str(value)))
+                              f"{_fmt(low)}-{_fmt(high)}", value=excerpt(str(value)))
     return number
 
 
@@ -122,7 +121,7 @@ def _regex(argument: str, _: float) -> tuple[Callable[[str], Any], str]:
         matches = list(pattern.finditer(_text(text)))
         if not matches:
             raise ScoreParseError(f"no match for /{argument}/ in the judge output "
-                                  f"(starts with {_preview(text)!r})")
+                                  f"(starts with {excerpt(text)!r})")
         return matches[-1].group(1)
 
     return read, "score"
@@ -136,7 +135,7 @@ def _json(argument: str, _: float) -> tuple[Callable[[str], Any], str]:
                  if isinstance(obj, dict) and key in obj]
         if not found:
             raise ScoreParseError(f"no JSON object with the key {key!r} in the judge output "
-                                  f"(starts with {_preview(text)!r})")
+                                  f"(starts with {excerpt(text)!r})")
         return found[-1]
 
     return read, key
@@ -177,7 +176,7 @@ def _yaml(argument: str, _: float) -> tuple[Callable[[str], Any], str]:
                 found.append((offset + line.start(), value))
         if not found:
             raise ScoreParseError(f"no YAML {key!r} key in the judge output "
-                                  f"(starts with {_preview(text)!r})")
+                                  f"(starts with {excerpt(text)!r})")
         return max(found, key=lambda pair: pair[0])[1]
 
     return read, key
@@ -201,7 +200,7 @@ def _python(argument: str, _: float) -> tuple[Callable[[str], Any], str]:
             raise
         except Exception as exc:
             raise ScoreParseError(f"parser python:{argument} raised {type(exc).__name__}: "
-                                  f"{_preview(str(exc))}") from None
+                                  f"{excerpt(str(exc))}") from None
 
     return read, "score"
 
@@ -269,8 +268,3 @@ def _number(value: Any) -> float | None:
 
 def _fmt(value: float) -> str:
     return f"{value:g}"
-
-
-def _preview(text: str) -> str:
-    text = text.strip()
-    return text if len(text) <= _PREVIEW else text[: _PREVIEW - 3] + "..."

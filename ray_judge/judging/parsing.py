@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 
-from ..errors import ScoreParseError
+from ..errors import ScoreParseError, excerpt
 
 __all__ = ["normalise", "parse_score"]
 
@@ -38,7 +38,6 @@ _VALUE = re.compile(
     re.ASCII | re.IGNORECASE,
 )
 _FENCE = re.compile(r" {0,3}(?P<marker>`{3,}|~{3,})(?P<rest>.*)")
-_PREVIEW = 200
 
 
 def parse_score(text: str, score_max: float = 10.0) -> float:
@@ -66,7 +65,7 @@ def parse_score(text: str, score_max: float = 10.0) -> float:
         last = (line, value)
     if last is None:
         raise ScoreParseError(
-            f"no 'SCORE: N' line in the judge output (starts with {_preview(text)!r})"
+            f"no 'SCORE: N' line in the judge output (starts with {excerpt(text)!r})"
         )
     # The last score line decides, even when it is invalid: a judge that writes
     # "SCORE: 7" and later "SCORE: 8/100" or "SCORE: N/A" has changed its mind or lost
@@ -133,22 +132,22 @@ def _read_value(line: str, value: str, score_max: float) -> float:
     match = _VALUE.fullmatch(core)
     if match is None:
         raise ScoreParseError(
-            f"the last SCORE line does not hold a plain number: {_preview(shown)!r}",
+            f"the last SCORE line does not hold a plain number: {excerpt(shown)!r}",
             value=shown,
         )
     if match["sign"] == "-":
-        raise ScoreParseError(f"the score is negative: {_preview(shown)!r}", value=shown)
+        raise ScoreParseError(f"the score is negative: {excerpt(shown)!r}", value=shown)
     denominator = match["slash"] or match["outof"]
     if denominator is not None and float(denominator) != float(score_max):
         raise ScoreParseError(
             f"the score is out of {denominator} but the scale is 0-{score_max:g}: "
-            f"{_preview(shown)!r}",
+            f"{excerpt(shown)!r}",
             value=shown,
         )
     score = float(match["num"])  # an absurdly long number becomes inf: out of range
     if not score <= score_max:
         raise ScoreParseError(
-            f"the score is above the scale's maximum {score_max:g}: {_preview(shown)!r}",
+            f"the score is above the scale's maximum {score_max:g}: {excerpt(shown)!r}",
             value=shown,
         )
     return score
@@ -163,8 +162,3 @@ def _strip_decoration(text: str, *, right: bool = True) -> str:
     while right and end > start and (text[end - 1].isspace() or text[end - 1] in _EMPHASIS):
         end -= 1
     return text[start:end]
-
-
-def _preview(text: str) -> str:
-    text = text.strip()
-    return text if len(text) <= _PREVIEW else text[: _PREVIEW - 3] + "..."
