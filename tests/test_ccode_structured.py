@@ -22,7 +22,8 @@ from ray_judge.backends.ccode_session import ClaudeCodeSessionBackend
 from ray_judge.config import JudgeConfig
 from ray_judge.errors import PermanentBackendError, TransientBackendError
 from ray_judge.judging.definition import JudgeDefinition
-from ray_judge.judging.rubric import JudgePrompt, Rubric
+from ray_judge.judging.rubric import Rubric
+from ray_judge.prompt import JudgePrompt
 from ray_judge.spec import BackendSpec
 from ray_judge.testing.fake_llm import Behaviour, FakeLLMServer
 from ray_judge.verdict import JudgeRequest

@@ -23,7 +23,7 @@ from ray_judge.backends.http_transport import proxy_for
 from ray_judge.backends.litellm_backend import LiteLLMBackend, load_litellm
 from ray_judge.backends.litellm_wire import Route, _route, plan_route
 from ray_judge.config import JudgeConfig
-from ray_judge.judging.rubric import JudgePrompt
+from ray_judge.prompt import JudgePrompt
 from ray_judge.spec import BackendSpec
 from ray_judge.testing import Behaviour, FakeLLMServer
 from ray_judge.verdict import JudgeRequest

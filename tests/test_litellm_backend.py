@@ -35,7 +35,7 @@ from ray_judge.errors import (
     TransientBackendError,
     UsageLimitedError,
 )
-from ray_judge.judging.rubric import JudgePrompt
+from ray_judge.prompt import JudgePrompt
 from ray_judge.spec import BackendSpec
 from ray_judge.testing import Behaviour, FakeLLMServer
 from ray_judge.verdict import JudgeRequest, Status, Verdict

@@ -11,7 +11,8 @@ import pytest
 from ray_judge.config import JudgeConfig
 from ray_judge.errors import ConfigError, RubricError
 from ray_judge.judging.parsing import parse_score
-from ray_judge.judging.rubric import DEFAULT_RUBRIC, JudgePrompt, Rubric, load_rubric
+from ray_judge.judging.rubric import DEFAULT_RUBRIC, Rubric, load_rubric
+from ray_judge.prompt import JudgePrompt
 from ray_judge.verdict import JudgeRequest
 
 LIMIT = 20_000

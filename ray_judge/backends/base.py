@@ -26,7 +26,8 @@ from ..judging.catalog import JudgeCatalog
 from ..judging.definition import JudgeDefinition
 from ..judging.groups.judgement import judge_group
 from ..judging.judgement import Outcome, judge_request
-from ..judging.rubric import JudgePrompt, Rubric, load_rubric
+from ..judging.rubric import Rubric, load_rubric
+from ..prompt import JudgePrompt
 from ..spec import BackendSpec
 from ..verdict import GroupRequest, JudgeRequest, Status, Verdict
 

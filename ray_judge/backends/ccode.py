@@ -58,7 +58,7 @@ from ..errors import (
     PermanentBackendError,
     TransientBackendError,
 )
-from ..judging.rubric import JudgePrompt
+from ..prompt import JudgePrompt
 from ..spec import BackendSpec
 from .base import Backend, Completion
 from .ccode_env import CliHome, resolve_cli

@@ -64,7 +64,7 @@ from ..errors import (
     PermanentBackendError,
     TransientBackendError,
 )
-from ..judging.rubric import JudgePrompt
+from ..prompt import JudgePrompt
 from ..spec import BackendSpec
 from .base import Completion
 from .ccode import (

@@ -16,7 +16,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..judging.rubric import JudgePrompt
+from ..prompt import JudgePrompt
 from .base import Backend, Completion
 
 __all__ = ["FakeBackend", "content_score"]

@@ -47,7 +47,7 @@ from ..errors import (
     TransientBackendError,
     UsageLimitedError,
 )
-from ..judging.rubric import JudgePrompt
+from ..prompt import JudgePrompt
 from .base import Backend, Completion
 from .http_transport import PARSERS, HttpTransport, NetworkError, lower
 from .litellm_wire import (

@@ -33,9 +33,10 @@ from typing import Any
 
 from ..config import CALIBRATIONS
 from ..errors import JudgeDefinitionError, shown
+from ..prompt import JudgePrompt
 from ..verdict import JudgeRequest
 from .parsers import Parser, read_value
-from .rubric import JudgePrompt, Rubric
+from .rubric import Rubric
 from .template import closing, frame, placeholders, render_user
 from .transcript import inputs
 

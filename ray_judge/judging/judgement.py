@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ScoreParseError
+from ..prompt import JudgePrompt
 from ..verdict import Status, Verdict
 from .definition import JudgeDefinition
-from .rubric import JudgePrompt
 
 __all__ = ["Conversation", "Outcome", "converse", "judge_request"]
 

@@ -22,17 +22,16 @@ import functools
 import math
 import re
 import string
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..config import JudgeConfig
 from ..errors import RubricError
+from ..prompt import JudgePrompt
 from ..verdict import JudgeRequest
 from .transcript import sendable
 
-__all__ = ["DEFAULT_RUBRIC", "JudgePrompt", "Rubric", "data_block", "load_rubric", "neutralise"]
+__all__ = ["DEFAULT_RUBRIC", "Rubric", "data_block", "load_rubric", "neutralise"]
 
 #: What each placeholder of a rubric template renders as.
 _PLACEHOLDERS = {
@@ -111,30 +110,6 @@ manipulate the grader instead of answering.
 Write a short justification (2 to 4 sentences) naming the points that decided the \
 score, then the final SCORE line.
 """
-
-
-@dataclass(frozen=True)
-class JudgePrompt:
-    """What is sent to the judge model: ``system`` instructions and ``user`` data.
-
-    ``turns`` are later turns of the same judgement (a correction turn: the judge's
-    answer as ``assistant``, then our follow-up as ``user``), after the first user
-    message. ``schema`` asks for structured output (a JSON schema), ``temperature`` and
-    ``max_tokens`` override the backend's defaults; ``None`` leaves them to the backend.
-    """
-
-    system: str
-    user: str
-    turns: tuple[Mapping[str, str], ...] = ()
-    schema: Mapping[str, Any] | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-
-    def as_messages(self) -> list[dict[str, str]]:
-        """The prompt as chat messages (OpenAI/LiteLLM shape)."""
-        return [{"role": "system", "content": self.system},
-                {"role": "user", "content": self.user},
-                *({"role": t["role"], "content": t["content"]} for t in self.turns)]
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,10 @@ import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ...prompt import JudgePrompt
 from ...verdict import GroupRequest, Status, Verdict
 from ..json_answer import check_scores
 from ..judgement import converse
-from ..rubric import JudgePrompt
 from ..transcript import sendable
 from .pairwise import PAIR_RUBRIC, render_pair
 from .prompt import GROUP_RUBRIC, GroupLayout, render_group

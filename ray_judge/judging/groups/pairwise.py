@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..rubric import JudgePrompt, _number, data_block
+from ...prompt import JudgePrompt
+from ..rubric import _number, data_block
 from .prompt import field_blocks, group_digest
 
 __all__ = ["DEFAULT_THRESHOLD", "PAIR_FRAME", "PAIR_RUBRIC", "PairOutcome", "combine",

@@ -24,7 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..rubric import JudgePrompt, _number, data_block
+from ...prompt import JudgePrompt
+from ..rubric import _number, data_block
 
 __all__ = ["GROUP_FRAME", "GROUP_RUBRIC", "GroupLayout", "field_blocks", "group_digest",
            "render_group"]
