@@ -53,6 +53,7 @@ def _direct(ctx: Context, url: str, mode: str, n: int, parallel: int) -> Row:
     from ray_judge.backends.ccode import ClaudeCodeBackend
     from ray_judge.backends.ccode_session import ClaudeCodeSessionBackend
     from ray_judge.config import JudgeConfig
+    from ray_judge.judging.runner import JudgeRunner
     from ray_judge.spec import BackendSpec
     from ray_judge.verdict import JudgeRequest
 
@@ -68,13 +69,14 @@ def _direct(ctx: Context, url: str, mode: str, n: int, parallel: int) -> Row:
 
     async def scenario() -> tuple[list[Any], list[float], float, float]:
         backend = cls(BackendSpec.ccode(), config, environ=environ)
+        runner = JudgeRunner(backend)
         gate = asyncio.Semaphore(parallel)
         latencies: list[float] = []
 
         async def one(request: JudgeRequest) -> Any:
             submitted = time.perf_counter()
             async with gate:
-                verdict = await backend.judge(request)
+                verdict = await runner.judge(request)
             latencies.append(time.perf_counter() - submitted)
             return verdict
 

@@ -33,6 +33,7 @@ from ray_judge.errors import (
     UsageLimitedError,
 )
 from ray_judge.judging.rubric import Rubric
+from ray_judge.judging.runner import JudgeRunner
 from ray_judge.spec import CCODE_MODELS, BackendSpec
 from ray_judge.testing.fake_llm import Behaviour, FakeLLMServer
 from ray_judge.verdict import JudgeRequest
@@ -99,7 +100,7 @@ def backend(cli: str, environ: dict, **config) -> ClaudeCodeBackend:
 def judge(b: ClaudeCodeBackend, response: str = "4", **request):
     async def run():
         try:
-            return await b.judge(JudgeRequest(prompt="What is 2+2?", response=response,
+            return await JudgeRunner(b).judge(JudgeRequest(prompt="What is 2+2?", response=response,
                                               **request))
         finally:
             await b.aclose()
@@ -226,7 +227,7 @@ def test_cancellation_kills_the_process(fake, tmp_path):
     pids: list[int] = []
     b = ClaudeCodeBackend(BackendSpec.ccode(), JudgeConfig(claude_cli_path=CLI),
                           environ=user_env(tmp_path, fake), spawn=recording_spawn(pids))
-    prompt = b.rubric.render(JudgeRequest(prompt="p", response="r"), 1000)
+    prompt = Rubric.default().render(JudgeRequest(prompt="p", response="r"), 1000)
 
     async def run():
         task = asyncio.create_task(b.complete(prompt, timeout=60))
@@ -292,7 +293,8 @@ def test_concurrent_calls_of_one_backend_leave_no_files(fake, tmp_path):
     b = backend(CLI, user_env(tmp_path, fake))
 
     async def run():
-        verdicts = await asyncio.gather(*(b.judge(JudgeRequest(prompt="p", response=str(i)))
+        runner = JudgeRunner(b)
+        verdicts = await asyncio.gather(*(runner.judge(JudgeRequest(prompt="p", response=str(i)))
                                           for i in range(3)))
         leftovers = list((b._home.root / "tmp").iterdir())
         await b.aclose()
@@ -487,7 +489,7 @@ def test_crash_reports_exit_code_and_a_scrubbed_stderr_tail(tmp_path):
     b = backend(fake_cli(tmp_path, "crash"), user_env(tmp_path))
 
     async def attempt():
-        prompt = b.rubric.render(JudgeRequest(prompt="p", response="r"), 1000)
+        prompt = Rubric.default().render(JudgeRequest(prompt="p", response="r"), 1000)
         try:
             with pytest.raises(TransientBackendError) as info:
                 await b.complete(prompt, timeout=20)
@@ -528,7 +530,7 @@ def test_a_closed_backend_refuses_calls(tmp_path):
     b = backend(fake_cli(tmp_path, "ok"), user_env(tmp_path))
     asyncio.run(b.aclose())
     asyncio.run(b.aclose())  # twice is fine
-    prompt = b.rubric.render(JudgeRequest(prompt="p", response="r"), 1000)
+    prompt = Rubric.default().render(JudgeRequest(prompt="p", response="r"), 1000)
     with pytest.raises(PermanentBackendError, match="closed"):
         asyncio.run(b.complete(prompt, timeout=5))
 

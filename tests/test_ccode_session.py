@@ -26,6 +26,7 @@ from ray_judge.backends.ccode_session import ClaudeCodeSessionBackend
 from ray_judge.config import JudgeConfig
 from ray_judge.errors import ConfigError
 from ray_judge.judging.rubric import Rubric
+from ray_judge.judging.runner import JudgeRunner
 from ray_judge.spec import CCODE_MODELS, BackendSpec
 from ray_judge.testing.fake_llm import Behaviour, FakeLLMServer
 from ray_judge.verdict import JudgeRequest
@@ -116,7 +117,7 @@ def test_one_process_serves_verdicts_each_in_a_fresh_context(fake, env, tmp_path
         try:
             verdicts = []
             for marker in markers:
-                verdicts.append(await b.judge(request(f"The answer is 4. {marker}")))
+                verdicts.append(await JudgeRunner(b).judge(request(f"The answer is 4. {marker}")))
                 await wait_until(lambda: len(b._idle) == 1)  # the clear has finished
             return verdicts
         finally:
@@ -167,12 +168,13 @@ def test_concurrent_items_share_the_pool_and_each_system_prompt_gets_its_own(fak
 
     async def scenario():
         try:
-            first = await asyncio.gather(*(b.judge(request(f"answer {i}")) for i in range(6)))
+            runner = JudgeRunner(b)
+            first = await asyncio.gather(*(runner.judge(request(f"answer {i}")) for i in range(6)))
             started_default = b.started
             await wait_until(lambda: len(b._idle) == 2)
-            second = [await b.judge(request("x", rubric=rubric_a)),
-                      await b.judge(request("y", rubric=rubric_b)),
-                      await b.judge(request("z", rubric=rubric_a))]
+            second = [await JudgeRunner(b).judge(request("x", rubric=rubric_a)),
+                      await JudgeRunner(b).judge(request("y", rubric=rubric_b)),
+                      await JudgeRunner(b).judge(request("z", rubric=rubric_a))]
             return first, started_default, second
         finally:
             await b.aclose()
@@ -195,7 +197,7 @@ def test_a_process_is_replaced_after_n_items(fake, env):
 
     async def scenario():
         try:
-            verdicts = [await b.judge(request(f"answer {i}")) for i in range(5)]
+            verdicts = [await JudgeRunner(b).judge(request(f"answer {i}")) for i in range(5)]
             await wait_until(lambda: all(alive_in_group(p) == [] for p in pids[:2]))
             return verdicts
         finally:
@@ -215,11 +217,11 @@ def test_a_killed_process_is_replaced_and_the_next_verdict_is_ok(fake, env):
 
     async def scenario():
         try:
-            first = await b.judge(request("before"))
+            first = await JudgeRunner(b).judge(request("before"))
             await wait_until(lambda: len(b._idle) == 1)
             os.killpg(pids[0], signal.SIGKILL)
             await wait_until(lambda: b.pids == [])
-            second = await b.judge(request("after"))
+            second = await JudgeRunner(b).judge(request("after"))
             return first, second
         finally:
             await b.aclose()
@@ -238,7 +240,7 @@ def test_a_process_killed_mid_item_is_a_backend_error_and_is_replaced(fake, env)
 
     async def scenario():
         try:
-            task = asyncio.ensure_future(b.judge(request("x")))
+            task = asyncio.ensure_future(JudgeRunner(b).judge(request("x")))
             await wait_until(lambda: len(model_calls(fake)) == 1)
             os.killpg(pids[0], signal.SIGKILL)
             return await task
@@ -260,7 +262,7 @@ def test_timeout_kills_the_session_process_group(fake, env):
     async def scenario():
         try:
             start = time.monotonic()
-            verdict = await b.judge(request("x"))
+            verdict = await JudgeRunner(b).judge(request("x"))
             return verdict, time.monotonic() - start
         finally:
             await b.aclose()
@@ -280,7 +282,7 @@ def test_cancellation_kills_the_session(fake, env):
     b = make(env, pids)
 
     async def scenario():
-        task = asyncio.ensure_future(b.judge(request("x")))
+        task = asyncio.ensure_future(JudgeRunner(b).judge(request("x")))
         await wait_until(lambda: len(model_calls(fake)) == 1)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -310,9 +312,9 @@ def test_usage_limit_is_classified_and_the_session_serves_on(fake, env):
 
     async def scenario():
         try:
-            limited = await b.judge(request("x"))
+            limited = await JudgeRunner(b).judge(request("x"))
             await wait_until(lambda: len(b._idle) == 1)
-            return limited, await b.judge(request("y"))
+            return limited, await JudgeRunner(b).judge(request("y"))
         finally:
             await b.aclose()
 
@@ -333,7 +335,7 @@ def test_429_and_500_are_classified_as_in_one_shot_mode(fake, env):
         try:
             out = []
             for _ in range(2):
-                out.append(await b.judge(request("x")))
+                out.append(await JudgeRunner(b).judge(request("x")))
                 await wait_until(lambda: len(b._idle) == 1)
             return out
         finally:
@@ -354,9 +356,10 @@ def test_no_process_is_left_after_aclose_idle_or_busy(fake, env):
     private = b._home.root
 
     async def scenario():
-        await asyncio.gather(b.judge(request("a")), b.judge(request("b")))
+        runner = JudgeRunner(b)
+        await asyncio.gather(runner.judge(request("a")), runner.judge(request("b")))
         fake.default = Behaviour.hang()
-        busy = asyncio.ensure_future(b.judge(request("c")))
+        busy = asyncio.ensure_future(runner.judge(request("c")))
         await wait_until(lambda: len(model_calls(fake)) == 3)
         assert len(b.pids) >= 2
         start = time.monotonic()
@@ -374,7 +377,7 @@ def test_no_process_is_left_after_aclose_idle_or_busy(fake, env):
     assert zombie_children() == []
     assert not private.exists()
     with pytest.raises(Exception, match="closed"):
-        asyncio.run(b.complete(b.rubric.render(request("d"), 1000), timeout=5))
+        asyncio.run(b.complete(Rubric.default().render(request("d"), 1000), timeout=5))
 
 
 # -- selection and settings --------------------------------------------------------------
@@ -437,7 +440,7 @@ def test_idle_sessions_are_closed_after_the_idle_limit(fake, env):
 
     async def scenario():
         try:
-            verdict = await b.judge(request("x"))
+            verdict = await JudgeRunner(b).judge(request("x"))
             await wait_until(lambda: pids and alive_in_group(pids[0]) == [], timeout=10)
             return verdict
         finally:
@@ -451,13 +454,14 @@ _WORKER = """
 import asyncio, json, os, sys
 from ray_judge.backends.ccode_session import ClaudeCodeSessionBackend
 from ray_judge.config import JudgeConfig
+from ray_judge.judging.runner import JudgeRunner
 from ray_judge.spec import BackendSpec
 from ray_judge.verdict import JudgeRequest
 
 env = json.loads(sys.argv[1])
 config = JudgeConfig(claude_cli_path=env.pop("CLI"), timeout_s=300.0, max_attempts=1)
 backend = ClaudeCodeSessionBackend(BackendSpec.ccode(), config, environ=env)
-asyncio.run(backend.judge(JudgeRequest("p", "r")))
+asyncio.run(JudgeRunner(backend).judge(JudgeRequest("p", "r")))
 """
 
 

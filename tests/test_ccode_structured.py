@@ -23,6 +23,7 @@ from ray_judge.config import JudgeConfig
 from ray_judge.errors import PermanentBackendError, TransientBackendError
 from ray_judge.judging.definition import JudgeDefinition
 from ray_judge.judging.rubric import Rubric
+from ray_judge.judging.runner import JudgeRunner
 from ray_judge.prompt import JudgePrompt
 from ray_judge.spec import BackendSpec
 from ray_judge.testing.fake_llm import Behaviour, FakeLLMServer
@@ -218,19 +219,20 @@ async def wait_until(condition, timeout: float = 10.0) -> None:
 
 @real_cli
 def test_judge_with_a_schema_reads_a_text_answer_with_the_text_parser(fake, env):
-    """Backend.judge() on a prompt that carries a schema: a model that answers in text
+    """JudgeRunner.judge() on a prompt that carries a schema: a model that answers in text
     still gets its verdict from the SCORE line (a judge definition with a schema and the
     default layout)."""
     fake.script(Behaviour.ok("Correct.\nSCORE: 8"))
     backend = ClaudeCodeSessionBackend(
         BackendSpec.ccode("ccode-4-sonnet"),
         JudgeConfig(claude_cli_path=CLI, timeout_s=30.0, max_attempts=1, ccode_sessions=1),
-        environ=env, judges=[JudgeDefinition(name="with_schema", schema=SCHEMA)])
+        environ=env)
+    runner = JudgeRunner(backend, [JudgeDefinition(name="with_schema", schema=SCHEMA)])
 
     async def run():
         try:
-            return await backend.judge(JudgeRequest(prompt="What is 2+2?", response="4",
-                                                    judge="with_schema"))
+            return await runner.judge(JudgeRequest(prompt="What is 2+2?", response="4",
+                                                   judge="with_schema"))
         finally:
             await backend.aclose()
 
@@ -243,7 +245,7 @@ def test_judge_with_a_schema_reads_a_text_answer_with_the_text_parser(fake, env)
 @real_cli
 @both
 def test_judge_with_a_schema_reads_the_structured_answer_or_the_text(fake, env, mode):
-    """Backend.judge() with a judge definition that asks for structured output: the
+    """JudgeRunner.judge() with a judge definition that asks for structured output: the
     tool call's object when the model makes it, the text parser when it does not."""
     graded = JudgeDefinition(name="graded", system="Grade the response.", parser="yaml:score",
                              scale=(0, 10), schema=SCHEMA)
@@ -252,12 +254,13 @@ def test_judge_with_a_schema_reads_the_structured_answer_or_the_text(fake, env, 
     backend = MODES[mode](
         BackendSpec.ccode("ccode-4-sonnet"),
         JudgeConfig(claude_cli_path=CLI, timeout_s=30.0, max_attempts=1, ccode_sessions=1),
-        environ=env, judges=[graded])
+        environ=env)
+    runner = JudgeRunner(backend, [graded])
 
     async def run():
         try:
-            return [await backend.judge(JudgeRequest(prompt="What is 2+2?", response=r,
-                                                     judge="graded")) for r in ("4", "four")]
+            return [await runner.judge(JudgeRequest(prompt="What is 2+2?", response=r,
+                                                    judge="graded")) for r in ("4", "four")]
         finally:
             await backend.aclose()
 

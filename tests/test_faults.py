@@ -591,11 +591,12 @@ _WORKER = """
 import asyncio, os, sys
 from ray_judge.backends import create_backend
 from ray_judge.config import JudgeConfig
+from ray_judge.judging.runner import JudgeRunner
 from ray_judge.spec import BackendSpec
 from ray_judge.verdict import JudgeRequest
 
 config = JudgeConfig.from_env(os.environ)
-asyncio.run(create_backend(BackendSpec.ccode(), config).judge(JudgeRequest("p", "r")))
+asyncio.run(JudgeRunner(create_backend(BackendSpec.ccode(), config)).judge(JudgeRequest("p", "r")))
 """
 
 

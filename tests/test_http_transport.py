@@ -23,6 +23,7 @@ from ray_judge.backends.http_transport import proxy_for
 from ray_judge.backends.litellm_backend import LiteLLMBackend, load_litellm
 from ray_judge.backends.litellm_wire import Route, _route, plan_route
 from ray_judge.config import JudgeConfig
+from ray_judge.judging.runner import JudgeRunner
 from ray_judge.prompt import JudgePrompt
 from ray_judge.spec import BackendSpec
 from ray_judge.testing import Behaviour, FakeLLMServer
@@ -345,7 +346,7 @@ async def _verdicts(model, behaviour, timeout_s):
         before = len(server_ref.requests)
         server_ref.script(behaviour)
         try:
-            verdict = await backend.judge(JudgeRequest(prompt="2+2?", response="4"))
+            verdict = await JudgeRunner(backend).judge(JudgeRequest(prompt="2+2?", response="4"))
         finally:
             await backend.aclose()
         out.append((verdict, server_ref.requests[before:]))
@@ -451,7 +452,7 @@ def test_same_verdict_when_the_connection_is_refused(model, monkeypatch):
         verdicts = []
         for transport in ("litellm", "lean"):
             backend = make(model, transport)
-            verdicts.append(await backend.judge(JudgeRequest(prompt="2+2?", response="4")))
+            verdicts.append(await JudgeRunner(backend).judge(JudgeRequest("2+2?", "4")))
             await backend.aclose()
         return verdicts
 
@@ -484,8 +485,8 @@ def test_which_providers_are_planned(model, lean):
 
 def test_missing_api_key_keeps_litellms_error(server, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY")
-    old = asyncio.run(make(OPENAI, "litellm").judge(JudgeRequest(prompt="q", response="a")))
-    new = asyncio.run(make(OPENAI, "lean").judge(JudgeRequest(prompt="q", response="a")))
+    old = asyncio.run(JudgeRunner(make(OPENAI, "litellm")).judge(JudgeRequest("q", "a")))
+    new = asyncio.run(JudgeRunner(make(OPENAI, "lean")).judge(JudgeRequest("q", "a")))
     assert new.status == old.status == "auth_error" and new.error == old.error
 
 

@@ -23,6 +23,7 @@ from ray_judge.backends.fake import FakeBackend
 from ray_judge.errors import RateLimitedError
 from ray_judge.judging.catalog import JudgeCatalog, load_judges_file
 from ray_judge.judging.rubric import Rubric
+from ray_judge.judging.runner import JudgeRunner
 from ray_judge.judging.transcript import render_transcript
 
 SPEC = BackendSpec.parse("litellm:openai/judge")
@@ -31,12 +32,12 @@ YAML_JUDGE = dict(name="yaml01", system="Grade {the} work. Answer in YAML.",
                   parser="yaml:score", scale=(0, 1), correction_turns=1)
 
 
-def backend(handler, *judges, **config) -> FakeBackend:
-    return FakeBackend(SPEC, JudgeConfig(backoff_s=0.0, **config), handler=handler,
-                       judges=list(judges))
+def backend(handler, *judges, **config) -> JudgeRunner:
+    return JudgeRunner(FakeBackend(SPEC, JudgeConfig(backoff_s=0.0, **config), handler=handler),
+                       list(judges))
 
 
-def judge(b: FakeBackend, request: JudgeRequest):
+def judge(b: JudgeRunner, request: JudgeRequest):
     return asyncio.run(b.judge(request))
 
 

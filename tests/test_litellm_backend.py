@@ -35,6 +35,7 @@ from ray_judge.errors import (
     TransientBackendError,
     UsageLimitedError,
 )
+from ray_judge.judging.runner import JudgeRunner
 from ray_judge.prompt import JudgePrompt
 from ray_judge.spec import BackendSpec
 from ray_judge.testing import Behaviour, FakeLLMServer
@@ -61,7 +62,7 @@ def server():
         mp.setenv("ANTHROPIC_API_BASE", srv.url)
         mp.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
         for model in (OPENAI, ANTHROPIC):
-            asyncio.run(make(model).complete(PROMPT, timeout=60))
+            asyncio.run(make(model).backend.complete(PROMPT, timeout=60))
         yield srv
 
 
@@ -89,12 +90,12 @@ class Sleeps:
 def make(model=OPENAI, *, max_attempts=3, timeout_s=GENEROUS, sleep=None, **config):
     cfg = JudgeConfig(timeout_s=timeout_s, deadline_s=60.0, max_attempts=max_attempts,
                       backoff_s=0.1, max_backoff_s=1.0, **config)
-    return LiteLLMBackend(BackendSpec.litellm(model), cfg, sleep=sleep or Sleeps(),
-                          rng=lambda: 0.5)
+    return JudgeRunner(LiteLLMBackend(BackendSpec.litellm(model), cfg),
+                       sleep=sleep or Sleeps(), rng=lambda: 0.5)
 
 
-def complete(backend, prompt=PROMPT, timeout=GENEROUS):
-    return asyncio.run(backend.complete(prompt, timeout=timeout))
+def complete(runner, prompt=PROMPT, timeout=GENEROUS):
+    return asyncio.run(runner.backend.complete(prompt, timeout=timeout))
 
 
 def judge(backend, request=REQUEST):
@@ -439,6 +440,7 @@ def audit(event, args):  # any DNS lookup or connect beyond loopback is a networ
 sys.addaudithook(audit)
 from ray_judge.backends.litellm_backend import LiteLLMBackend
 from ray_judge.config import JudgeConfig
+from ray_judge.judging.runner import JudgeRunner
 from ray_judge.spec import BackendSpec
 from ray_judge.verdict import JudgeRequest
 
@@ -453,7 +455,7 @@ async def main():
             gaps.append(now - last)
             last = now
     ticker = asyncio.create_task(tick())
-    verdict = await backend.judge(JudgeRequest(prompt="2+2?", response="4"))
+    verdict = await JudgeRunner(backend).judge(JudgeRequest(prompt="2+2?", response="4"))
     stop = True
     await ticker
     assert "litellm" in sys.modules and verdict.status == "ok", verdict

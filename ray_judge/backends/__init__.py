@@ -12,10 +12,10 @@ from typing import Any
 
 from ..config import JudgeConfig
 from ..spec import BackendSpec
-from .base import Backend, Completion, RetryPolicy
+from .base import Backend, Completion
 
-__all__ = ["CCODE_MODE_CLASSES", "REGISTRY", "Backend", "Completion", "RetryPolicy",
-           "backend_class", "create_backend"]
+__all__ = ["CCODE_MODE_CLASSES", "REGISTRY", "Backend", "Completion", "backend_class",
+           "create_backend"]
 
 REGISTRY: Mapping[str, str] = {
     "ccode": "ray_judge.backends.ccode:ClaudeCodeBackend",

@@ -31,7 +31,7 @@ answer can be read too; ``CLAUDE_CODE_MAX_OUTPUT_TOKENS``).
 
 Example:
     >>> backend = ClaudeCodeBackend(BackendSpec.ccode("ccode-4-sonnet"), JudgeConfig())
-    >>> verdict = await backend.judge(JudgeRequest(prompt="2+2?", response="4"))
+    >>> verdict = await JudgeRunner(backend).judge(JudgeRequest(prompt="2+2?", response="4"))
     >>> await backend.aclose()
 """
 
@@ -73,7 +73,7 @@ Spawn = Callable[..., Awaitable[Process]]
 
 _TERM_GRACE_S = 1.0  # SIGTERM -> SIGKILL; the CLI needs ~0.1 s
 # For a SIGKILLed group to be reaped and its pipes to close. Worst case, a timeout ends
-# 1 + 1.5 + 1.5 s late: inside the 5 s Backend.judge allows before it gives up on us.
+# 1 + 1.5 + 1.5 s late: inside the 5 s JudgeRunner allows before it gives up on us.
 _REAP_S = 1.5
 _POLL_S = 0.02
 _MAX_STDOUT = 16 << 20

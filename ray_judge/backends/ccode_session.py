@@ -181,7 +181,8 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
 
     Example:
         >>> backend = ClaudeCodeSessionBackend(BackendSpec.ccode(), JudgeConfig())
-        >>> verdicts = await asyncio.gather(*(backend.judge(r) for r in requests))
+        >>> runner = JudgeRunner(backend)
+        >>> verdicts = await asyncio.gather(*(runner.judge(r) for r in requests))
         >>> await backend.aclose()  # kills every session's process group
     """
 

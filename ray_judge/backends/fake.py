@@ -1,7 +1,7 @@
 """A backend that needs no model: for tests, dry runs and benchmarks of the pool itself.
 
-It goes through the same :meth:`Backend.judge` as the real backends (rubric, retries,
-parsing), so only the model call is fake.
+Judged through the same :class:`~ray_judge.judging.runner.JudgeRunner` as the real
+backends (rubric, retries, parsing), so only the model call is fake.
 
 Example:
     >>> backend = FakeBackend(spec, config, handler=lambda prompt: "Fine.\\nSCORE: 7")

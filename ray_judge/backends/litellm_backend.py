@@ -3,7 +3,8 @@
 Providers are configured the way LiteLLM users already do it, through LiteLLM's own
 environment (``OPENAI_API_KEY``, ``OPENAI_API_BASE``, ``ANTHROPIC_API_KEY``,
 ``ANTHROPIC_API_BASE``, ``HOSTED_VLLM_API_BASE``, ...). LiteLLM's retries are switched
-off: :meth:`Backend.judge` retries politely and honours Retry-After, LiteLLM does not.
+off: :class:`~ray_judge.judging.runner.JudgeRunner` retries politely and honours
+Retry-After, LiteLLM does not.
 
 Every LiteLLM exception is translated here, once, into a picklable
 :class:`~ray_judge.errors.BackendCallError` (LiteLLM's own classes do not survive
@@ -97,7 +98,7 @@ class LiteLLMBackend(Backend):
 
     Example:
         >>> backend = LiteLLMBackend(BackendSpec.parse("litellm:openai/gpt-4o"), config)
-        >>> verdict = await backend.judge(JudgeRequest(prompt=p, response=r, reference=g))
+        >>> verdict = await JudgeRunner(backend).judge(JudgeRequest(p, r, reference=g))
     """
 
     kind = "litellm"

@@ -2,7 +2,7 @@
 ``samples`` independent judgements combined into one Verdict.
 
 The transport (one backend call with its own bounded retries, see
-:meth:`ray_judge.backends.Backend.judge`) is passed in, so the rules here are the same
+:class:`ray_judge.judging.runner.JudgeRunner`) is passed in, so the rules here are the same
 for every backend:
 
 - A correction turn goes to the same backend with the conversation so far: the bad

@@ -2,7 +2,8 @@
 
 Workers hold no scheduling state: the singleton decides what runs where and how much.
 A worker keeps one backend object per spec it has served (a CLI scratch directory, an
-imported litellm) and grades each micro-batch concurrently.
+imported litellm), judged through a :class:`~ray_judge.judging.runner.JudgeRunner`, and
+grades each micro-batch concurrently.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..config import JudgeConfig
 from ..errors import JudgeError
 from ..judging.catalog import JudgeCatalog
 from ..judging.definition import JudgeDefinition
+from ..judging.runner import JudgeRunner
 from ..spec import BackendSpec
 from ..verdict import GroupRequest, JudgeRequest, Status
 from . import collector
@@ -44,7 +46,7 @@ class JudgeWorker:
         # The judge's definitions, defaults filled in (render and parse happen here); a
         # worker started alone reads the configured judges file.
         self.judges = (JudgeCatalog(judges) if judges else JudgeCatalog.build(self.config))
-        self._backends: dict[str, Backend] = {}
+        self._runners: dict[str, JudgeRunner] = {}
         self._prepared: dict[str, asyncio.Task[None]] = {}
         self._broken: dict[str, str] = {}
         collector.tune(self.config.gc_threshold)
@@ -52,25 +54,25 @@ class JudgeWorker:
     def __repr__(self) -> str:
         return f"JudgeWorker({self.index})"
 
-    def _backend(self, spec_text: str) -> Backend:
-        backend = self._backends.get(spec_text)
-        if backend is None:
+    def _runner(self, spec_text: str) -> JudgeRunner:
+        runner = self._runners.get(spec_text)
+        if runner is None:
             backend = create_backend(BackendSpec.parse(spec_text), self.config,
-                                     registry=self.registry, judges=self.judges)
-            self._backends[spec_text] = backend
-        return backend
+                                     registry=self.registry)
+            runner = self._runners[spec_text] = JudgeRunner(backend, self.judges)
+        return runner
 
     async def judge_batch(self, spec_text: str,
                           requests: list[JudgeRequest | GroupRequest]) -> list[Result]:
         """Grade ``requests`` with backend ``spec_text``; one Verdict per request (a tuple
         of them per group), in order."""
         try:
-            backend = self._backend(spec_text)
+            runner = self._runner(spec_text)
             if spec_text not in self._prepared:  # shared by the batches that arrive meanwhile
-                self._prepared[spec_text] = asyncio.ensure_future(self._prepare(backend))
+                self._prepared[spec_text] = asyncio.ensure_future(self._prepare(runner.backend))
             await asyncio.shield(self._prepared[spec_text])
         except (JudgeError, ImportError, OSError) as exc:
-            self._backends.pop(spec_text, None)
+            self._runners.pop(spec_text, None)
             self._prepared.pop(spec_text, None)
             # e.g. CLAUDE_CLI_PATH missing on this node: every item says so, clearly.
             message = f"backend {spec_text} unavailable on worker {self.index}: {exc}"
@@ -82,7 +84,7 @@ class JudgeWorker:
                             extra={"unavailable": True})
                     for r in requests]
         return list(await asyncio.gather(*(
-            backend.judge_group(r) if isinstance(r, GroupRequest) else backend.judge(r)
+            runner.judge_group(r) if isinstance(r, GroupRequest) else runner.judge(r)
             for r in requests)))
 
     async def _prepare(self, backend: Backend) -> None:
@@ -95,9 +97,9 @@ class JudgeWorker:
         return os.getpid()
 
     async def aclose(self) -> None:
-        backends, self._backends = self._backends, {}
-        for backend in backends.values():
+        runners, self._runners = self._runners, {}
+        for runner in runners.values():
             try:
-                await backend.aclose()
+                await runner.backend.aclose()
             except Exception:
-                logger.exception("closing %r failed", backend)
+                logger.exception("closing %r failed", runner.backend)
