@@ -284,6 +284,7 @@ def test_openrlhf_client_beyond_loopback_needs_the_token(netns, tmp_path) -> Non
         assert status.returncode == 0, status.stderr
         assert (f"  WARNING:  the reward server on http://0.0.0.0:{port}/get_reward (pid "
                 f"{open_rm.pid}") in status.stdout, status.stdout
+        assert "token required" not in status.stdout  # the stopped server said goodbye
     finally:
         for proc in reversed(procs):
             if proc is procs[0] and proc.stdin:
