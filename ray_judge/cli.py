@@ -299,7 +299,21 @@ def format_live_status(status: dict, *, warnings: bool = True) -> str:
     if warnings:
         lines += [f"  warning:  {w}; whoever can write it can change the reward"
                   for w in status.get("override_warnings") or []]
+    lines += reward_server_lines(status)
     return "\n".join(lines)
+
+
+def reward_server_lines(status: dict) -> list[str]:
+    """One line per running ``serve-rm``; a WARNING for one without a token."""
+    lines = []
+    for rm in status.get("reward_servers") or []:
+        where = f"{rm['url']} (pid {rm['pid']} on {rm['node']})"
+        if rm["insecure"]:
+            lines.append(f"  WARNING:  {_insecure_text(where)} (--insecure-no-token)")
+        else:
+            lines.append(f"  reward:   {where}, "
+                         f"{'token required' if rm['token'] else 'loopback only, no token'}")
+    return lines
 
 
 def shift_lines(status: dict) -> list[str]:
@@ -401,40 +415,48 @@ def status(
 
 @app.command("serve-rm")
 def serve_rm(
+    *,
     failure_reward: Annotated[float, typer.Option(
         help="Required: the reward a sample gets when the judge could not judge it "
              "(OpenRLHF needs a number for every sample; ray_judge never picks one).")],
     host: Annotated[str, typer.Option(
-        help="Interface to listen on; another than 127.0.0.1 opens the reward to the "
-             "network (use --token-file then).")] = "127.0.0.1",
+        help="Interface to listen on; any but a loopback address (127.0.0.0/8, ::1, "
+             "localhost) opens the reward to the network and needs --token-file.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port.")] = 5000,
     token_file: Annotated[Path | None, typer.Option(
-        help="A file holding a token every request must carry (Bearer, or the password "
-             "of basic auth: http://rm:TOKEN@host:port/get_reward).")] = None,
+        help="A file (mode 600, at least 16 characters) holding a token every request "
+             "must carry (Bearer, or the password of basic auth: "
+             "http://rm:TOKEN@host:port/get_reward).")] = None,
+    insecure_no_token: Annotated[bool, typer.Option(
+        "--insecure-no-token",
+        help="Listen beyond loopback without a token: anyone who reaches the port can "
+             "read the judge's prompts and set the rewards (ray-judge status warns).")
+    ] = False,
     judge: Annotated[str | None, typer.Option(
         help="A named judge definition to judge with (default: the default judge).")] = None,
 ) -> None:
     """Serve OpenRLHF's --reward.remote_url from the running judge."""
     config = _load_config()
-    token = None
-    if token_file is not None:
-        try:
-            token = token_file.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            _fail(f"cannot read --token-file {token_file}: {exc}")
+    if token_file is not None and insecure_no_token:
+        _fail("--insecure-no-token and --token-file contradict each other: keep one")
+    from .integrations.access import read_token, require_token
     from .integrations.openrlhf import RewardServer
 
+    # Before Ray: a refusal is immediate, and nothing listens or joins the cluster.
     try:
+        token = None if token_file is None else read_token(token_file)
+        insecure = require_token(host, port, token, insecure_no_token)
         server = RewardServer(failure_reward=failure_reward, token=token, judge=judge)
-    except ValueError as exc:
+    except ValueError as exc:  # AccessError, and a bad --failure-reward
         _fail(str(exc))
     _connect_ray()
-    asyncio.run(_serve_until_signal(server, host, port, config))
+    asyncio.run(_serve_until_signal(server, host, port, config, insecure))
 
 
 async def _serve_until_signal(server: RewardServer, host: str, port: int,
-                              config: JudgeConfig) -> None:
-    from .integrations.openrlhf import serve
+                              config: JudgeConfig, insecure: bool) -> None:
+    from .integrations.openrlhf import announce, serve, server_record
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -448,11 +470,25 @@ async def _serve_until_signal(server: RewardServer, host: str, port: int,
                f"{config.actor_name!r} in namespace {config.namespace!r}, failure reward "
                f"{server.failure_reward}, token {'required' if server.token else 'not required'}"
                ".")
+    if insecure:
+        typer.echo(f"WARNING: {_insecure_text(host)} (--insecure-no-token); `ray-judge "
+                   "status` shows this warning while it runs.", err=True)
+    announcer = asyncio.create_task(announce(
+        server_record(host, bound, server.token is not None, insecure), config.actor_name,
+        config.namespace))
     typer.echo(f"READY http://{host}:{bound}", err=True)
     try:
         await stop.wait()
     finally:
+        announcer.cancel()
+        await asyncio.gather(announcer, return_exceptions=True)
         await runner.cleanup()
+
+
+def _insecure_text(where: str) -> str:
+    return (f"the reward server on {where} listens beyond loopback without a token: anyone "
+            "who can reach it can read what the judge is asked and set the rewards the "
+            "trainer gets")
 
 
 @app.command("watch")

@@ -399,6 +399,7 @@ def reward_server(cluster, judge, tmp_path_factory):
     token = secrets.token_hex(16)
     token_file = tmp_path_factory.mktemp("rm") / "token"
     token_file.write_text(token + "\n")
+    token_file.chmod(0o600)  # serve-rm refuses a token others can read
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("LLM_JUDGE_")},
            "RAY_ADDRESS": cluster}
     proc = subprocess.Popen(

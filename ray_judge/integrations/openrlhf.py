@@ -18,16 +18,22 @@ The server binds 127.0.0.1 unless ``--host`` says otherwise. The reward decides 
 policy learns, so an open port is a way in: with ``--token-file`` every request must
 carry the token, as ``Authorization: Bearer <token>`` or as the password of HTTP basic
 auth, which is what OpenRLHF's client sends for a URL such as
-``http://rm:<token>@node:5000/get_reward`` (it sets no headers of its own).
+``http://rm:<token>@node:5000/get_reward`` (it sets no headers of its own). Beyond
+loopback the token is required (:mod:`~ray_judge.integrations.access`); while it listens
+the server announces itself to the judge (:func:`announce`), so ``ray-judge status``
+shows it, and warns about one started with ``--insecure-no-token``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
 import logging
-from collections.abc import Sequence
+import os
+import socket
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,12 +41,14 @@ from aiohttp import web
 
 from .reward import failure_value, judge_client, judge_item, status_counts
 
-__all__ = ["RewardServer", "split_query"]
+__all__ = ["RewardServer", "announce", "split_query"]
 
 logger = logging.getLogger(__name__)
 
 #: Paths that answer: OpenRLHF's examples use /get_reward; "/" for a bare URL.
 PATHS = ("/get_reward", "/")
+#: Seconds a stopping server waits for the judge to hear its goodbye.
+GOODBYE_S = 3.0
 
 
 class BadRequest(ValueError):
@@ -161,3 +169,36 @@ async def serve(server: RewardServer, host: str, port: int) -> tuple[web.AppRunn
     await site.start()
     sockets = site._server.sockets if site._server is not None else ()  # type: ignore[union-attr]
     return runner, sockets[0].getsockname()[1] if sockets else port
+
+
+def server_record(host: str, port: int, token: bool, insecure: bool) -> dict[str, Any]:
+    """What :func:`announce` tells the judge about this server (never the token);
+    ``insecure``: beyond loopback without a token."""
+    node, pid = socket.gethostname(), os.getpid()
+    return {"id": f"{node}:{pid}", "url": f"http://{host}:{port}/get_reward", "token": token,
+            "insecure": insecure, "node": node, "pid": pid}
+
+
+async def announce(record: Mapping[str, Any], actor: str, namespace: str) -> None:
+    """Tell the judge this server runs, every ``ANNOUNCE_S``, until cancelled; then say
+    goodbye. A judge that is missing or slow is tried again at the next round: the
+    announcement only feeds ``status()``, never the rewards."""
+    import ray
+
+    from ..pool.reward_servers import ANNOUNCE_S
+
+    async def send(running: bool, timeout_s: float) -> None:
+        try:
+            handle = await asyncio.wait_for(asyncio.to_thread(
+                ray.get_actor, actor, namespace=namespace), timeout_s)
+            await asyncio.wait_for(handle.note_reward_server.remote(dict(record), running),
+                                   timeout_s)
+        except Exception as exc:  # status is best effort: serving goes on
+            logger.debug("could not announce the reward server to the judge: %r", exc)
+
+    try:
+        while True:
+            await send(True, ANNOUNCE_S)
+            await asyncio.sleep(ANNOUNCE_S)
+    finally:  # a server that stops says so; a killed one expires from status
+        await send(False, GOODBYE_S)

@@ -43,6 +43,7 @@ from .cache import Result, VerdictCache, cache_key, group_cache_key, members
 from .dispatch import Dispatcher, Request, WorkerLost
 from .failover import FailoverChain
 from .metrics import JudgeMetrics
+from .reward_servers import RewardServers
 from .stats import JudgeStats
 from .worker import JudgeWorker
 
@@ -102,6 +103,7 @@ class Judge:
         self._switches = 0
         self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT_SWITCHES)
         self._pid = os.getpid()
+        self.reward_servers = RewardServers()
         rubric = load_rubric(self.config)  # also fails start-up on a bad rubric file
         # The judges file is read here, once; workers get the definitions themselves, in
         # their constructor arguments, so a restarted worker has them too.
@@ -243,8 +245,15 @@ class Judge:
             "shift": self.shift.snapshot(),
             "calibration": self.shift.calibration_snapshot(),
             "reservoir": self.shift.reservoir_snapshot(),
+            "reward_servers": self.reward_servers.snapshot(),
             **self.stats.snapshot(),
         }
+
+    @ray.method(concurrency_group=CONTROL_GROUP)
+    def note_reward_server(self, record: dict[str, Any], running: bool = True) -> None:
+        """A reward server's announcement, or its goodbye (``ray-judge serve-rm`` sends
+        them; ``status()["reward_servers"]`` shows them)."""
+        self.reward_servers.note(record, running)
 
     @ray.method(concurrency_group=CONTROL_GROUP)
     def shift_pairs(self) -> dict[str, Any]:
