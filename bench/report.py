@@ -1,9 +1,11 @@
-"""What a scenario reports: rows of figures, targets met or missed, a table, JSON."""
+"""What a scenario reports: rows of figures, targets met or missed, a table, JSON, and
+each scenario's table in bench/RESULTS.md, replaced on every run."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +105,47 @@ class Report:
         for name, why in self.errors.items():
             out.append(f"  [error] {name}: {why}")
         return "\n".join(out)
+
+
+    def markdown(self, scenario: str) -> str:
+        """One scenario's rows and targets as Markdown tables, for bench/RESULTS.md."""
+        meta = self.meta
+        versions = ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items())
+        out = [f"Run of {meta.get('started', '?')}, `{meta.get('command', 'python -m bench')}`, "
+               f"{meta.get('cpus', '?')} CPUs, {meta.get('workers', '?')} workers, {versions}; "
+               f"load average at the start {meta.get(f'load_at_{scenario}', '?')}.", "",
+               "| case | n | ok | rate | x baseline | CPU-s/req | p50 | p99 | peak MiB | note |",
+               "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in self.rows:
+            if r.scenario == scenario:
+                cells = [r.case + (" (baseline)" if r.baseline else ""), str(r.n), str(r.ok),
+                         _num(r.rate, r.unit), _ratio(r.ratio), _num(r.cpu_s_per_req),
+                         _secs(r.p50_s), _secs(r.p99_s), _num(r.peak_mib), r.note]
+                out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        targets = [t for t in self.targets if t.scenario == scenario]
+        if targets:
+            out += ["", "| target | measured | |", "|---|---|---|"]
+            for t in targets:
+                value = "-" if t.value is None else f"{t.value:.3g}"
+                verdict = {True: "met", False: "MISSED", None: "n/a"}[t.met]
+                why = f" ({t.why})" if t.why else ""
+                out.append(f"| {t.what} {t.target} | {value}{why} | {verdict} |")
+        return "\n".join(out)
+
+
+def replace_tables(text: str, tables: dict[str, str]) -> str:
+    """``text`` with each scenario's table between its markers replaced by ``tables[n]``.
+
+    A scenario's markers are ``<!-- bench:scenario N:begin -->`` and ``...:end -->``; one
+    without markers in ``text`` is left out rather than appended (say where it goes first).
+    """
+    for scenario, table in tables.items():
+        pattern = re.compile(rf"(<!-- bench:scenario {re.escape(scenario)}:begin -->\n)"
+                             rf".*?(\n<!-- bench:scenario {re.escape(scenario)}:end -->)",
+                             re.DOTALL)
+        text = pattern.sub(lambda m, t=table: m.group(1) + t.strip("\n") + m.group(2), text,
+                           count=1)
+    return text
 
 
 def _num(value: float | None, unit: str = "") -> str:

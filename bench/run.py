@@ -5,7 +5,9 @@
     python -m bench --only 1,2 --profile prof/   # some scenarios, with py-spy profiles
     python -m bench --only 7             # the soak (only when named): 100,000 verdicts
 
-Prints a table and, with ``--json``, writes the same figures as JSON. The load average
+Prints a table and, with ``--json``, writes the same figures as JSON. A full-size run
+replaces the table of each scenario it measured in bench/RESULTS.md (``--results``);
+``--smoke`` and ``--profile`` runs, skipped and failed scenarios leave it alone. The load average
 of the machine is recorded before and after: the machines are shared, so only ratios
 to a baseline measured in the same run mean much.
 """
@@ -30,7 +32,9 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` and ``ray_judge
 from bench import procs
 from bench.cluster import find_cli, prepare_env
 from bench.context import Context, Sizes, Skip
-from bench.report import Report
+from bench.report import Report, replace_tables
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 #: Scenario -> module, in the order they run: 4 and 5 before the bench's own Ray cluster
 #: exists (5 starts another through launch.sh), 3 right after 1, whose judge it switches.
@@ -60,6 +64,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                         help="judge workers (default: the pool's own default)")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="record py-spy profiles of the judge and workers into DIR")
+    parser.add_argument("--results", type=Path, default=RESULTS, metavar="FILE",
+                        help="the Markdown file whose scenario tables this run replaces "
+                        "(default: bench/RESULTS.md; not written by --smoke or --profile)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override a size, e.g. --set s1_in_flight=256 (see Sizes)")
     return parser.parse_args(argv)
@@ -130,7 +137,20 @@ def main(argv: list[str] | None = None) -> int:
           "note: cores other people's processes kept busy during that measurement")
     if args.json:
         report.write(args.json)
+    if not args.smoke and args.profile is None and args.results.exists():
+        _write_results(args.results, report, chosen)
     return 1 if report.errors else 0
+
+
+def _write_results(path: Path, report: Report, chosen: list[str]) -> None:
+    """Replace the tables of the scenarios this run measured; the others stay as they are.
+    Profiled or smoke-sized figures would mislead, so those runs never get here."""
+    failed = {name.split(":", 1)[0] for name in (*report.skipped, *report.errors)}
+    measured = {key for key in chosen if key not in failed
+                and any(row.scenario == key for row in report.rows)}
+    tables = {key: report.markdown(key) for key in measured}
+    path.write_text(replace_tables(path.read_text(encoding="utf-8"), tables), encoding="utf-8")
+    print(f"{path}: replaced the tables of scenario(s) {', '.join(sorted(measured)) or 'none'}")
 
 
 def _versions() -> dict[str, str]:

@@ -83,7 +83,8 @@ class JudgeDefinition:
         correction_turns: follow-up turns when an answer does not parse.
         samples: independent judgements per request, combined by ``aggregate``.
         max_input_chars: longest data block (default ``LLM_JUDGE_MAX_INPUT_CHARS``).
-        temperature, max_tokens: sampling knobs (LiteLLM), ``None`` for the backend's.
+        temperature: sampling temperature (LiteLLM), ``None`` for the backend's.
+        max_tokens: most output tokens per answer, ``None`` for the backend's.
         frame: put ray_judge's security preamble before ``system`` and a footer after
             the data; ``False`` sends the templates as written, apart from the blocks.
         kind: ``pointwise`` (one response), ``group`` (several responses to one prompt,

@@ -82,8 +82,8 @@ class JudgeClient:
         1.0
 
     Args:
-        name / namespace: the judge actor (default ``LLM_JUDGE_ACTOR_NAME`` /
-            ``LLM_JUDGE_NAMESPACE``: ``judge`` in ``ray_judge``).
+        name: the judge actor's name (default ``LLM_JUDGE_ACTOR_NAME``: ``judge``).
+        namespace: its Ray namespace (default ``LLM_JUDGE_NAMESPACE``: ``ray_judge``).
         linger_s: how long the first request of a flush waits for others to join it.
         max_batch: most items per ``score_batch`` call.
         deadline_s: each request's time budget from submission, through queueing and
