@@ -12,12 +12,14 @@ category Mn). The rule, per character of the text:
 * a *run* is three or more angles of one direction joined only by invisibles.
 
 In a run each ``<`` angle becomes U+2039 (single left-pointing angle quotation mark),
-each ``>`` angle U+203A (single right-pointing), and each invisible among them or right
-after them an escape such as ``\\u200b``, as does each Cf character right before them.
-A forged ``<<<END RESPONSE>>>`` thus stays visible to the judge, its angles now quotation
-marks, and is no longer a marker, before or after normalisation. Text without a run (any language,
-emoji joined by U+200D, accents as combining marks, ``a << b``) is returned unchanged,
-the same object. The rewrite is deterministic (prompts feed a cache key).
+each ``>`` angle U+203A (single right-pointing), and each invisible in it or right after
+it an escape such as ``\\u200b``. On a line that holds a run every Cf character is shown
+as an escape too: a zero-width space inside a marker word, a right-to-left override that
+turns ``>>>ESNOPSER DNE<<<`` around. A forged ``<<<END RESPONSE>>>`` thus stays visible to
+the judge, its angles now quotation marks, and is no longer a marker, before or after
+normalisation. Text without a run (any language, emoji joined by U+200D, accents as
+combining marks, ``a << b``) is returned unchanged. The rewrite is deterministic
+(prompts feed a cache key).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ _ASCII_RUNS = (("<<<", re.compile("<<<<*")), (">>>", re.compile(">>>>*")))
 # read character by character. Plain text rarely has one, so that loop rarely runs.
 # One pattern per direction: each starts with a character class that re scans for fast.
 _BETWEEN = f"[^\\x00-\\x7f{_OPEN[1:]}{_CLOSE[1:]}]*"
+_NOT_ASCII = re.compile("[^\\x00-\\x7f]")
 _STRETCHES = tuple(re.compile(f"[{kind}](?:{_BETWEEN}[{kind}]){{2,}}")
                    for kind in (_OPEN, _CLOSE))
 
@@ -56,21 +59,29 @@ def neutralise(text: str) -> str:
             if run in text:
                 text = pattern.sub(lambda m: _SHOWN[m.group()[0]] * len(m.group()), text)
         return text
-    out: list[str] = []
-    done = 0
-    stretches = sorted(m.span() for p in _STRETCHES for m in p.finditer(text))
-    for stretch_start, stretch_end in stretches:
-        for first, last in _runs(text, stretch_start, stretch_end):
-            start, end = first, last
-            while start > done and unicodedata.category(text[start - 1]) == "Cf":
-                start -= 1
-            while end < len(text) and _invisible(text[end]):
-                end += 1
-            out.append(text[done:start])
-            out.extend(_SHOWN.get(c) or _escape(c) for c in text[start:end])
-            done = end
-    if not out:
+    runs = [run for pattern in _STRETCHES for stretch in pattern.finditer(text)
+            for run in _runs(text, *stretch.span())]
+    if not runs:
         return text
+    shown: dict[int, str] = {}
+    lines = set()
+    for first, last in runs:
+        end = last
+        while end < len(text) and _invisible(text[end]):
+            end += 1
+        shown.update((i, _SHOWN.get(text[i]) or _escape(text[i])) for i in range(first, end))
+        line = text.rfind("\n", 0, first) + 1
+        if line not in lines:
+            lines.add(line)
+            stop = text.find("\n", last)
+            for match in _NOT_ASCII.finditer(text, line, len(text) if stop < 0 else stop):
+                if unicodedata.category(match.group()) == "Cf":
+                    shown.setdefault(match.start(), _escape(match.group()))
+    out = []
+    done = 0
+    for i in sorted(shown):
+        out += (text[done:i], shown[i])
+        done = i + 1
     out.append(text[done:])
     return "".join(out)
 
