@@ -61,7 +61,7 @@ _DEFAULT_INPUT_CHARS = 20_000  # LLM_JUDGE_MAX_INPUT_CHARS's default, before wit
 _MAX_CORRECTIONS = 5
 _MAX_SAMPLES = 32
 # Bumped when ray_judge changes how a judge is rendered or read, so versions move too.
-_RENDERING = 1
+_RENDERING = 2  # 2: look-alike and >>> marker runs neutralised (issue 25)
 
 
 @dataclass(frozen=True)
