@@ -26,9 +26,9 @@ from pathlib import Path
 
 from ..config import JudgeConfig
 from ..errors import RubricError
+from ..markers import neutralise
 from ..prompt import JudgePrompt
 from ..verdict import JudgeRequest
-from .markers import neutralise
 from .transcript import sendable
 
 __all__ = ["DEFAULT_RUBRIC", "Rubric", "data_block", "load_rubric", "neutralise"]
