@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["neutralise"]
+__all__ = ["data_block", "neutralise"]
 
 _OPEN = "<\u226e\ufe64\uff1c"
 _CLOSE = ">\u226f\ufe65\uff1e"
@@ -116,3 +116,31 @@ def _invisible(char: str) -> bool:
 def _escape(char: str) -> str:
     code = ord(char)
     return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def data_block(name: str, text: str, max_chars: int) -> str:
+    """``text`` between ``<<<BEGIN NAME>>>`` and ``<<<END NAME>>>``, cut to ``max_chars``
+    with a visible marker, neutralised (:func:`neutralise`) so that no data
+    opens or closes a block."""
+    body = neutralise(_truncate(text, max_chars))
+    if len(body) > max_chars:
+        # Escaped invisibles made it longer (only in text that forged markers): cut the
+        # neutralised text instead, so that forging cannot buy a longer prompt. Cutting
+        # cannot make a run: the truncation marker starts and ends with a line break.
+        body = _truncate(neutralise(text), max_chars)
+    return f"<<<BEGIN {name}>>>\n{body}\n<<<END {name}>>>"
+
+
+def _truncate(text: str, max_chars: int) -> str:
+    if len(text) <= max_chars:
+        return text
+    # Size the marker for the longest possible count so head + marker + tail never
+    # exceeds max_chars; the real count can only be as long or shorter.
+    room = max_chars - len(_marker(len(text)))
+    cut = len(text) - room
+    tail = room // 2
+    return text[: room - tail] + _marker(cut) + text[len(text) - tail:]
+
+
+def _marker(cut: int) -> str:
+    return f"\n[... truncated {cut} characters ...]\n"

@@ -25,7 +25,7 @@ ray = pytest.importorskip("ray")
 import ray_judge  # noqa: E402
 from ray_judge import BackendSpec, JudgeDefinition, Status  # noqa: E402
 from ray_judge.backends.fake import content_score  # noqa: E402
-from ray_judge.judging.rubric import neutralise  # noqa: E402
+from ray_judge.markers import neutralise  # noqa: E402
 from ray_judge.selection.override_file import remove_override, write_override  # noqa: E402
 from ray_judge.testing import Behaviour, FakeLLMServer  # noqa: E402
 from ray_judge.testing._wire import input_tokens  # noqa: E402

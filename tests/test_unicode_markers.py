@@ -19,11 +19,13 @@ from hypothesis import strategies as st
 
 from ray_judge import JudgeDefinition, JudgeRequest
 from ray_judge.backends.ccode_prompt import cli_message
-from ray_judge.judging.group import GROUP_RUBRIC, GroupLayout, render_group
-from ray_judge.judging.pairwise import PAIR_RUBRIC, render_pair
-from ray_judge.judging.rubric import JudgePrompt, Rubric, data_block, neutralise
+from ray_judge.judging.groups.pairwise import PAIR_RUBRIC, render_pair
+from ray_judge.judging.groups.prompt import GROUP_RUBRIC, GroupLayout, render_group
+from ray_judge.judging.rubric import Rubric
 from ray_judge.judging.template import frame
 from ray_judge.judging.transcript import render_transcript
+from ray_judge.markers import data_block, neutralise
+from ray_judge.prompt import JudgePrompt
 
 LIMIT = 20_000
 TEMPLATE_JUDGE = JudgeDefinition(

@@ -11,7 +11,7 @@ itself goes into the user message, each field between its own markers::
 
 The response is written by the policy being trained, and RL policies learn to attack
 their judge, so no data may close its block: every data field goes through
-:func:`.markers.neutralise`, which rewrites each run of three or more ``<`` or ``>``,
+:func:`ray_judge.markers.neutralise`, which rewrites each run of three or more ``<`` or ``>``,
 Unicode look-alikes included, as U+2039 or U+203A. A forged ``<<<END RESPONSE>>>``
 stays visible to the judge, its angles now quotation marks, but is no longer a marker.
 """
@@ -26,12 +26,12 @@ from pathlib import Path
 
 from ..config import JudgeConfig
 from ..errors import RubricError
-from ..markers import neutralise
+from ..markers import data_block
 from ..prompt import JudgePrompt
 from ..verdict import JudgeRequest
 from .transcript import sendable
 
-__all__ = ["DEFAULT_RUBRIC", "Rubric", "data_block", "load_rubric", "neutralise"]
+__all__ = ["DEFAULT_RUBRIC", "Rubric", "load_rubric"]
 
 #: What each placeholder of a rubric template renders as.
 _PLACEHOLDERS = {
@@ -268,34 +268,6 @@ def _check_encodable(request: JudgeRequest) -> None:
         text = getattr(request, name)
         if text is not None:
             sendable(text, name)
-
-
-def data_block(name: str, text: str, max_chars: int) -> str:
-    """``text`` between ``<<<BEGIN NAME>>>`` and ``<<<END NAME>>>``, cut to ``max_chars``
-    with a visible marker, neutralised (:func:`.markers.neutralise`) so that no data
-    opens or closes a block."""
-    body = neutralise(_truncate(text, max_chars))
-    if len(body) > max_chars:
-        # Escaped invisibles made it longer (only in text that forged markers): cut the
-        # neutralised text instead, so that forging cannot buy a longer prompt. Cutting
-        # cannot make a run: the truncation marker starts and ends with a line break.
-        body = _truncate(neutralise(text), max_chars)
-    return f"<<<BEGIN {name}>>>\n{body}\n<<<END {name}>>>"
-
-
-def _truncate(text: str, max_chars: int) -> str:
-    if len(text) <= max_chars:
-        return text
-    # Size the marker for the longest possible count so head + marker + tail never
-    # exceeds max_chars; the real count can only be as long or shorter.
-    room = max_chars - len(_marker(len(text)))
-    cut = len(text) - room
-    tail = room // 2
-    return text[: room - tail] + _marker(cut) + text[len(text) - tail:]
-
-
-def _marker(cut: int) -> str:
-    return f"\n[... truncated {cut} characters ...]\n"
 
 
 def _number(value: float) -> str:
