@@ -71,6 +71,46 @@ def test_a_bad_definition_names_the_judge_the_key_and_the_value(changes, key, wo
     assert pickle.loads(pickle.dumps(error)).key == key
 
 
+@pytest.mark.parametrize(("schema", "words"), [
+    # a typo would fail every request at the provider: a load-time error names the part
+    ({"type": "integr"},
+     "at type: 'integr' is not valid under any of the given schemas, got 'integr'"),
+    ({"properties": {"score": {"type": "number", "minimum": "0"}}},
+     "at properties.score.minimum: '0' is not of type 'number', got '0'"),
+    ({"required": "score"}, "at required: 'score' is not of type 'array'"),
+    ({"type": "object", "required": ["score", "score"]},
+     "at required: ['score', 'score'] has non-unique elements"),
+    ({"anyOf": []}, "at anyOf: [] should be non-empty"),
+    ({"$schema": "http://json-schema.org/draft-07/schema#", "dependencies": {"a": 3}},
+     "(Draft7) at dependencies.a: 3"),
+    ({"$schema": "https://example.com/my-draft"},
+     "unknown $schema (no JSON Schema draft has that URI), got 'https://example.com/my-draft'"),
+    ({"$schema": 2020}, "$schema must be a metaschema URI"),
+])
+def test_a_bad_schema_names_the_judge_the_key_and_the_bad_part(schema, words) -> None:
+    with pytest.raises(JudgeDefinitionError) as info:
+        JudgeDefinition(**YAML_JUDGE, schema=schema)
+    assert str(info.value).startswith("judge 'yaml01': schema ")
+    assert words in str(info.value)
+    assert (info.value.judge, info.value.key) == ("yaml01", "schema")
+
+
+@pytest.mark.parametrize("schema", [
+    {},
+    {"type": "object"},
+    {"type": "object", "properties": {"score": {"type": "integer", "minimum": 0,
+                                                "maximum": 10}},
+     "required": ["score"], "additionalProperties": False},
+    {"$schema": "https://json-schema.org/draft/2020-12/schema",
+     "$defs": {"s": {"type": "number"}}, "properties": {"score": {"$ref": "#/$defs/s"}}},
+    {"$schema": "http://json-schema.org/draft-07/schema#", "definitions": {},
+     "dependencies": {"a": ["b"]}},
+    {"type": "object", "x-vendor-extension": {"anything": [1, 2]}},  # unknown keywords pass
+])
+def test_a_valid_schema_is_kept_as_written(schema) -> None:
+    assert JudgeDefinition(**YAML_JUDGE, schema=schema).schema == schema
+
+
 def test_version_is_stable_and_moves_with_what_changes_the_verdict() -> None:
     one = JudgeDefinition(**YAML_JUDGE)
     assert one.version == JudgeDefinition(**YAML_JUDGE).version
@@ -232,6 +272,9 @@ def test_a_judges_file_reads_prompt_files_relative_to_itself(tmp_path) -> None:
     ("[judges.a]\nsystem = 'x'\n[other]\nx = 1\n", None, "other", "nothing else"),
     ("[judges]\n", None, "judges", "no judges"),
     ("[judges.a\n", None, None, "not valid TOML"),
+    ("[judges.a]\nsystem = 'x'\nscale = [0, 1]\nparser = 'json:score'\n[judges.a.schema]\n"
+     "type = 'object'\nrequired = 'score'\n", "a", "schema",
+     "at required: 'score' is not of type 'array'"),
 ])
 def test_a_bad_judges_file_names_the_file_the_judge_and_the_key(tmp_path, text, judge, key,
                                                                  words) -> None:

@@ -2,10 +2,10 @@
 own, and no two subpackages import each other.
 
 From the bottom: the core values (``verdict``, ``errors``, ``spec``, ``messages``,
-``config``, ``prompt``, ``markers``), ``selection/``, ``backends/`` (transports),
-``judging/``, ``shift/``, ``pool/``, then ``monitoring/`` and ``integrations/``, then the
-CLI. Every import counts, lazy ones inside functions and ``TYPE_CHECKING`` blocks too: a
-lazy upward import is still an upward dependency.
+``settings``, ``config``, ``prompt``, ``markers``), ``selection/``, ``backends/``
+(transports), ``judging/``, ``shift/``, ``pool/``, then ``monitoring/`` and
+``integrations/``, then the CLI. Every import counts, lazy ones inside functions and
+``TYPE_CHECKING`` blocks too: a lazy upward import is still an upward dependency.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "ray_judge"
 
-CORE = ("verdict", "errors", "spec", "messages", "config", "prompt", "markers")
+CORE = ("verdict", "errors", "spec", "messages", "settings", "config", "prompt", "markers")
 #: layer of each top-level name under ray_judge, bottom first
 LAYERS: dict[str, int] = {
     **dict.fromkeys(CORE, 0),
@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "testing": 6,   # the fake providers: production code the tests and the bench use
     "cli": 7,
     "_launch": 7,
+    "configuration_page": 7,  # writes docs/configuration.md from the settings table
 }
 
 
