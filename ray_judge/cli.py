@@ -362,15 +362,12 @@ app.command("show", help="Show the effective backend (same as `switch show`).")(
 
 
 def _connect_ray() -> None:
-    from .pool.cluster import cluster_address
+    from .pool.cluster import JudgeUnreachable, connect
 
-    address = cluster_address()
-    if address is None:
-        _fail("no Ray cluster found here: start one with ./launch.sh or `ray start --head`, "
-              "or set RAY_ADDRESS")
-    import ray
-
-    ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+    try:
+        connect(quiet=True)
+    except JudgeUnreachable as exc:
+        _fail(str(exc))
 
 
 @app.command("start")
@@ -497,15 +494,13 @@ def watch_judge(
         "--interval", min=0.2, help="Seconds between redraws.")] = 1.0,
 ) -> None:
     """Watch the running judge: backend, rate, statuses, load, failover, switches."""
-    from .pool.cluster import cluster_address
+    from .pool.cluster import NO_CLUSTER, JudgeUnreachable, cluster_address
 
     config = _load_config()
     address = cluster_address()
     if address is None:
-        _fail("no Ray cluster found here: start one with ./launch.sh or `ray start --head`, "
-              "or set RAY_ADDRESS")
+        _fail(NO_CLUSTER)
     from .monitoring.watch import watch
-    from .pool.cluster import JudgeUnreachable
 
     try:
         watch(config, address, interval_s=interval)

@@ -183,14 +183,13 @@ async def announce(record: Mapping[str, Any], actor: str, namespace: str) -> Non
     """Tell the judge this server runs, every ``ANNOUNCE_S``, until cancelled; then say
     goodbye. A judge that is missing or slow is tried again at the next round: the
     announcement only feeds ``status()``, never the rewards."""
-    import ray
-
+    from ..pool.cluster import find
     from ..pool.reward_servers import ANNOUNCE_S
 
     async def send(running: bool, timeout_s: float) -> None:
         try:
-            handle = await asyncio.wait_for(asyncio.to_thread(
-                ray.get_actor, actor, namespace=namespace), timeout_s)
+            handle = await asyncio.wait_for(asyncio.to_thread(find, actor, namespace),
+                                            timeout_s)
             await asyncio.wait_for(handle.note_reward_server.remote(dict(record), running),
                                    timeout_s)
         except Exception as exc:  # status is best effort: serving goes on

@@ -12,7 +12,6 @@ without a cluster; :func:`watch` is the loop around it.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,12 +99,10 @@ class Poller:
     def _ask_ray(self) -> dict[str, Any]:
         import ray
 
+        from ..pool.cluster import find
+
         if self._handle is None:
-            try:
-                self._handle = ray.get_actor(self.config.actor_name,
-                                             namespace=self.config.namespace)
-            except ValueError:
-                raise LookupError("no such actor in the cluster") from None
+            self._handle = find(self.config.actor_name, self.config.namespace)
         return ray.get(self._handle.status.remote(), timeout=CALL_TIMEOUT_S)
 
 
@@ -247,16 +244,9 @@ def _switches_table(recent: list[dict[str, Any]], total: int) -> Table:
 def watch(config: JudgeConfig, address: str, *, interval_s: float = 1.0,
           console: Console | None = None) -> None:
     """Redraw the judge's status every ``interval_s`` until Ctrl-C."""
-    import ray
+    from ..pool.cluster import connect
 
-    from ..pool.cluster import bounded
-
-    logging.getLogger("ray").setLevel(logging.ERROR)
-    # Bounded: ray.init() retries a wrong or dead address for minutes, in silence.
-    bounded(lambda: ray.init(address=address, namespace=config.namespace,
-                              log_to_driver=False, logging_level=logging.ERROR,
-                              configure_logging=False),
-             CONNECT_TIMEOUT_S, f"connecting to Ray at {address}")
+    connect(address, namespace=config.namespace, quiet=True, wait_s=CONNECT_TIMEOUT_S)
     console = console or Console()
     poller = Poller(config)
     try:

@@ -45,8 +45,8 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from ..config import JudgeConfig
-from ..errors import JudgeNotRunningError
 from ..verdict import JudgeRequest, Status, Verdict
+from .cluster import connect, find
 
 __all__ = ["JudgeClient"]
 
@@ -190,10 +190,9 @@ class JudgeClient:
     def _started(self) -> _Batcher:
         with self._lock:
             if self._batcher is None or self._pid != os.getpid():
-                if not ray.is_initialized():
-                    # Join the cluster the training job runs on (RAY_ADDRESS, or the one
-                    # `ray start`/launch.sh left on this machine); never start one.
-                    ray.init(address="auto", log_to_driver=False)
+                # Join the cluster the training job runs on (RAY_ADDRESS, or the one
+                # `ray start`/launch.sh left on this machine); never start one.
+                connect("auto")
                 self._pid = os.getpid()
                 self._batcher = _Batcher(self)
             return self._batcher
@@ -340,13 +339,7 @@ class _Batcher:
             self.loop.call_soon_threadsafe(self._drain)
 
     def lookup(self) -> Any:
-        try:
-            return ray.get_actor(self.name, namespace=self.namespace)
-        except ValueError:
-            raise JudgeNotRunningError(
-                f"no judge actor {self.name!r} in namespace {self.namespace!r}; start one "
-                "with ray_judge.start_judge() or ./launch.sh", name=self.name,
-                namespace=self.namespace) from None
+        return find(self.name, self.namespace)
 
     def snapshot(self) -> dict[str, Any]:
         return {**self.counts, "queued": self._pending_items + sum(

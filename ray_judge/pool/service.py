@@ -20,6 +20,7 @@ from ..errors import JudgeNotRunningError
 from ..judging.catalog import JudgeCatalog
 from ..judging.definition import JudgeDefinition
 from ..judging.rubric import load_rubric
+from .cluster import connect, find
 
 __all__ = ["get_judge", "start_judge", "stop_judge"]
 
@@ -30,13 +31,8 @@ MAX_PENDING_CALLS = 100_000
 
 
 def _ensure_ray() -> Any:
-    import ray
-
-    if not ray.is_initialized():
-        # "auto" joins the cluster launch.sh or `ray start` made; with none, start one.
-        address = os.environ.get("RAY_ADDRESS") or None
-        ray.init(address=address, log_to_driver=False)
-    return ray
+    # Joins the cluster launch.sh or `ray start` made; with none, starts one.
+    return connect(start_local=True)
 
 
 def _names(config: JudgeConfig, name: str | None, namespace: str | None) -> tuple[str, str]:
@@ -97,15 +93,9 @@ def start_judge(*, name: str | None = None, namespace: str | None = None,
 
 def get_judge(*, name: str | None = None, namespace: str | None = None) -> Any:
     """The running judge's handle; :class:`JudgeNotRunningError` when there is none."""
-    ray = _ensure_ray()
+    _ensure_ray()
     config = JudgeConfig.from_env()
-    name, namespace = _names(config, name, namespace)
-    try:
-        return ray.get_actor(name, namespace=namespace)
-    except ValueError:
-        raise JudgeNotRunningError(
-            f"no judge actor {name!r} in namespace {namespace!r}; start one with "
-            "ray_judge.start_judge() or ./launch.sh", name=name, namespace=namespace) from None
+    return find(*_names(config, name, namespace))
 
 
 def stop_judge(*, name: str | None = None, namespace: str | None = None,

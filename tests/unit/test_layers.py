@@ -112,3 +112,17 @@ def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
     found = _imports("ray_judge.backends.x", module)
     assert {"ray_judge.judging.catalog", "ray_judge.pool.judge",
             "ray_judge.shift.stats"} <= found
+
+
+def test_only_the_cluster_module_joins_a_cluster_or_finds_the_judge() -> None:
+    """``ray.init`` and ``ray.get_actor`` are called in ``pool/cluster.py`` only, so the
+    policy for a missing cluster or judge is written once."""
+    calls = []
+    for module, path in MODULES.items():
+        if module == "ray_judge.pool.cluster":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Attribute) and node.attr in ("init", "get_actor")
+                    and isinstance(node.value, ast.Name) and node.value.id == "ray"):
+                calls.append(f"{module}:{node.lineno} ray.{node.attr}")
+    assert not calls, f"reach the cluster through ray_judge.pool.cluster: {calls}"
