@@ -21,7 +21,7 @@ import pytest
 
 from ray_judge.backends.http_transport import proxy_for
 from ray_judge.backends.litellm_backend import LiteLLMBackend, load_litellm
-from ray_judge.backends.litellm_wire import Route, _route, plan_route
+from ray_judge.backends.litellm_route import Route, _route, plan_route
 from ray_judge.config import JudgeConfig
 from ray_judge.judging.runner import JudgeRunner
 from ray_judge.prompt import JudgePrompt

@@ -51,15 +51,9 @@ from ..errors import (
 from ..prompt import JudgePrompt
 from .base import Backend, Completion
 from .http_transport import PARSERS, HttpTransport, NetworkError, lower
-from .litellm_wire import (
-    Pricing,
-    Route,
-    litellm_failure,
-    plan_route,
-    shape_key,
-    ssl_setting,
-    unreadable_answer,
-)
+from .litellm_errors import litellm_failure, unreadable_answer
+from .litellm_pricing import Pricing
+from .litellm_route import Route, plan_route, shape_key, ssl_setting
 
 __all__ = ["LiteLLMBackend", "load_litellm", "retry_after_seconds", "scrub", "translate_error"]
 
