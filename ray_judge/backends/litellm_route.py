@@ -40,7 +40,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-__all__ = ["LEAN_WIRES", "Route", "plan_route", "shape_key", "ssl_setting"]
+__all__ = ["LEAN_WIRES", "Route", "plan_route", "route_from_capture", "shape_key",
+           "ssl_setting"]
 
 logger = logging.getLogger(__name__)
 
@@ -161,15 +162,21 @@ def _plan(litellm: ModuleType, kwargs: dict[str, Any]) -> Route | None:
     if captured is None:
         return None
     try:
-        return _route((provider, model, wire), captured, _sdk_headers(litellm, key, kwargs),
-                      len(messages))
+        return route_from_capture((provider, model, wire), captured,
+                                  _sdk_headers(litellm, key, kwargs), len(messages))
     except (KeyError, TypeError, ValueError) as exc:
         logger.info("lean transport cannot plan %s (%s); using litellm", kwargs["model"], exc)
         return None
 
 
-def _route(where: tuple[str, str, str], captured: dict[str, Any], sdk_headers: dict[str, str],
-           n_messages: int) -> Route | None:
+def route_from_capture(where: tuple[str, str, str], captured: dict[str, Any],
+                       sdk_headers: dict[str, str], n_messages: int) -> Route | None:
+    """The route for what LiteLLM was about to send; None when it cannot be replayed.
+
+    ``where`` is (provider, model, wire), ``captured`` what :func:`plan_route`'s probe
+    kept of LiteLLM's request, ``sdk_headers`` the OpenAI SDK's own headers. Raises
+    KeyError, TypeError or ValueError on a capture of an unexpected shape.
+    """
     provider, model, wire = where
     body = dict(captured["complete_input_dict"])
     sdk = bool(captured.get("openai_sdk")) or (wire == "openai" and "extra_body" in body)
