@@ -93,11 +93,11 @@ _CLOSE_S = 5.0  # aclose waits this long for upkeep tasks of killed sessions
 _MAX_NOISE = 2000  # non-JSON stdout kept for an error message
 
 
-class _Broken(Exception):
+class SessionBroken(Exception):
     """The session cannot go on: its process ended, or it broke the protocol."""
 
 
-class _Session:
+class CliSession:
     """One long-lived ``claude`` process, serving one item (or one clear) at a time."""
 
     _ids = itertools.count(1)
@@ -116,7 +116,7 @@ class _Session:
         self.stderr = asyncio.ensure_future(read_bounded(proc.stderr, MAX_STDERR_TAIL, tail=True))
 
     def __repr__(self) -> str:
-        return f"_Session({self.id}, pid={self.proc.pid}, items={self.items})"
+        return f"CliSession({self.id}, pid={self.proc.pid}, items={self.items})"
 
     @property
     def alive(self) -> bool:
@@ -134,7 +134,7 @@ class _Session:
             self.proc.stdin.write(line.encode() + b"\n")
             await self.proc.stdin.drain()
         except (BrokenPipeError, ConnectionResetError) as exc:
-            raise _Broken(f"stopped reading its input ({exc})") from None
+            raise SessionBroken(f"stopped reading its input ({exc})") from None
         seen: set[str] = set()
         lines: list[bytes] = []
         while True:
@@ -156,9 +156,9 @@ class _Session:
             try:
                 raw = await asyncio.wait_for(self.proc.stdout.readline(), remaining)
             except ValueError:  # a line beyond the stream's limit
-                raise _Broken(f"printed a line over {MAX_STDOUT} bytes") from None
+                raise SessionBroken(f"printed a line over {MAX_STDOUT} bytes") from None
             if not raw:
-                raise _Broken("ended its output")
+                raise SessionBroken("ended its output")
             try:
                 event = json.loads(raw)
             except ValueError:
@@ -199,8 +199,8 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
         self.max_sessions = config.ccode_sessions_per_worker()
         self.max_items = config.ccode_session_items
         self.idle_s = config.ccode_session_idle_s
-        self._idle: dict[_Session, None] = {}  # insertion order: least recently used first
-        self._busy: set[_Session] = set()
+        self._idle: dict[CliSession, None] = {}  # insertion order: least recently used first
+        self._busy: set[CliSession] = set()
         self._starting = 0
         self._waiters: list[asyncio.Future[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -247,7 +247,7 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
                 f"claude gave no answer within {timeout:.1f}s; its session's process group "
                 "was killed", backend=str(self.spec), exit_code=session.proc.returncode,
             ) from None
-        except _Broken as exc:
+        except SessionBroken as exc:
             await self._kill(session)
             raise self._broken(session, str(exc)) from None
         except BaseException:  # cancelled: the caller is gone, and the turn is half done
@@ -267,9 +267,9 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
             raise outcome
         return outcome
 
-    def _broken(self, session: _Session, what: str) -> BackendCallError:
+    def _broken(self, session: CliSession, what: str) -> BackendCallError:
         code = session.proc.returncode
-        stderr = self._scrub(_done_text(session.stderr) or session.noise.decode(
+        stderr = self._scrub(done_text(session.stderr) or session.noise.decode(
             "utf-8", "replace")).strip()
         how = f"was killed by signal {-code}" if code is not None and code < 0 else (
             f"exited with code {code}" if code is not None else "misbehaved")
@@ -281,7 +281,7 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
 
     # -- the pool ----------------------------------------------------------------------
 
-    async def _acquire(self, key: SessionKey, deadline: float, timeout: float) -> _Session:
+    async def _acquire(self, key: SessionKey, deadline: float, timeout: float) -> CliSession:
         loop = asyncio.get_running_loop()
         while True:
             if self._closed:
@@ -316,7 +316,7 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
 
-    async def _start(self, key: SessionKey) -> _Session:
+    async def _start(self, key: SessionKey) -> CliSession:
         system, schema, max_tokens = key
         self._starting += 1
         session_dir = self._home.call_dir()
@@ -339,7 +339,7 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
             self._wake()
             raise
         self._starting -= 1
-        session = _Session(proc, key, session_dir)
+        session = CliSession(proc, key, session_dir)
         self._busy.add(session)
         self.started += 1
         if self._closed:  # aclose ran while the process was starting
@@ -348,21 +348,21 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
         logger.debug("claude session %d started (pid %d)", session.id, proc.pid)
         return session
 
-    def _after_item(self, session: _Session) -> None:
+    def _after_item(self, session: CliSession) -> None:
         if session.items >= self.max_items or self._closed:
             self._busy.discard(session)
             self._background(self._retire(session))
         else:
             self._background(self._clear(session))
 
-    async def _clear(self, session: _Session) -> None:
+    async def _clear(self, session: CliSession) -> None:
         deadline = asyncio.get_running_loop().time() + _CLEAR_TIMEOUT_S
         try:
             seen, line = await session.turn(_CLEAR, deadline)
             result = json.loads(line)
             if "conversation_reset" not in seen or result.get("is_error") is not False:
-                raise _Broken(f"did not confirm {_CLEAR} (events {sorted(seen)})")
-        except (asyncio.TimeoutError, _Broken) as exc:
+                raise SessionBroken(f"did not confirm {_CLEAR} (events {sorted(seen)})")
+        except (asyncio.TimeoutError, SessionBroken) as exc:
             # Never reuse a context that may still hold the last item: replace the process.
             if not self._closed:  # (aclose kills sessions mid-clear on purpose)
                 logger.warning("claude session %d could not clear its context (%s); "
@@ -392,7 +392,7 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
                     del self._idle[session]
                     self._background(self._retire(session))
 
-    async def _retire(self, session: _Session) -> None:
+    async def _retire(self, session: CliSession) -> None:
         """End a healthy session politely: EOF on its input, then the group if need be."""
         self._busy.discard(session)
         assert session.proc.stdin is not None
@@ -406,7 +406,7 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
             await self._kill(session)
         logger.debug("claude session %d retired after %d verdicts", session.id, session.items)
 
-    async def _kill(self, session: _Session, *, terminate: bool = False) -> None:
+    async def _kill(self, session: CliSession, *, terminate: bool = False) -> None:
         """Kill the session's process group, reap it, release its pipes and directory."""
         self._busy.discard(session)
         self._idle.pop(session, None)
@@ -463,7 +463,7 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
         await super().aclose()
 
 
-def _done_text(task: asyncio.Future[bytes]) -> str:
+def done_text(task: asyncio.Future[bytes]) -> str:
     if task.done() and not task.cancelled() and task.exception() is None:
         return task.result().decode("utf-8", "replace")
     return ""
