@@ -46,13 +46,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import itertools
 import json
 import logging
 import shutil
 import signal
 import time
-from asyncio.subprocess import PIPE, Process
+from asyncio.subprocess import PIPE
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -70,13 +69,12 @@ from .base import Completion
 from .ccode import ClaudeCodeBackend
 from .ccode_output import parse_cli_output
 from .ccode_prompt import SessionKey, cli_env, cli_message, schema_arg, session_key
+from .ccode_stream import CliSession, SessionBroken, done_text
 from .process import (
-    MAX_STDERR_TAIL,
     MAX_STDOUT,
     REAP_S,
     Spawn,
     exited,
-    read_bounded,
     signal_group,
     terminate_group,
 )
@@ -90,83 +88,6 @@ _CLEAR_TIMEOUT_S = 30.0  # a clear is local (~20-40 ms); far beyond that the CLI
 _RETIRE_S = 2.0  # a retired session gets this long to exit on stdin EOF, then is killed
 _MIN_JANITOR_S = 0.5
 _CLOSE_S = 5.0  # aclose waits this long for upkeep tasks of killed sessions
-_MAX_NOISE = 2000  # non-JSON stdout kept for an error message
-
-
-class SessionBroken(Exception):
-    """The session cannot go on: its process ended, or it broke the protocol."""
-
-
-class CliSession:
-    """One long-lived ``claude`` process, serving one item (or one clear) at a time."""
-
-    _ids = itertools.count(1)
-
-    def __init__(self, proc: Process, key: SessionKey, call_dir: Path) -> None:
-        assert proc.stdin and proc.stdout and proc.stderr
-        self.proc = proc
-        self.key = key  # (system prompt, schema, max_tokens): fixed for the process's life
-        self.schema = key[1] is not None
-        self.call_dir = call_dir
-        self.id = next(self._ids)
-        self.items = 0
-        self.idle_since = time.monotonic()
-        self.disposed = False
-        self.noise = bytearray()
-        self.stderr = asyncio.ensure_future(read_bounded(proc.stderr, MAX_STDERR_TAIL, tail=True))
-
-    def __repr__(self) -> str:
-        return f"CliSession({self.id}, pid={self.proc.pid}, items={self.items})"
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.returncode is None
-
-    async def turn(self, content: str, deadline: float) -> tuple[set[str], bytes]:
-        """Send one user message; the event types seen and the raw ``result`` line.
-
-        Under a schema, the raw lines of every event of the turn, the result last: a
-        model that answered without structured output left its text in them.
-        """
-        assert self.proc.stdin is not None
-        line = json.dumps({"type": "user", "message": {"role": "user", "content": content}})
-        try:
-            self.proc.stdin.write(line.encode() + b"\n")
-            await self.proc.stdin.drain()
-        except (BrokenPipeError, ConnectionResetError) as exc:
-            raise SessionBroken(f"stopped reading its input ({exc})") from None
-        seen: set[str] = set()
-        lines: list[bytes] = []
-        while True:
-            event, raw = await self._next_event(deadline)
-            kind = str(event.get("type"))
-            seen.add(kind)
-            if kind == "result":
-                return seen, b"".join([*lines, raw])
-            if self.schema and kind == "assistant":
-                lines.append(raw)
-
-    async def _next_event(self, deadline: float) -> tuple[dict[str, Any], bytes]:
-        assert self.proc.stdout is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise asyncio.TimeoutError
-            try:
-                raw = await asyncio.wait_for(self.proc.stdout.readline(), remaining)
-            except ValueError:  # a line beyond the stream's limit
-                raise SessionBroken(f"printed a line over {MAX_STDOUT} bytes") from None
-            if not raw:
-                raise SessionBroken("ended its output")
-            try:
-                event = json.loads(raw)
-            except ValueError:
-                event = None
-            if isinstance(event, dict):
-                return event, raw
-            self.noise += raw
-            del self.noise[:-_MAX_NOISE]
 
 
 class ClaudeCodeSessionBackend(ClaudeCodeBackend):
@@ -461,9 +382,3 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
             for task in late:
                 task.cancel()
         await super().aclose()
-
-
-def done_text(task: asyncio.Future[bytes]) -> str:
-    if task.done() and not task.cancelled() and task.exception() is None:
-        return task.result().decode("utf-8", "replace")
-    return ""
