@@ -46,7 +46,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import json
 import logging
 import shutil
 import signal
@@ -69,7 +68,7 @@ from .base import Completion
 from .ccode import ClaudeCodeBackend
 from .ccode_output import parse_cli_output
 from .ccode_prompt import SessionKey, cli_env, cli_message, schema_arg, session_key
-from .ccode_stream import CliSession, SessionBroken, done_text
+from .ccode_stream import CliSession, SessionBroken
 from .process import (
     MAX_STDOUT,
     REAP_S,
@@ -83,7 +82,6 @@ __all__ = ["ClaudeCodeSessionBackend"]
 
 logger = logging.getLogger(__name__)
 
-_CLEAR = "/clear"
 _CLEAR_TIMEOUT_S = 30.0  # a clear is local (~20-40 ms); far beyond that the CLI is sick
 _RETIRE_S = 2.0  # a retired session gets this long to exit on stdin EOF, then is killed
 _MIN_JANITOR_S = 0.5
@@ -190,8 +188,7 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
 
     def _broken(self, session: CliSession, what: str) -> BackendCallError:
         code = session.proc.returncode
-        stderr = self._scrub(done_text(session.stderr) or session.noise.decode(
-            "utf-8", "replace")).strip()
+        stderr = self._scrub(session.output()).strip()
         how = f"was killed by signal {-code}" if code is not None and code < 0 else (
             f"exited with code {code}" if code is not None else "misbehaved")
         # "Error: --json-schema is not a valid JSON Schema: ...": the same every time
@@ -279,10 +276,7 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
     async def _clear(self, session: CliSession) -> None:
         deadline = asyncio.get_running_loop().time() + _CLEAR_TIMEOUT_S
         try:
-            seen, line = await session.turn(_CLEAR, deadline)
-            result = json.loads(line)
-            if "conversation_reset" not in seen or result.get("is_error") is not False:
-                raise SessionBroken(f"did not confirm {_CLEAR} (events {sorted(seen)})")
+            await session.clear(deadline)
         except (asyncio.TimeoutError, SessionBroken) as exc:
             # Never reuse a context that may still hold the last item: replace the process.
             if not self._closed:  # (aclose kills sessions mid-clear on purpose)

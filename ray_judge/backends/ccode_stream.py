@@ -18,8 +18,10 @@ from typing import Any
 from .ccode_prompt import SessionKey
 from .process import MAX_STDERR_TAIL, MAX_STDOUT, read_bounded
 
-__all__ = ["CliSession", "SessionBroken", "done_text"]
+__all__ = ["CliSession", "SessionBroken"]
 
+# The user message that starts a new conversation in the same process.
+_CLEAR = "/clear"
 _MAX_NOISE = 2000  # non-JSON stdout kept for an error message
 
 
@@ -76,6 +78,18 @@ class CliSession:
             if self.schema and kind == "assistant":
                 lines.append(raw)
 
+    async def clear(self, deadline: float) -> None:
+        """Start a new conversation; SessionBroken unless the CLI confirms it did."""
+        seen, line = await self.turn(_CLEAR, deadline)
+        result = json.loads(line)
+        if "conversation_reset" not in seen or result.get("is_error") is not False:
+            raise SessionBroken(f"did not confirm {_CLEAR} (events {sorted(seen)})")
+
+    def output(self) -> str:
+        """What the process printed besides events: its stderr's tail once read, else the
+        non-JSON lines of its stdout."""
+        return _done_text(self.stderr) or self.noise.decode("utf-8", "replace")
+
     async def _next_event(self, deadline: float) -> tuple[dict[str, Any], bytes]:
         assert self.proc.stdout is not None
         loop = asyncio.get_running_loop()
@@ -99,7 +113,7 @@ class CliSession:
             del self.noise[:-_MAX_NOISE]
 
 
-def done_text(task: asyncio.Future[bytes]) -> str:
+def _done_text(task: asyncio.Future[bytes]) -> str:
     if task.done() and not task.cancelled() and task.exception() is None:
         return task.result().decode("utf-8", "replace")
     return ""
