@@ -108,13 +108,9 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
     def __init__(self, spec: BackendSpec, config: JudgeConfig, *,
                  environ: Mapping[str, str] | None = None,
                  spawn: Spawn = asyncio.create_subprocess_exec, **kwargs: Any) -> None:
+        # A session outlives any one call, so the PR_SET_PDEATHSIG prefix (setpriv) that
+        # ClaudeCodeBackend puts before every CLI matters here most of all.
         super().__init__(spec, config, environ=environ, spawn=spawn, **kwargs)
-        # A session outlives any one call: if the worker dies (SIGKILL, OOM killer), its
-        # CLI processes must die too, and they run in sessions of their own that nothing
-        # else signals. setpriv (util-linux) sets PR_SET_PDEATHSIG and execs the CLI in
-        # place; preexec_fn could do it too, but is unsafe in a threaded Ray worker.
-        setpriv = shutil.which("setpriv")
-        self._exec_prefix = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
         self.max_sessions = config.ccode_sessions_per_worker()
         self.max_items = config.ccode_session_items
         self.idle_s = config.ccode_session_idle_s
