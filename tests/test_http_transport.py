@@ -21,7 +21,7 @@ import pytest
 
 from ray_judge.backends.http_transport import proxy_for
 from ray_judge.backends.litellm_backend import LiteLLMBackend, load_litellm
-from ray_judge.backends.litellm_wire import Route, _route, plan_route
+from ray_judge.backends.litellm_route import Route, plan_route, route_from_capture
 from ray_judge.config import JudgeConfig
 from ray_judge.judging.runner import JudgeRunner
 from ray_judge.prompt import JudgePrompt
@@ -226,10 +226,10 @@ def test_sdk_options_sent_outside_the_body_keep_litellms_path():
     captured = {"openai_sdk": True, "api_base": "http://x/v1", "complete_input_dict": {
         "model": "m", "messages": [{"role": "user", "content": "\x00ray-judge-0\x00"}]}}
     where, auth = ("openai", "m", "openai"), {"Authorization": "Bearer k"}
-    assert _route(where, captured, auth, 1) is not None
+    assert route_from_capture(where, captured, auth, 1) is not None
     for option in ("extra_query", "timeout"):
         body = {**captured["complete_input_dict"], option: {"api-version": "1"}}
-        assert _route(where, {**captured, "complete_input_dict": body}, auth, 1) is None
+        assert route_from_capture(where, {**captured, "complete_input_dict": body}, auth, 1) is None
 
 
 # -- the same answer back: text, model, tokens, cost -------------------------------------

@@ -18,13 +18,8 @@ import time
 import pytest
 
 from ray_judge.backends import create_backend
-from ray_judge.backends.litellm_backend import (
-    LiteLLMBackend,
-    load_litellm,
-    retry_after_seconds,
-    scrub,
-    translate_error,
-)
+from ray_judge.backends.litellm_backend import LiteLLMBackend, load_litellm
+from ray_judge.backends.litellm_errors import retry_after_seconds, scrub, translate_error
 from ray_judge.config import JudgeConfig
 from ray_judge.errors import (
     AuthError,

@@ -46,13 +46,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import itertools
-import json
 import logging
 import shutil
 import signal
 import time
-from asyncio.subprocess import PIPE, Process
+from asyncio.subprocess import PIPE
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -70,13 +68,12 @@ from .base import Completion
 from .ccode import ClaudeCodeBackend
 from .ccode_output import parse_cli_output
 from .ccode_prompt import SessionKey, cli_env, cli_message, schema_arg, session_key
+from .ccode_stream import CliSession, SessionBroken
 from .process import (
-    MAX_STDERR_TAIL,
     MAX_STDOUT,
     REAP_S,
     Spawn,
     exited,
-    read_bounded,
     signal_group,
     terminate_group,
 )
@@ -85,88 +82,10 @@ __all__ = ["ClaudeCodeSessionBackend"]
 
 logger = logging.getLogger(__name__)
 
-_CLEAR = "/clear"
 _CLEAR_TIMEOUT_S = 30.0  # a clear is local (~20-40 ms); far beyond that the CLI is sick
 _RETIRE_S = 2.0  # a retired session gets this long to exit on stdin EOF, then is killed
 _MIN_JANITOR_S = 0.5
 _CLOSE_S = 5.0  # aclose waits this long for upkeep tasks of killed sessions
-_MAX_NOISE = 2000  # non-JSON stdout kept for an error message
-
-
-class _Broken(Exception):
-    """The session cannot go on: its process ended, or it broke the protocol."""
-
-
-class _Session:
-    """One long-lived ``claude`` process, serving one item (or one clear) at a time."""
-
-    _ids = itertools.count(1)
-
-    def __init__(self, proc: Process, key: SessionKey, call_dir: Path) -> None:
-        assert proc.stdin and proc.stdout and proc.stderr
-        self.proc = proc
-        self.key = key  # (system prompt, schema, max_tokens): fixed for the process's life
-        self.schema = key[1] is not None
-        self.call_dir = call_dir
-        self.id = next(self._ids)
-        self.items = 0
-        self.idle_since = time.monotonic()
-        self.disposed = False
-        self.noise = bytearray()
-        self.stderr = asyncio.ensure_future(read_bounded(proc.stderr, MAX_STDERR_TAIL, tail=True))
-
-    def __repr__(self) -> str:
-        return f"_Session({self.id}, pid={self.proc.pid}, items={self.items})"
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.returncode is None
-
-    async def turn(self, content: str, deadline: float) -> tuple[set[str], bytes]:
-        """Send one user message; the event types seen and the raw ``result`` line.
-
-        Under a schema, the raw lines of every event of the turn, the result last: a
-        model that answered without structured output left its text in them.
-        """
-        assert self.proc.stdin is not None
-        line = json.dumps({"type": "user", "message": {"role": "user", "content": content}})
-        try:
-            self.proc.stdin.write(line.encode() + b"\n")
-            await self.proc.stdin.drain()
-        except (BrokenPipeError, ConnectionResetError) as exc:
-            raise _Broken(f"stopped reading its input ({exc})") from None
-        seen: set[str] = set()
-        lines: list[bytes] = []
-        while True:
-            event, raw = await self._next_event(deadline)
-            kind = str(event.get("type"))
-            seen.add(kind)
-            if kind == "result":
-                return seen, b"".join([*lines, raw])
-            if self.schema and kind == "assistant":
-                lines.append(raw)
-
-    async def _next_event(self, deadline: float) -> tuple[dict[str, Any], bytes]:
-        assert self.proc.stdout is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise asyncio.TimeoutError
-            try:
-                raw = await asyncio.wait_for(self.proc.stdout.readline(), remaining)
-            except ValueError:  # a line beyond the stream's limit
-                raise _Broken(f"printed a line over {MAX_STDOUT} bytes") from None
-            if not raw:
-                raise _Broken("ended its output")
-            try:
-                event = json.loads(raw)
-            except ValueError:
-                event = None
-            if isinstance(event, dict):
-                return event, raw
-            self.noise += raw
-            del self.noise[:-_MAX_NOISE]
 
 
 class ClaudeCodeSessionBackend(ClaudeCodeBackend):
@@ -189,18 +108,14 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
     def __init__(self, spec: BackendSpec, config: JudgeConfig, *,
                  environ: Mapping[str, str] | None = None,
                  spawn: Spawn = asyncio.create_subprocess_exec, **kwargs: Any) -> None:
+        # A session outlives any one call, so the PR_SET_PDEATHSIG prefix (setpriv) that
+        # ClaudeCodeBackend puts before every CLI matters here most of all.
         super().__init__(spec, config, environ=environ, spawn=spawn, **kwargs)
-        # A session outlives any one call: if the worker dies (SIGKILL, OOM killer), its
-        # CLI processes must die too, and they run in sessions of their own that nothing
-        # else signals. setpriv (util-linux) sets PR_SET_PDEATHSIG and execs the CLI in
-        # place; preexec_fn could do it too, but is unsafe in a threaded Ray worker.
-        setpriv = shutil.which("setpriv")
-        self._exec_prefix = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
         self.max_sessions = config.ccode_sessions_per_worker()
         self.max_items = config.ccode_session_items
         self.idle_s = config.ccode_session_idle_s
-        self._idle: dict[_Session, None] = {}  # insertion order: least recently used first
-        self._busy: set[_Session] = set()
+        self._idle: dict[CliSession, None] = {}  # insertion order: least recently used first
+        self._busy: set[CliSession] = set()
         self._starting = 0
         self._waiters: list[asyncio.Future[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -247,7 +162,7 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
                 f"claude gave no answer within {timeout:.1f}s; its session's process group "
                 "was killed", backend=str(self.spec), exit_code=session.proc.returncode,
             ) from None
-        except _Broken as exc:
+        except SessionBroken as exc:
             await self._kill(session)
             raise self._broken(session, str(exc)) from None
         except BaseException:  # cancelled: the caller is gone, and the turn is half done
@@ -267,10 +182,9 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
             raise outcome
         return outcome
 
-    def _broken(self, session: _Session, what: str) -> BackendCallError:
+    def _broken(self, session: CliSession, what: str) -> BackendCallError:
         code = session.proc.returncode
-        stderr = self._scrub(_done_text(session.stderr) or session.noise.decode(
-            "utf-8", "replace")).strip()
+        stderr = self._scrub(session.output()).strip()
         how = f"was killed by signal {-code}" if code is not None and code < 0 else (
             f"exited with code {code}" if code is not None else "misbehaved")
         # "Error: --json-schema is not a valid JSON Schema: ...": the same every time
@@ -281,7 +195,7 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
 
     # -- the pool ----------------------------------------------------------------------
 
-    async def _acquire(self, key: SessionKey, deadline: float, timeout: float) -> _Session:
+    async def _acquire(self, key: SessionKey, deadline: float, timeout: float) -> CliSession:
         loop = asyncio.get_running_loop()
         while True:
             if self._closed:
@@ -316,7 +230,7 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
 
-    async def _start(self, key: SessionKey) -> _Session:
+    async def _start(self, key: SessionKey) -> CliSession:
         system, schema, max_tokens = key
         self._starting += 1
         session_dir = self._home.call_dir()
@@ -339,7 +253,7 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
             self._wake()
             raise
         self._starting -= 1
-        session = _Session(proc, key, session_dir)
+        session = CliSession(proc, key, session_dir)
         self._busy.add(session)
         self.started += 1
         if self._closed:  # aclose ran while the process was starting
@@ -348,21 +262,18 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
         logger.debug("claude session %d started (pid %d)", session.id, proc.pid)
         return session
 
-    def _after_item(self, session: _Session) -> None:
+    def _after_item(self, session: CliSession) -> None:
         if session.items >= self.max_items or self._closed:
             self._busy.discard(session)
             self._background(self._retire(session))
         else:
             self._background(self._clear(session))
 
-    async def _clear(self, session: _Session) -> None:
+    async def _clear(self, session: CliSession) -> None:
         deadline = asyncio.get_running_loop().time() + _CLEAR_TIMEOUT_S
         try:
-            seen, line = await session.turn(_CLEAR, deadline)
-            result = json.loads(line)
-            if "conversation_reset" not in seen or result.get("is_error") is not False:
-                raise _Broken(f"did not confirm {_CLEAR} (events {sorted(seen)})")
-        except (asyncio.TimeoutError, _Broken) as exc:
+            await session.clear(deadline)
+        except (asyncio.TimeoutError, SessionBroken) as exc:
             # Never reuse a context that may still hold the last item: replace the process.
             if not self._closed:  # (aclose kills sessions mid-clear on purpose)
                 logger.warning("claude session %d could not clear its context (%s); "
@@ -392,7 +303,7 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
                     del self._idle[session]
                     self._background(self._retire(session))
 
-    async def _retire(self, session: _Session) -> None:
+    async def _retire(self, session: CliSession) -> None:
         """End a healthy session politely: EOF on its input, then the group if need be."""
         self._busy.discard(session)
         assert session.proc.stdin is not None
@@ -406,7 +317,7 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
             await self._kill(session)
         logger.debug("claude session %d retired after %d verdicts", session.id, session.items)
 
-    async def _kill(self, session: _Session, *, terminate: bool = False) -> None:
+    async def _kill(self, session: CliSession, *, terminate: bool = False) -> None:
         """Kill the session's process group, reap it, release its pipes and directory."""
         self._busy.discard(session)
         self._idle.pop(session, None)
@@ -461,9 +372,3 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
             for task in late:
                 task.cancel()
         await super().aclose()
-
-
-def _done_text(task: asyncio.Future[bytes]) -> str:
-    if task.done() and not task.cancelled() and task.exception() is None:
-        return task.result().decode("utf-8", "replace")
-    return ""

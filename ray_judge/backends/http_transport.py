@@ -1,9 +1,9 @@
 """The lean transport's HTTP side: one aiohttp session, one POST, the answer's few fields.
 
-Nothing here knows LiteLLM: :mod:`.litellm_wire` decides what to send (URL, headers,
-body) and what a failure means; this module sends bytes and reads back the status, the
-headers and the body, and pulls text, model and token counts out of a good answer in
-each wire format (:data:`PARSERS`).
+Nothing here knows LiteLLM: :mod:`.litellm_route` decides what to send (URL, headers,
+body) and :mod:`.litellm_errors` what a failure means; this module sends bytes and reads
+back the status, the headers and the body, and pulls text, model and token counts out of
+a good answer in each wire format (:data:`PARSERS`).
 
 One :class:`HttpTransport` serves one backend in one worker process: its session is
 created on the first call, on the worker's event loop, with as many connections as the

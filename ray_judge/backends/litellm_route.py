@@ -19,13 +19,9 @@ max_tokens, schema) what it would send, and the answer becomes a :class:`Route`:
   ``litellm.headers`` and a call's ``headers``, and ``extra_body``) leave the body as
   the SDK takes them out of it.
 * Each call fills the contents in with one ``json.dumps`` per message.
-* A failure is turned into the exception LiteLLM's provider code would have raised for
-  the same HTTP answer (a 200 without a readable choice included), mapped by LiteLLM's
-  ``exception_type``, then by :func:`~ray_judge.backends.litellm_backend.translate_error`
-  like any other: one status table for both transports.
-* Tokens are priced by LiteLLM's ``completion_cost`` (``cost_per_token`` underneath),
-  once per served model; prices are linear in the token counts, checked, else every
-  call asks LiteLLM.
+
+A failure on a route is LiteLLM's own exception (:mod:`.litellm_errors`), and its price
+LiteLLM's (:mod:`.litellm_pricing`).
 
 A shape LiteLLM cannot plan, a missing API key, an empty message, or Anthropic with a
 schema (LiteLLM rewrites the answer's tool call) takes LiteLLM's own path instead.
@@ -44,8 +40,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-__all__ = ["LEAN_WIRES", "Pricing", "Route", "litellm_failure", "plan_route", "ssl_setting",
-           "unreadable_answer"]
+__all__ = ["LEAN_WIRES", "Route", "plan_route", "route_from_capture", "shape_key",
+           "ssl_setting"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +50,6 @@ LEAN_WIRES = {"openai": "openai", "hosted_vllm": "openai", "anthropic": "anthrop
 
 _PLACEHOLDER = "\x00ray-judge-{}\x00"
 _SLOT = re.compile(r'"\\u0000ray-judge-(\d+)\\u0000"')
-# Prices above this many tokens may be tiered (e.g. above 200k input tokens).
-_LINEAR_PROBE = (300_000, 100_000)
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -168,15 +162,21 @@ def _plan(litellm: ModuleType, kwargs: dict[str, Any]) -> Route | None:
     if captured is None:
         return None
     try:
-        return _route((provider, model, wire), captured, _sdk_headers(litellm, key, kwargs),
-                      len(messages))
+        return route_from_capture((provider, model, wire), captured,
+                                  _sdk_headers(litellm, key, kwargs), len(messages))
     except (KeyError, TypeError, ValueError) as exc:
         logger.info("lean transport cannot plan %s (%s); using litellm", kwargs["model"], exc)
         return None
 
 
-def _route(where: tuple[str, str, str], captured: dict[str, Any], sdk_headers: dict[str, str],
-           n_messages: int) -> Route | None:
+def route_from_capture(where: tuple[str, str, str], captured: dict[str, Any],
+                       sdk_headers: dict[str, str], n_messages: int) -> Route | None:
+    """The route for what LiteLLM was about to send; None when it cannot be replayed.
+
+    ``where`` is (provider, model, wire), ``captured`` what :func:`plan_route`'s probe
+    kept of LiteLLM's request, ``sdk_headers`` the OpenAI SDK's own headers. Raises
+    KeyError, TypeError or ValueError on a capture of an unexpected shape.
+    """
     provider, model, wire = where
     body = dict(captured["complete_input_dict"])
     sdk = bool(captured.get("openai_sdk")) or (wire == "openai" and "extra_body" in body)
@@ -263,173 +263,3 @@ def ssl_setting(litellm: ModuleType) -> Any:
 
     setting = get_ssl_configuration()
     return setting if isinstance(setting, (bool, ssl.SSLContext)) else True
-
-
-# -- failures: the exception LiteLLM's provider code raises for the same answer ----------
-
-def litellm_failure(litellm: ModuleType, route: Route, *, status: int | None = None,
-                    headers: dict[str, str] | None = None, text: str = "",
-                    network: BaseException | None = None,
-                    bad_json: BaseException | None = None) -> BaseException:
-    """LiteLLM's exception for an HTTP error (``status``), a connection that gave no
-    answer (``network``), or a body that is not JSON (``bad_json``)."""
-    headers = headers or {}
-    if route.sdk:
-        from litellm.llms.openai.common_utils import OpenAIError
-
-        if network is not None:
-            original: BaseException = OpenAIError(status_code=500, message="Connection error.")
-        elif bad_json is not None:
-            original = OpenAIError(status_code=500, message=str(bad_json))
-        else:
-            message, data = _sdk_message(status or 500, text)
-            original = OpenAIError(status_code=status or 500, message=message, headers=headers,
-                                   body=data)
-    else:
-        config = litellm.ProviderConfigManager.get_provider_chat_config(
-            model=route.model, provider=litellm.LlmProviders(route.provider))
-        if network is not None:
-            original = config.get_error_class(error_message=str(network), status_code=500,
-                                              headers={})
-        elif bad_json is not None:
-            original = config.get_error_class(
-                error_message=f"Unable to get json response - {bad_json}, Original Response: "
-                              f"{text}", status_code=status or 200, headers=headers)
-        else:
-            original = config.get_error_class(error_message=text, status_code=status or 500,
-                                              headers=headers)
-    return _mapped(route, original)
-
-
-def unreadable_answer(litellm: ModuleType, route: Route, data: Any,
-                      headers: Mapping[str, str] | None = None) -> BaseException | None:
-    """LiteLLM's exception for a good answer whose JSON it cannot read (no ``choices``, a
-    choice without a message, an ``error`` in place of the answer); None when LiteLLM
-    reads it."""
-    if route.wire == "anthropic":
-        return _unreadable_messages(litellm, route, data, headers or {})
-    from litellm.litellm_core_utils.llm_response_utils.convert_dict_to_response import (
-        convert_to_model_response_object,
-    )
-
-    if route.sdk and isinstance(data, dict):
-        # LiteLLM's SDK path reads the SDK's model of the answer, dumped back to a dict.
-        from litellm.llms.openai.common_utils import model_dump_provider_response
-        from openai.types.chat import ChatCompletion
-
-        data = model_dump_provider_response(ChatCompletion.construct(**data))
-    response = litellm.ModelResponse()
-    response.usage = litellm.Usage()  # as completion() starts it (its repr is in the error)
-    try:  # what both of LiteLLM's OpenAI paths do with the answer's JSON
-        convert_to_model_response_object(response_object=data, model_response_object=response)
-    except Exception as exc:
-        error: BaseException = exc
-    else:
-        return None
-    if route.sdk:  # LiteLLM's OpenAI SDK path wraps whatever the conversion raised
-        from litellm.llms.openai.common_utils import OpenAIError
-
-        error = OpenAIError(status_code=getattr(error, "status_code", 500),
-                            message=getattr(error, "message", str(error)),
-                            body=getattr(error, "body", None))
-    return _mapped(route, error)
-
-
-def _unreadable_messages(litellm: ModuleType, route: Route, data: Any,
-                        headers: Mapping[str, str]) -> BaseException | None:
-    # What LiteLLM's Anthropic provider raises reading this answer (run only for an
-    # answer the lean parser refused: LiteLLM's reading costs a few ms).
-    import httpx
-
-    config = litellm.ProviderConfigManager.get_provider_chat_config(
-        model=route.model, provider=litellm.LlmProviders(route.provider))
-    try:
-        config.transform_parsed_response(
-            completion_response=data, raw_response=httpx.Response(200, headers=dict(headers)),
-            model_response=litellm.ModelResponse())
-    except Exception as exc:
-        error: BaseException = exc
-    else:
-        return None
-    return _mapped(route, error)
-
-
-def _mapped(route: Route, error: BaseException) -> BaseException:
-    """``error`` as LiteLLM's ``exception_type`` maps it for the route's provider."""
-    from litellm.litellm_core_utils.exception_mapping_utils import exception_type
-
-    try:
-        return exception_type(model=route.model, original_exception=error,
-                              custom_llm_provider=route.provider)
-    except Exception as mapped:  # exception_type raises the mapped exception
-        return mapped
-
-
-def _sdk_message(status: int, text: str) -> tuple[str, Any]:
-    # The OpenAI SDK's error text and body for an error answer.
-    message = f"Error code: {status}"
-    body: Any = text.strip()
-    try:
-        body = json.loads(body)
-    except ValueError:
-        pass
-    else:
-        error = body.get("error", body) if isinstance(body, dict) else None
-        detail = error.get("message") if isinstance(error, dict) else None
-        if isinstance(detail, str) and detail:
-            message += f" - {detail}"
-    data = body.get("error", body) if isinstance(body, dict) else body
-    return message, data
-
-
-# -- prices ------------------------------------------------------------------------------
-
-class Pricing:
-    """LiteLLM's price of a call, per served model: ``completion_cost`` once per model."""
-
-    def __init__(self, litellm: ModuleType, route: Route) -> None:
-        self._litellm = litellm
-        self._route = route
-        self._rates: dict[str, tuple[float, float] | bool | None] = {}
-
-    def _litellm_cost(self, served: str, tokens_in: int, tokens_out: int,
-                      usage: Mapping[str, Any] | None = None) -> float | None:
-        response = {"model": served, "usage": dict(usage) if usage is not None else {
-            "prompt_tokens": tokens_in, "completion_tokens": tokens_out,
-            "total_tokens": tokens_in + tokens_out}}
-        try:
-            cost = self._litellm.completion_cost(
-                completion_response=response, model=self._route.model,
-                custom_llm_provider=self._route.provider)
-        except Exception:  # no price known: LiteLLM reports None too
-            return None
-        return float(cost) if isinstance(cost, (int, float)) else None
-
-    def cost(self, served: str | None, tokens_in: int | None, tokens_out: int | None,
-             usage: Mapping[str, Any] | None = None) -> float | None:
-        """The price; ``usage`` (the provider's own) when it has more than two counts."""
-        served = served or self._route.model
-        if usage is not None:  # cache reads and writes have prices of their own
-            return self._litellm_cost(served, 0, 0, usage)
-        if served not in self._rates:
-            self._rates[served] = self._probe(served)
-        rates = self._rates[served]
-        if rates is None:
-            return None
-        tokens_in, tokens_out = tokens_in or 0, tokens_out or 0
-        if rates is True:  # tiered prices: LiteLLM prices every call
-            return self._litellm_cost(served, tokens_in, tokens_out)
-        assert isinstance(rates, tuple)
-        return tokens_in * rates[0] + tokens_out * rates[1]
-
-    def _probe(self, served: str) -> tuple[float, float] | bool | None:
-        per_in = self._litellm_cost(served, 1, 0)
-        per_out = self._litellm_cost(served, 0, 1)
-        if per_in is None or per_out is None:
-            return None
-        big_in, big_out = _LINEAR_PROBE
-        big = self._litellm_cost(served, big_in, big_out)
-        linear = big_in * per_in + big_out * per_out
-        if big is None or abs(big - linear) > 1e-9 * max(abs(big), 1e-12):
-            return True
-        return per_in, per_out
