@@ -44,7 +44,7 @@ from tests.cli_support import CLI  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 OPENAI, ANTHROPIC, CCODE = ("litellm:openai/judge-sec", "litellm:anthropic/judge-sec",
                             "ccode-4-sonnet")
 TIMEOUT_S = 8.0

@@ -24,7 +24,7 @@ from ray_judge.cli import app, format_live_status
 from ray_judge.integrations.access import MAKE_TOKEN, is_loopback
 from ray_judge.pool.reward_servers import EXPIRE_S, RewardServers
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TOKEN = "a-token-of-24-characters"
 NO_RAY = "no Ray cluster found here"
 runner = CliRunner()

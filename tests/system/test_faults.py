@@ -49,7 +49,7 @@ from tests.cli_support import CLI  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 # Short enough that hangs cost seconds, long enough for a real `claude` on a loaded box.
 TIMEOUT_S = 6.0
