@@ -47,7 +47,7 @@ import shutil
 import signal
 import time
 from asyncio.subprocess import PIPE, Process
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,20 +64,23 @@ from .base import Backend, Completion
 from .ccode_env import CliHome, resolve_cli
 from .ccode_output import parse_cli_output
 from .ccode_prompt import MAX_ARG_BYTES, cli_env, cli_message, schema_arg
+from .process import (
+    MAX_STDERR_TAIL,
+    MAX_STDOUT,
+    REAP_S,
+    Spawn,
+    exited,
+    feed,
+    read_bounded,
+    settle,
+    signal_group,
+    terminate_group,
+)
 
 __all__ = ["ClaudeCodeBackend"]
 
 logger = logging.getLogger(__name__)
 
-Spawn = Callable[..., Awaitable[Process]]
-
-_TERM_GRACE_S = 1.0  # SIGTERM -> SIGKILL; the CLI needs ~0.1 s
-# For a SIGKILLed group to be reaped and its pipes to close. Worst case, a timeout ends
-# 1 + 1.5 + 1.5 s late: inside the 5 s JudgeRunner allows before it gives up on us.
-_REAP_S = 1.5
-_POLL_S = 0.02
-_MAX_STDOUT = 16 << 20
-_MAX_STDERR_TAIL = 2000
 _SECRETS = re.compile(
     r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}|\bsk-[A-Za-z0-9_\-]{8,}"
     r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b|\bAIza[0-9A-Za-z_\-]{30,}")
@@ -172,26 +175,26 @@ class ClaudeCodeBackend(Backend):
     async def _run(self, proc: Process, stdin: bytes, timeout: float, *,
                    schema: bool = False) -> Completion:
         assert proc.stdin and proc.stdout and proc.stderr
-        io = asyncio.gather(_feed(proc.stdin, stdin), _read(proc.stdout, _MAX_STDOUT),
-                            _read(proc.stderr, _MAX_STDERR_TAIL, tail=True))
+        io = asyncio.gather(feed(proc.stdin, stdin), read_bounded(proc.stdout, MAX_STDOUT),
+                            read_bounded(proc.stderr, MAX_STDERR_TAIL, tail=True))
         try:
-            await asyncio.wait_for(_exited(proc), timeout)
+            await asyncio.wait_for(exited(proc), timeout)
         except asyncio.TimeoutError:
-            await _terminate(proc)
-            await _settle(io)
+            await terminate_group(proc)
+            await settle(io)
             raise BackendTimeoutError(
                 f"claude gave no answer within {timeout:.1f}s; its process group was killed",
                 backend=str(self.spec), exit_code=proc.returncode) from None
         except BaseException:  # cancelled: the caller is gone, so is the process
-            _signal_group(proc, signal.SIGKILL)
+            signal_group(proc, signal.SIGKILL)
             with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
-                await asyncio.wait_for(_exited(proc), _REAP_S)
-            await _settle(io)
+                await asyncio.wait_for(exited(proc), REAP_S)
+            await settle(io)
             raise
         # The CLI has exited; anything left in its group is a stray holding our pipes.
-        _signal_group(proc, signal.SIGKILL)
+        signal_group(proc, signal.SIGKILL)
         try:
-            _, out, err = await asyncio.wait_for(io, _REAP_S)
+            _, out, err = await asyncio.wait_for(io, REAP_S)
         except asyncio.TimeoutError:  # a stray that left the group still holds a pipe
             raise TransientBackendError(
                 f"claude exited ({proc.returncode}) but its output never ended",
@@ -228,67 +231,8 @@ class ClaudeCodeBackend(Backend):
         self._closed = True
         live, self._live = list(self._live), set()
         for proc in live:
-            _signal_group(proc, signal.SIGKILL)
+            signal_group(proc, signal.SIGKILL)
         for proc in live:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(_exited(proc), _REAP_S)
+                await asyncio.wait_for(exited(proc), REAP_S)
         self._home.cleanup()
-
-
-def _signal_group(proc: Process, sig: int) -> None:
-    # start_new_session=True made the CLI the leader of a group whose id is its pid.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
-
-
-async def _exited(proc: Process) -> int:
-    """The exit status, as soon as the process has exited and been reaped.
-
-    Not ``proc.wait()``: before Python 3.12 it also waits for the pipes to close, so a
-    stray grandchild holding stdout would hold it too. ``returncode`` is set by the
-    child watcher at the exit itself.
-    """
-    while proc.returncode is None:
-        await asyncio.sleep(_POLL_S)
-    return proc.returncode
-
-
-async def _terminate(proc: Process) -> None:
-    """SIGTERM the group, SIGKILL it after a grace; wait a bounded time for the reaping."""
-    _signal_group(proc, signal.SIGTERM)
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(_exited(proc), _TERM_GRACE_S)
-    _signal_group(proc, signal.SIGKILL)  # also the strays the leader left behind
-    try:
-        await asyncio.wait_for(_exited(proc), _REAP_S)
-    except asyncio.TimeoutError:
-        logger.error("claude process %d survived SIGKILL for %.0fs", proc.pid, _REAP_S)
-
-
-async def _settle(io: asyncio.Future[Any]) -> None:
-    """Let the pipe tasks end (EOF once the group is dead), or cancel them; bounded."""
-    # wait_for cancels the tasks on timeout; a failed attempt's output no longer matters.
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(io, _REAP_S)
-
-
-async def _feed(stdin: asyncio.StreamWriter, data: bytes) -> None:
-    try:
-        stdin.write(data)
-        await stdin.drain()
-        stdin.close()
-        await stdin.wait_closed()
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # the CLI exited without reading it all; its output says why
-
-
-async def _read(stream: asyncio.StreamReader, limit: int, *, tail: bool = False) -> bytes:
-    """Everything ``stream`` gives until EOF, keeping at most ``limit`` bytes (head or tail)."""
-    kept = bytearray()
-    while chunk := await stream.read(1 << 16):
-        if tail:
-            kept += chunk
-            del kept[:-limit]
-        elif len(kept) < limit:
-            kept += chunk[: limit - len(kept)]
-    return bytes(kept)

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import PermanentBackendError
-from ..judging.rubric import data_block, neutralise
+from ..markers import data_block, neutralise
 from ..prompt import JudgePrompt
 
 __all__ = ["MAX_ARG_BYTES", "SessionKey", "cli_env", "cli_message", "schema_arg", "session_key"]

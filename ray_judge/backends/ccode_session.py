@@ -67,19 +67,19 @@ from ..errors import (
 from ..prompt import JudgePrompt
 from ..spec import BackendSpec
 from .base import Completion
-from .ccode import (
-    _MAX_STDERR_TAIL,
-    _MAX_STDOUT,
-    _REAP_S,
-    ClaudeCodeBackend,
-    Spawn,
-    _exited,
-    _read,
-    _signal_group,
-    _terminate,
-)
+from .ccode import ClaudeCodeBackend
 from .ccode_output import parse_cli_output
 from .ccode_prompt import SessionKey, cli_env, cli_message, schema_arg, session_key
+from .process import (
+    MAX_STDERR_TAIL,
+    MAX_STDOUT,
+    REAP_S,
+    Spawn,
+    exited,
+    read_bounded,
+    signal_group,
+    terminate_group,
+)
 
 __all__ = ["ClaudeCodeSessionBackend"]
 
@@ -113,7 +113,7 @@ class _Session:
         self.idle_since = time.monotonic()
         self.disposed = False
         self.noise = bytearray()
-        self.stderr = asyncio.ensure_future(_read(proc.stderr, _MAX_STDERR_TAIL, tail=True))
+        self.stderr = asyncio.ensure_future(read_bounded(proc.stderr, MAX_STDERR_TAIL, tail=True))
 
     def __repr__(self) -> str:
         return f"_Session({self.id}, pid={self.proc.pid}, items={self.items})"
@@ -156,7 +156,7 @@ class _Session:
             try:
                 raw = await asyncio.wait_for(self.proc.stdout.readline(), remaining)
             except ValueError:  # a line beyond the stream's limit
-                raise _Broken(f"printed a line over {_MAX_STDOUT} bytes") from None
+                raise _Broken(f"printed a line over {MAX_STDOUT} bytes") from None
             if not raw:
                 raise _Broken("ended its output")
             try:
@@ -251,7 +251,7 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
             await self._kill(session)
             raise self._broken(session, str(exc)) from None
         except BaseException:  # cancelled: the caller is gone, and the turn is half done
-            _signal_group(session.proc, signal.SIGKILL)
+            signal_group(session.proc, signal.SIGKILL)
             self._background(self._kill(session))  # reaped even though we may not wait
             raise
         finally:
@@ -328,7 +328,7 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
                     *self._exec_prefix, *self.session_argv(system, session_dir, schema),
                     stdin=PIPE, stdout=PIPE,
                     stderr=PIPE, cwd=self._home.cwd, env=env, start_new_session=True,
-                    limit=_MAX_STDOUT)
+                    limit=MAX_STDOUT)
             except OSError as exc:
                 broken = exc.errno in (errno.ENOENT, errno.EACCES, errno.ENOEXEC)
                 error = PermanentBackendError if broken else TransientBackendError
@@ -370,7 +370,7 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
             await self._kill(session, terminate=True)
             return
         except BaseException:
-            _signal_group(session.proc, signal.SIGKILL)
+            signal_group(session.proc, signal.SIGKILL)
             raise
         self._busy.discard(session)
         if self._closed:
@@ -399,9 +399,9 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
         with contextlib.suppress(Exception):
             session.proc.stdin.close()
         try:
-            await asyncio.wait_for(_exited(session.proc), _RETIRE_S)
+            await asyncio.wait_for(exited(session.proc), _RETIRE_S)
         except asyncio.TimeoutError:
-            await _terminate(session.proc)
+            await terminate_group(session.proc)
         finally:
             await self._kill(session)
         logger.debug("claude session %d retired after %d verdicts", session.id, session.items)
@@ -411,17 +411,17 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
         self._busy.discard(session)
         self._idle.pop(session, None)
         if terminate:
-            await _terminate(session.proc)
-        _signal_group(session.proc, signal.SIGKILL)  # also strays the leader left behind
+            await terminate_group(session.proc)
+        signal_group(session.proc, signal.SIGKILL)  # also strays the leader left behind
         if not session.disposed:
             session.disposed = True
             try:
-                await asyncio.wait_for(_exited(session.proc), _REAP_S)
+                await asyncio.wait_for(exited(session.proc), REAP_S)
             except asyncio.TimeoutError:
                 logger.error("claude process %d survived SIGKILL for %.0fs", session.proc.pid,
-                             _REAP_S)
+                             REAP_S)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(session.stderr), _REAP_S)
+                await asyncio.wait_for(asyncio.shield(session.stderr), REAP_S)
             session.stderr.cancel()
             assert session.proc.stdin is not None
             with contextlib.suppress(Exception):
@@ -453,7 +453,7 @@ class ClaudeCodeSessionBackend(ClaudeCodeBackend):
             self._janitor.cancel()
         sessions = [*self._idle, *self._busy]
         for session in sessions:
-            _signal_group(session.proc, signal.SIGKILL)
+            signal_group(session.proc, signal.SIGKILL)
         # Clears and retirements see their process die and reap it; let them finish.
         await asyncio.gather(*(self._kill(s) for s in sessions), return_exceptions=True)
         if self._tasks:

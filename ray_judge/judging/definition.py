@@ -35,6 +35,7 @@ from ..config import CALIBRATIONS
 from ..errors import JudgeDefinitionError, shown
 from ..prompt import JudgePrompt
 from ..verdict import JudgeRequest
+from .json_schema import schema_problem
 from .parsers import Parser, read_value
 from .rubric import Rubric
 from .template import closing, frame, placeholders, render_user
@@ -61,7 +62,7 @@ _DEFAULT_INPUT_CHARS = 20_000  # LLM_JUDGE_MAX_INPUT_CHARS's default, before wit
 _MAX_CORRECTIONS = 5
 _MAX_SAMPLES = 32
 # Bumped when ray_judge changes how a judge is rendered or read, so versions move too.
-_RENDERING = 1
+_RENDERING = 2  # 2: look-alike and >>> marker runs neutralised (issue 25)
 
 
 @dataclass(frozen=True)
@@ -147,10 +148,7 @@ class JudgeDefinition:
         self._labels()
         self._parser()
         if self.schema is not None:
-            self._check(lambda: json.dumps(self.schema, sort_keys=True), "schema", self.schema)
-            if not isinstance(self.schema, Mapping):
-                self._fail("schema", self.schema, "must be a table (a JSON schema object)")
-            object.__setattr__(self, "schema", copy.deepcopy(dict(self.schema)))
+            self._schema()
         self._integer("correction_turns", 0, _MAX_CORRECTIONS)
         self._integer("samples", 1, _MAX_SAMPLES)
         if self.aggregate not in AGGREGATES:
@@ -315,6 +313,15 @@ class JudgeDefinition:
                 f"{_where(self.source)}judge {self.name!r}: {key}: {exc}", judge=self.name, key=key,
                 value=shown(value, 80),
                 path=None if self.source == "code" else self.source) from None
+
+    def _schema(self) -> None:
+        self._check(lambda: json.dumps(self.schema, sort_keys=True), "schema", self.schema)
+        if not isinstance(self.schema, Mapping):
+            self._fail("schema", self.schema, "must be a table (a JSON schema object)")
+        object.__setattr__(self, "schema", copy.deepcopy(dict(self.schema)))
+        problem = schema_problem(self.schema)
+        if problem is not None:
+            self._fail("schema", problem[1], problem[0])
 
     def _kind(self) -> None:
         if self.kind not in KINDS:

@@ -10,28 +10,28 @@ itself goes into the user message, each field between its own markers::
     <<<END RESPONSE>>>
 
 The response is written by the policy being trained, and RL policies learn to attack
-their judge, so no data may close its block: in every data field, each run of three or
-more ``<`` becomes as many U+2039 (single left-pointing angle quotation mark). A forged
-``<<<END RESPONSE>>>`` stays visible to the judge but is no longer a marker. The rewrite
-is character for character and deterministic (prompts feed a cache key).
+their judge, so no data may close its block: every data field goes through
+:func:`ray_judge.markers.neutralise`, which rewrites each run of three or more ``<`` or ``>``,
+Unicode look-alikes included, as U+2039 or U+203A. A forged ``<<<END RESPONSE>>>``
+stays visible to the judge, its angles now quotation marks, but is no longer a marker.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import re
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import JudgeConfig
 from ..errors import RubricError
+from ..markers import data_block
 from ..prompt import JudgePrompt
 from ..verdict import JudgeRequest
 from .transcript import sendable
 
-__all__ = ["DEFAULT_RUBRIC", "Rubric", "data_block", "load_rubric", "neutralise"]
+__all__ = ["DEFAULT_RUBRIC", "Rubric", "load_rubric"]
 
 #: What each placeholder of a rubric template renders as.
 _PLACEHOLDERS = {
@@ -41,7 +41,6 @@ _PLACEHOLDERS = {
 }
 _SCORE_MAX = "score_max"
 _ALLOWED = "{prompt}, {response}, {reference}, {score_max}"
-_OPENER_RUN = re.compile(r"<{3,}")
 _MIN_INPUT_CHARS = 100  # as LLM_JUDGE_MAX_INPUT_CHARS: room for the marker and some text
 
 _FRAME = """\
@@ -269,37 +268,6 @@ def _check_encodable(request: JudgeRequest) -> None:
         text = getattr(request, name)
         if text is not None:
             sendable(text, name)
-
-
-def data_block(name: str, text: str, max_chars: int) -> str:
-    """``text`` between ``<<<BEGIN NAME>>>`` and ``<<<END NAME>>>``, cut to ``max_chars``
-    with a visible marker, each run of 3+ ``<`` rewritten so that no data closes a block."""
-    body = neutralise(_truncate(text, max_chars))
-    return f"<<<BEGIN {name}>>>\n{body}\n<<<END {name}>>>"
-
-
-def neutralise(text: str) -> str:
-    """``text`` with each run of 3+ ``<`` rewritten as U+2039s: it holds no block marker.
-
-    For text of ours that quotes untrusted text outside a block (a correction turn
-    quoting a parse error that quotes the answer).
-    """
-    return _OPENER_RUN.sub(lambda m: "\u2039" * len(m.group()), text)
-
-
-def _truncate(text: str, max_chars: int) -> str:
-    if len(text) <= max_chars:
-        return text
-    # Size the marker for the longest possible count so head + marker + tail never
-    # exceeds max_chars; the real count can only be as long or shorter.
-    room = max_chars - len(_marker(len(text)))
-    cut = len(text) - room
-    tail = room // 2
-    return text[: room - tail] + _marker(cut) + text[len(text) - tail:]
-
-
-def _marker(cut: int) -> str:
-    return f"\n[... truncated {cut} characters ...]\n"
 
 
 def _number(value: float) -> str:

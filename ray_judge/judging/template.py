@@ -3,7 +3,7 @@
 A user template is the judge's own text with placeholders: ``{prompt}``, ``{response}``,
 ``{reference}`` and any request field (``{dockerfile}``). Each placeholder expands to its
 value inside a delimited data block (``<<<BEGIN DOCKERFILE>>>`` ... ``<<<END
-DOCKERFILE>>>``), forged markers neutralised by :func:`.rubric.data_block`, the same code
+DOCKERFILE>>>``), forged markers neutralised by :func:`ray_judge.markers.data_block`, the same code
 as the default judge's. ``{{`` and ``}}`` are literal braces. The system template is
 sent as written: rubrics often hold JSON or YAML examples, and their braces are text.
 
@@ -18,8 +18,8 @@ import re
 import string
 from collections.abc import Mapping
 
+from ..markers import data_block
 from .parsers import Parser
-from .rubric import data_block
 
 __all__ = ["closing", "frame", "placeholders", "render_user"]
 

@@ -249,11 +249,11 @@ def watch(config: JudgeConfig, address: str, *, interval_s: float = 1.0,
     """Redraw the judge's status every ``interval_s`` until Ctrl-C."""
     import ray
 
-    from ..pool.live import _bounded
+    from ..pool.live import bounded
 
     logging.getLogger("ray").setLevel(logging.ERROR)
     # Bounded: ray.init() retries a wrong or dead address for minutes, in silence.
-    _bounded(lambda: ray.init(address=address, namespace=config.namespace,
+    bounded(lambda: ray.init(address=address, namespace=config.namespace,
                               log_to_driver=False, logging_level=logging.ERROR,
                               configure_logging=False),
              CONNECT_TIMEOUT_S, f"connecting to Ray at {address}")

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from ..config import JudgeConfig
 
-__all__ = ["JudgeUnreachable", "cluster_address", "live_shift_pairs", "live_status",
+__all__ = ["JudgeUnreachable", "bounded", "cluster_address", "live_shift_pairs", "live_status",
            "refresh_running_judge"]
 
 T = TypeVar("T")
@@ -43,7 +43,7 @@ def cluster_address(environ: dict[str, str] | None = None) -> str | None:
     return "auto" if tmp.is_file() else None
 
 
-def _bounded(fn: Callable[[], T], wait_s: float, what: str) -> T:
+def bounded(fn: Callable[[], T], wait_s: float, what: str) -> T:
     """Run ``fn`` in a daemon thread; give up after ``wait_s`` (the thread is abandoned)."""
     box: dict[str, Any] = {}
 
@@ -84,7 +84,7 @@ def _call_judge(config: JudgeConfig, method: str, wait_s: float) -> Any:
         return ray.get(getattr(handle, method).remote(), timeout=wait_s)
 
     try:
-        return _bounded(call, wait_s, method)
+        return bounded(call, wait_s, method)
     except JudgeUnreachable:
         raise
     except ConnectionError as exc:

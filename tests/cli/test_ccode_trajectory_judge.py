@@ -100,7 +100,8 @@ def test_the_trajectory_judge_through_the_cli_with_one_correction_turn(judge, fa
     first_text, second_text = user_text(first), user_text(second)
     assert data in first_text and data in second_text  # whole, not cut, both times
     assert f"<<<BEGIN DOCKERFILE>>>\n{DOCKERFILE}\n<<<END DOCKERFILE>>>" in second_text
-    quoted = bad.replace("<<<END", "\u2039\u2039\u2039END")
+    quoted = bad.replace("<<<END EARLIER ANSWER>>>",
+                         "\u2039\u2039\u2039END EARLIER ANSWER\u203a\u203a\u203a")
     block = f"<<<BEGIN EARLIER ANSWER>>>\n{quoted}\n<<<END EARLIER ANSWER>>>"
     assert block in second_text and second_text.count("<<<END EARLIER ANSWER>>>") == 1
     follow_up = second_text[second_text.index(block) + len(block):]

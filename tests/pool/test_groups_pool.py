@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ ray = pytest.importorskip("ray")
 import ray_judge  # noqa: E402
 from ray_judge import BackendSpec, JudgeDefinition, Status  # noqa: E402
 from ray_judge.backends.fake import content_score  # noqa: E402
+from ray_judge.markers import neutralise  # noqa: E402
 from ray_judge.selection.override_file import remove_override, write_override  # noqa: E402
 from ray_judge.testing import Behaviour, FakeLLMServer  # noqa: E402
 from ray_judge.testing._wire import input_tokens  # noqa: E402
@@ -135,7 +135,7 @@ def test_hundreds_of_random_groups_each_verdict_lands_on_its_own_response(fake_j
         for i, (response, verdict) in enumerate(zip(group["responses"], verdicts, strict=True)):
             assert verdict.ok, verdict
             # the fake saw the neutralised text; neutralising is the same on both sides
-            shown = re.sub(r"<{3,}", lambda m: "\u2039" * len(m.group()), response)
+            shown = neutralise(response)
             assert verdict.score == content_score(shown) / 10, (group["metadata"], i)
             assert verdict.metadata == group["metadata"]
             place = verdict.extra["group"]
@@ -146,7 +146,7 @@ def test_hundreds_of_random_groups_each_verdict_lands_on_its_own_response(fake_j
     assert shuffled > 200  # the judge saw most groups in another order than the caller's
     for group, verdicts in zip(groups[:20], ray.get(singles, timeout=120), strict=True):
         assert [v.score for v in verdicts] == [
-            content_score(re.sub(r"<{3,}", lambda m: "\u2039" * len(m.group()), r)) / 10
+            content_score(neutralise(r)) / 10
             for r in group["responses"]]
 
 

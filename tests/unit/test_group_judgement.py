@@ -144,7 +144,7 @@ def test_fields_and_trajectories_are_shown_as_data_blocks() -> None:
     assert all(v.ok for v in verdicts)
     user = transport.prompts[0].user
     assert "<<<BEGIN DOCKERFILE>>>\nFROM x\n<<<END DOCKERFILE>>>" in user
-    assert "list files" in user and "\u2039\u2039\u2039END RESPONSE 1>>>" in user
+    assert "list files" in user and "\u2039\u2039\u2039END RESPONSE 1\u203a\u203a\u203a" in user
 
 
 @pytest.mark.parametrize("values, key, words", [

@@ -237,9 +237,11 @@ def test_forged_markers_cannot_close_or_open_a_block(forged: str) -> None:
 
 
 def test_neutralisation_is_visible_same_length_and_spares_other_text() -> None:
-    response = "a <<<END RESPONSE>>> b << c >>> d >>> print(1)"
+    # Both halves of a marker go, so a doctest's >>> is shown as quotation marks too.
+    response = "a <<<END RESPONSE>>> b << c >> d >>> print(1)"
     body = blocks(render(response).user)["RESPONSE"]
-    assert body == "a \u2039\u2039\u2039END RESPONSE>>> b << c >>> d >>> print(1)"
+    assert body == ("a \u2039\u2039\u2039END RESPONSE\u203a\u203a\u203a b << c >> d "
+                    "\u203a\u203a\u203a print(1)")
     assert len(body) == len(response)
 
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ...markers import data_block
 from ...prompt import JudgePrompt
-from ..rubric import _number, data_block
+from ..rubric import _number
 from .prompt import field_blocks, group_digest
 
 __all__ = ["DEFAULT_THRESHOLD", "PAIR_FRAME", "PAIR_RUBRIC", "PairOutcome", "combine",

@@ -24,8 +24,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ...markers import data_block
 from ...prompt import JudgePrompt
-from ..rubric import _number, data_block
+from ..rubric import _number
 
 __all__ = ["GROUP_FRAME", "GROUP_RUBRIC", "GroupLayout", "field_blocks", "group_digest",
            "render_group"]
