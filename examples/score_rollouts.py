@@ -50,7 +50,7 @@ import typer
 import ray_judge
 from ray_judge.config import JudgeConfig
 from ray_judge.errors import ConfigError
-from ray_judge.pool.live import cluster_address
+from ray_judge.pool.cluster import cluster_address
 from ray_judge.pool.stats import percentile
 from ray_judge.selection.resolver import BackendResolver
 

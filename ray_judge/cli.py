@@ -54,7 +54,7 @@ def notify_running_judge(config: JudgeConfig, spec: BackendSpec | None) -> str |
     Returns:
         A line for the user, or ``None`` to print nothing.
     """
-    from .pool.live import JudgeUnreachable, cluster_address, refresh_running_judge
+    from .pool.cluster import JudgeUnreachable, cluster_address, refresh_running_judge
 
     if cluster_address() is None:
         return "No Ray cluster found here (RAY_ADDRESS unset), so no running judge to notify."
@@ -256,7 +256,7 @@ def _judges_file_text(config: JudgeConfig) -> str:
 
 
 def _live_status(config: JudgeConfig) -> tuple[dict | None, str | None]:
-    from .pool.live import JudgeUnreachable, cluster_address, live_status
+    from .pool.cluster import JudgeUnreachable, cluster_address, live_status
 
     if cluster_address() is None:
         return None, "no Ray cluster found here (RAY_ADDRESS unset)"
@@ -362,7 +362,7 @@ app.command("show", help="Show the effective backend (same as `switch show`).")(
 
 
 def _connect_ray() -> None:
-    from .pool.live import cluster_address
+    from .pool.cluster import cluster_address
 
     address = cluster_address()
     if address is None:
@@ -497,7 +497,7 @@ def watch_judge(
         "--interval", min=0.2, help="Seconds between redraws.")] = 1.0,
 ) -> None:
     """Watch the running judge: backend, rate, statuses, load, failover, switches."""
-    from .pool.live import cluster_address
+    from .pool.cluster import cluster_address
 
     config = _load_config()
     address = cluster_address()
@@ -505,7 +505,7 @@ def watch_judge(
         _fail("no Ray cluster found here: start one with ./launch.sh or `ray start --head`, "
               "or set RAY_ADDRESS")
     from .monitoring.watch import watch
-    from .pool.live import JudgeUnreachable
+    from .pool.cluster import JudgeUnreachable
 
     try:
         watch(config, address, interval_s=interval)
@@ -556,7 +556,7 @@ def shift_plot(
         except (OSError, ValueError) as exc:
             _fail(f"cannot read pairs from {source}: {exc}")
     else:
-        from .pool.live import JudgeUnreachable, live_shift_pairs
+        from .pool.cluster import JudgeUnreachable, live_shift_pairs
 
         try:
             data = live_shift_pairs(config)

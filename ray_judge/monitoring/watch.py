@@ -249,7 +249,7 @@ def watch(config: JudgeConfig, address: str, *, interval_s: float = 1.0,
     """Redraw the judge's status every ``interval_s`` until Ctrl-C."""
     import ray
 
-    from ..pool.live import bounded
+    from ..pool.cluster import bounded
 
     logging.getLogger("ray").setLevel(logging.ERROR)
     # Bounded: ray.init() retries a wrong or dead address for minutes, in silence.

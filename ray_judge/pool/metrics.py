@@ -37,10 +37,20 @@ def _export_zero(counter: Any) -> None:
 
 
 class JudgeMetrics:
-    """The judge's metrics; constructing it needs a connected Ray worker (an actor)."""
+    """The judge's metrics; constructing it needs a connected Ray worker (an actor).
 
-    def __init__(self, gauge_refresh_s: float = GAUGE_REFRESH_S) -> None:
-        from ray.util import metrics
+    Args:
+        gauge_refresh_s: seconds between re-settings of the gauges; None: never.
+        instruments: where ``Counter``, ``Gauge`` and ``Histogram`` come from; by default
+            ``ray.util.metrics`` (a test of the judge's logic without Ray passes its own).
+    """
+
+    def __init__(self, gauge_refresh_s: float | None = GAUGE_REFRESH_S, *,
+                 instruments: Any = None) -> None:
+        if instruments is None:
+            from ray.util import metrics
+        else:
+            metrics = instruments
 
         self.requests = metrics.Counter(
             "judge_requests_total", "Verdicts served, by backend and status.",
@@ -102,8 +112,9 @@ class JudgeMetrics:
         self._lock = threading.Lock()
         # A thread, not a task: the actor's event loop is not running yet when this is
         # built, and re-setting a handful of values is not I/O.
-        threading.Thread(target=self._keep_gauges, args=(gauge_refresh_s,), daemon=True,
-                         name="ray_judge-gauges").start()
+        if gauge_refresh_s is not None:
+            threading.Thread(target=self._keep_gauges, args=(gauge_refresh_s,), daemon=True,
+                             name="ray_judge-gauges").start()
 
     def record(self, verdict: Verdict) -> None:
         backend = verdict.backend or "?"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 
 from ..backends import Backend, create_backend
@@ -26,7 +26,7 @@ from . import collector
 from .cache import Result
 from .dispatch import failure
 
-__all__ = ["JudgeWorker"]
+__all__ = ["JudgeWorker", "LocalWorkers"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,3 +103,26 @@ class JudgeWorker:
                 await runner.backend.aclose()
             except Exception:
                 logger.exception("closing %r failed", runner.backend)
+
+
+class LocalWorkers:
+    """:class:`JudgeWorker` objects in this process, in place of actors: the worker pool
+    a :class:`~ray_judge.pool.core.JudgeCore` uses when there is no cluster (tests, a
+    judge inside one process). Same calls as the actor pool; a worker is never lost."""
+
+    def __init__(self, workers: Sequence[JudgeWorker]) -> None:
+        self.workers = list(workers)
+
+    def __len__(self) -> int:
+        return len(self.workers)
+
+    async def send(self, worker: int, spec: str,
+                   requests: list[JudgeRequest | GroupRequest]) -> list[Result]:
+        return await self.workers[worker].judge_batch(spec, requests)
+
+    def ping(self, worker: int) -> Awaitable[int]:
+        return self.workers[worker].ping()
+
+    async def aclose(self) -> None:
+        for worker in self.workers:
+            await worker.aclose()

@@ -1,0 +1,396 @@
+"""The judge's logic without Ray: routing, switch history, planning, the queue, status.
+
+:class:`JudgeCore` is what the ``judge`` actor (:mod:`ray_judge.pool.judge`) holds: the
+backend resolution and failover, the history of switches, the planning of requests
+(groups into chunks, comparisons into ordered pairs, cache keys), the dispatcher with its
+global limits and cache, the shift monitor, and the status. The workers are injected
+(:class:`Workers`): the actor gives it Ray worker actors, a test gives it
+:class:`~ray_judge.pool.worker.LocalWorkers` in the same process, so all of this runs
+and is tested without a cluster. Time is injected too (``clock``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+from ..config import JudgeConfig
+from ..judging.catalog import JudgeCatalog
+from ..judging.definition import JudgeDefinition
+from ..judging.groups.pairwise import first_is_a as first_shown
+from ..judging.groups.planning import (
+    GroupCounts,
+    assemble,
+    chunk_requests,
+    compare_verdict,
+    pair_requests,
+)
+from ..judging.rubric import Rubric
+from ..selection.override_file import permission_warnings
+from ..selection.resolver import BackendResolver
+from ..shift.monitor import DEFAULT_JUDGE, ShiftMonitor, ShiftReport, judge_of
+from ..spec import BackendSpec
+from ..verdict import GroupRequest, JudgeRequest, Verdict
+from .cache import Result, VerdictCache, cache_key, group_cache_key, members
+from .dispatch import Dispatcher, Request
+from .failover import FailoverChain
+from .metrics import JudgeMetrics
+from .reward_servers import RewardServers
+from .stats import JudgeStats
+from .status import JudgeStatus
+
+__all__ = ["RECENT_SWITCHES", "JudgeCore", "Workers", "stamped"]
+
+logger = logging.getLogger(__name__)
+
+#: Backend changes kept for ``status()["recent_switches"]`` (the watch view shows them).
+RECENT_SWITCHES = 10
+
+
+class Workers(Protocol):
+    """The worker pool the core sends micro-batches to."""
+
+    def __len__(self) -> int: ...
+
+    async def send(self, worker: int, spec: str, requests: list[Request]) -> list[Result]:
+        """Judge ``requests`` on worker ``worker``; raise :class:`~.dispatch.WorkerLost`
+        when the worker is gone."""
+
+    def ping(self, worker: int) -> Awaitable[object]: ...
+
+    async def aclose(self) -> None:
+        """Close every worker's backends (kills CLI processes)."""
+
+
+def _batch(items: object, judges: JudgeCatalog) -> list[JudgeRequest | GroupRequest]:
+    if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, (list, tuple)):
+        raise TypeError(f"score_batch expects a list of dicts, got {type(items).__name__}")
+    # An item with "responses" is a group: it gets a list of Verdicts back.
+    requests = [GroupRequest.from_mapping(item, index=i)
+                if isinstance(item, Mapping) and "responses" in item
+                else JudgeRequest.from_mapping(item, index=i) for i, item in enumerate(items)]
+    for i, request in enumerate(requests):
+        if isinstance(request, JudgeRequest):
+            judges.check(request, index=i)
+    return requests
+
+
+def stamped(result: Result, definition: JudgeDefinition) -> tuple[Verdict, ...]:
+    """A group's Verdicts, each naming its judge (a failure the worker could not stamp,
+    such as a lost worker's, too); a fallback Verdict keeps the judge that made it."""
+    return tuple(v if v.judge is not None else
+                 v.with_(judge=definition.name, judge_version=definition.version)
+                 for v in members(result))
+
+
+class JudgeCore:
+    """The judge without Ray: everything the ``judge`` actor does but carry the calls.
+
+    Args:
+        config: the judge's settings.
+        catalog: its judges (the ``default`` one and the judges file's).
+        rubric: the default judge's rubric (its text is part of every cache key).
+        workers: where micro-batches go.
+        metrics: the Prometheus instruments (:class:`JudgeMetrics`).
+        node_id: the node the judge runs on, shown in :meth:`status`.
+        clock: wall-clock time (switch history, uptime).
+    """
+
+    def __init__(self, config: JudgeConfig, catalog: JudgeCatalog, *, rubric: Rubric,
+                 workers: Workers, metrics: JudgeMetrics, node_id: str | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.judges_catalog = catalog
+        self.workers = workers
+        self.metrics = metrics
+        self.node_id = node_id
+        self._clock = clock
+        self.resolver = BackendResolver(config)
+        self.started_at = clock()
+        self.stats = JudgeStats()
+        self.groups = GroupCounts()
+        self.reward_servers = RewardServers()
+        self._current: str | None = None
+        self._settled: str | None = None  # serving outside a half-open circuit's probe
+        self._primary: BackendSpec | None = None
+        self._switches = 0
+        self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT_SWITCHES)
+        self._pid = os.getpid()
+        self.failover = FailoverChain(
+            config.fallback, probe_interval_s=config.probe_interval_s,
+            rate_limited_budget=config.failover_rate_limited)
+        # Verdicts depend on the rubric: a changed rubric must not hit old entries.
+        self._rubric_id = f"{rubric.score_max}:{rubric.template}"
+        self.cache = VerdictCache(config.cache_size, config.cache_path)
+        self.dispatcher = Dispatcher(
+            num_workers=len(workers), send=self._send, route=self.route,
+            limit_for=config.max_in_flight, rpm_for=config.rpm,
+            tpm_for=config.tpm, on_verdict=self._record, reroute=self._learn,
+            cache=self.cache, key_for=self._key, ping=workers.ping)
+        reference = config.calibration_reference
+        self.shift = ShiftMonitor(
+            capacity=config.reservoir_size, share=config.shift_share,
+            warn=config.shift_warn, min_pairs=config.calibration_min_pairs,
+            reference=None if reference is None else str(reference),
+            calibration_of=self._calibration_of, limit_for=config.max_in_flight,
+            send_spare=self.dispatcher.send_spare, serving=lambda: self._settled,
+            store=self.cache, on_report=self._shift_gauges,
+            version_of=lambda name: self._options(name).version)
+        self.route()
+
+    def __repr__(self) -> str:
+        return f"JudgeCore(backend={self._current})"
+
+    # -- scoring -----------------------------------------------------------------------
+
+    async def score(self, prompt: str | list, response: str | list,
+                    reference: str | None = None, rubric: str | None = None,
+                    metadata: Any = None, *, judge: str | None = None,
+                    fields: Mapping[str, str] | None = None) -> Verdict:
+        """Grade one response with judge ``judge`` (``None``: default); ``fields`` are
+        the extra inputs its template names. Raises TypeError/ValueError for malformed
+        arguments, an unknown judge or a field the judge needs and lacks."""
+        request = JudgeRequest(prompt, response, reference, rubric, metadata, judge, fields)
+        self.judges_catalog.check(request)
+        (future,) = self.dispatcher.submit([request])
+        return self._served(request, await future)
+
+    async def score_batch(self, items: list[Mapping[str, Any]]) -> list[Verdict | list[Verdict]]:
+        """Grade many responses; Verdicts come back in the order of ``items``.
+
+        An item with ``"responses"`` (a list) instead of ``"response"`` is a group, judged
+        as :meth:`score_group` does; its place in the answer holds its list of Verdicts.
+        """
+        requests = [self._group_judge(r, "group", f"request[{i}]")
+                    if isinstance(r, GroupRequest) else r
+                    for i, r in enumerate(_batch(items, self.judges_catalog))]
+        if not requests:
+            return []
+        return await self._serve(requests)
+
+    async def score_group(self, prompt: str | list, responses: list,
+                          reference: str | None = None, *, judge: str | None = None,
+                          fields: Mapping[str, str] | None = None,
+                          metadata: Any = None) -> list[Verdict]:
+        """Grade a group of responses to one prompt in one judge call (per ``max_group``);
+        one Verdict per response, in the order of ``responses``. ``judge`` names a judge
+        of kind ``group`` (``None``: the built-in ``group``); ``fields`` are extra named
+        texts shown to it, each in its own data block."""
+        group = self._group_judge(GroupRequest(prompt, responses, reference, judge=judge,
+                                               metadata=metadata, fields=fields),
+                                  "group", "request")
+        (verdicts,) = await self._serve([group])
+        return verdicts
+
+    async def compare(self, prompt: str | list, a: str | list, b: str | list,
+                      reference: str | None = None, *, judge: str | None = None,
+                      fields: Mapping[str, str] | None = None, metadata: Any = None) -> Verdict:
+        """The preference for ``a`` over ``b`` in [0, 1] (1: ``a`` clearly better, 0.5: a
+        tie), asked in both orders unless the judge says ``swap = false``. ``judge``
+        names a judge of kind ``pairwise`` (``None``: the built-in ``pairwise``)."""
+        pair = self._group_judge(GroupRequest(prompt, (a, b), reference, judge=judge,
+                                              metadata=metadata, fields=fields),
+                                 "pairwise", "request")
+        options = self._options(pair.judge)
+        first_is_a = first_shown(*(x if isinstance(x, str) else json.dumps(x, sort_keys=True)
+                                   for x in (prompt, a, b)), reference)
+        calls = pair_requests(pair, swap=options.swap, first_is_a=first_is_a)
+        results = [stamped(r, options) for r in
+                   await asyncio.gather(*self.dispatcher.submit(calls))]
+        verdict = compare_verdict(results, swap=options.swap, first_is_a=first_is_a,
+                                  metadata=metadata, counts=self.groups)
+        if verdict.ok and options.swap and not verdict.cached:
+            try:
+                self.metrics.record_comparison(
+                    consistent=verdict.extra["position_consistent"])
+            except Exception:  # metrics must never cost a caller its verdict
+                logger.exception("recording a comparison failed")
+        return verdict
+
+    # -- control -----------------------------------------------------------------------
+
+    def status(self) -> JudgeStatus:
+        """Backend, where it comes from, load, counts, latency and cost."""
+        resolution = self.resolver.resolve()
+        now = self._clock()
+        return JudgeStatus(
+            backend=str(resolution.spec),
+            serving=self._current,
+            model=resolution.spec.model(self.config.ccode_models),
+            source=resolution.source,
+            override_file=str(resolution.path),
+            override_problem=resolution.problem,
+            # Checked here, on the file's node: whoever can write it changes the reward.
+            override_warnings=permission_warnings(resolution.path),
+            in_flight=self.dispatcher.in_flight(),
+            queued=self.dispatcher.queued,
+            workers=len(self.workers),
+            switches=self._switches,
+            recent_switches=list(self._recent),
+            failover=self.failover.snapshot(),
+            cache=self.cache.snapshot(),
+            groups=self.groups.snapshot(),
+            started_at=self.started_at,
+            uptime_s=round(now - self.started_at, 1),
+            pid=self._pid,
+            node_id=self.node_id,
+            judges=self.judges_catalog.versions(),
+            limits={"ccode": self.config.max_in_flight_ccode,
+                    "litellm": self.config.max_in_flight_litellm},
+            shift=self.shift.snapshot(),
+            calibration=self.shift.calibration_snapshot(),
+            reservoir=self.shift.reservoir_snapshot(),
+            reward_servers=self.reward_servers.snapshot(),
+            **self.stats.snapshot(),  # type: ignore[typeddict-item]
+        )
+
+    def refresh_backend(self) -> dict[str, Any]:
+        """Re-read the override file now (the switch CLI calls this after writing it)."""
+        resolution = self.resolver.refresh()
+        return {"backend": str(resolution.spec), "source": resolution.source,
+                "override_file": str(resolution.path), "problem": resolution.problem}
+
+    async def aclose(self) -> None:
+        """Stop the shift monitor, close the cache file, close the workers' backends."""
+        await self.shift.aclose()
+        self.cache.close()
+        await self.workers.aclose()
+
+    # -- internals ---------------------------------------------------------------------
+
+    def route(self) -> tuple[BackendSpec, int | None]:
+        """The backend for the next request and its cap (1 for a half-open probe), noting
+        a switch, a failover or a return in the history."""
+        primary = self.resolver.resolve().spec
+        previous_primary, self._primary = self._primary, primary
+        before = self.failover.failovers
+        spec, cap = self.failover.route(primary)
+        if self.failover.failovers != before:
+            self.metrics.failovers.inc(1)
+        text = str(spec)
+        if text != self._current:
+            switched = self._current is not None
+            if switched:
+                self._switches += 1
+                why = ("failover" if spec != primary
+                       else "switch" if primary != previous_primary
+                       else "probe" if cap == 1 else "back to primary")
+                self._recent.append({"at": self._clock(), "from": self._current, "to": text,
+                                     "why": why})
+            self._current = text
+            self.metrics.set_current(text, switched=switched)
+        # A half-open circuit's single probe is not a switch: the backend may still be
+        # out of quota, and re-judging the reservoir on it is what must not happen.
+        if cap is None and text != self._settled:
+            old, self._settled = self._settled, text
+            if old is not None:
+                self.shift.switched(old, text)
+        return spec, cap
+
+    def _served(self, request: JudgeRequest, verdict: Verdict) -> Verdict:
+        """Sample it for shift measurement, count its score, calibrate it if asked."""
+        try:
+            self.shift.observe(request, verdict)
+            self.metrics.record_score(verdict, judge_of(request))
+            return self.shift.calibrate(request, verdict)
+        except Exception:  # bookkeeping must never cost a caller its verdict
+            logger.exception("recording a verdict for shift measurement failed")
+            return verdict
+
+    def _calibration_of(self, judge: str) -> str:
+        """``calibrate`` of the judge's definition; for ``default`` without one, the setting."""
+        try:
+            chosen = self._options(judge).calibrate
+        except ValueError:  # not a judge of this catalog: nothing to calibrate
+            return "none"
+        if chosen is None:
+            return self.config.calibrate if judge == DEFAULT_JUDGE else "none"
+        return chosen
+
+    def _shift_gauges(self, report: ShiftReport) -> None:
+        self.metrics.set_shift(report.judge, report.stats.mean, report.stats.spearman)
+
+    def _learn(self, verdict: Verdict) -> bool:
+        """Feed the failover chain; True when the request should go to another backend."""
+        self.failover.report(verdict)
+        return not verdict.ok and self.failover.can_reroute(verdict, self._primary)
+
+    async def _serve(self, requests: list[JudgeRequest | GroupRequest]
+                     ) -> list[Verdict | list[Verdict]]:
+        """Submit singles and groups (split into chunks) at once; results in order."""
+        flat: list[Request] = []
+        plans = []
+        for request in requests:
+            if isinstance(request, GroupRequest):
+                plan, chunks = chunk_requests(request, self._options(request.judge).max_group)
+                plans.append((request, plan, len(flat), len(chunks)))
+                flat.extend(chunks)
+            else:
+                plans.append((request, None, len(flat), 1))
+                flat.append(request)
+        results: list[Result] = list(await asyncio.gather(*self.dispatcher.submit(flat)))
+        out: list[Verdict | list[Verdict]] = []
+        for request, plan, start, n in plans:
+            if plan is None:
+                out.append(self._served(request, results[start]))  # type: ignore[arg-type]
+                continue
+            saved, judged = self.groups.calls_saved, self.groups.groups
+            definition = self._options(request.judge)
+            chunks = [stamped(r, definition) for r in results[start:start + n]]
+            out.append(assemble(request, plan, chunks, self.groups))
+            if self.groups.groups != judged:  # not all from the cache
+                try:
+                    self.metrics.record_group(saved=self.groups.calls_saved - saved,
+                                              split=plan.split)
+                except Exception:  # metrics must never cost a caller its verdicts
+                    logger.exception("recording a group's metrics failed")
+        return out
+
+    def _options(self, name: str | None) -> JudgeDefinition:
+        return self.judges_catalog.get(name)
+
+    def _group_judge(self, request: GroupRequest, kind: str, where: str) -> GroupRequest:
+        """``request`` with its judge named; ValueError unless that judge is a ``kind``
+        judge (score_group and group items take group judges, compare a pairwise one)."""
+        name = request.judge or kind  # the built-in "group" and "pairwise" judges
+        try:
+            definition = self.judges_catalog.get(name)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        if definition.kind != kind:
+            known = [d.name for d in self.judges_catalog if d.kind == kind]
+            raise ValueError(f"{where}.judge {name!r} is not a {kind} judge (its kind is "
+                             f"{definition.kind!r}); {kind} judges: {', '.join(known)}")
+        return request if request.judge == name else dataclasses.replace(request, judge=name)
+
+    def _key(self, spec: BackendSpec, request: Request) -> str:
+        model = spec.model(self.config.ccode_models)
+        judge = self.judges_catalog.get(request.judge)
+        if isinstance(request, GroupRequest):
+            return group_cache_key(str(spec), model, f"{judge.name}:{judge.version}", request)
+        return cache_key(str(spec), model, f"{self._rubric_id}|{judge.name}:{judge.version}",
+                         request)
+
+    async def _send(self, worker: int, spec: str, requests: list[Request]) -> list[Result]:
+        self._gauge(spec)
+        try:
+            return await self.workers.send(worker, spec, requests)
+        finally:
+            # The dispatcher frees these slots only after we return: count them out now,
+            # or the gauge keeps the last busy value once the pool goes idle.
+            self._gauge(spec, done=len(requests))
+
+    def _record(self, verdict: Verdict) -> None:
+        self.stats.record(verdict)
+        self.metrics.record(verdict)
+
+    def _gauge(self, spec: str, done: int = 0) -> None:
+        in_flight = self.dispatcher.in_flight().get(spec, 0) - done
+        self.metrics.set_in_flight(spec, max(0, in_flight), self.dispatcher.queued)

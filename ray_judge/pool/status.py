@@ -1,0 +1,57 @@
+"""What ``judge.status()`` answers: one typed structure for the CLI, ``watch`` and tests.
+
+A :class:`JudgeStatus` is a plain dict at run time (it crosses Ray, is printed as JSON by
+``switch_judge_backend.py show --json`` and ``ray-judge status --json``, and older callers
+index it by key), typed here so that every reader agrees on the keys and what they hold.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+__all__ = ["JudgeStatus"]
+
+
+class JudgeStatus(TypedDict):
+    """The judge's state: backend and its source, load, counts, latency, cost, monitors."""
+
+    #: the backend the override file and the default select (before failover)
+    backend: str
+    #: the backend new requests go to now (after failover); None before the first
+    serving: str | None
+    model: str
+    source: str
+    override_file: str
+    override_problem: str | None
+    override_warnings: list[str]
+    in_flight: dict[str, int]
+    queued: int
+    workers: int
+    switches: int
+    #: the latest backend changes: {"at", "from", "to", "why"} each
+    recent_switches: list[dict[str, Any]]
+    failover: dict[str, Any]
+    cache: dict[str, Any]
+    groups: dict[str, Any]
+    started_at: float
+    uptime_s: float
+    pid: int
+    node_id: str | None
+    #: judge name -> version
+    judges: dict[str, str]
+    limits: dict[str, int]
+    shift: dict[str, Any]
+    calibration: dict[str, Any]
+    reservoir: dict[str, Any]
+    reward_servers: list[dict[str, Any]]
+    # JudgeStats.snapshot()
+    total: int
+    counts: dict[str, dict[str, int]]
+    latency_p50_s: float | None
+    latency_p95_s: float | None
+    cost_usd: float
+    input_tokens: int
+    output_tokens: int
+    retries: int
+    format_retries: int
+    cached: int
