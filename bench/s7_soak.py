@@ -1,5 +1,5 @@
 """Scenario 7: soak. 100,000 verdicts through the pool under the fault mix of
-``tests/test_faults.py``, with what each process holds sampled every 10,000.
+``tests/system/test_faults.py``, with what each process holds sampled every 10,000.
 
 The load is a training run's: ``ray_judge.JudgeClient`` in this process, many concurrent
 callers (single ``score_async`` calls and ``score_batch_async`` batches of 8), every item

@@ -1,5 +1,6 @@
 """Shared test set-up: every test starts from a clean judge environment in its own cwd.
 
+The tiers (unit, pool, cli, system) each have a conftest.py that marks what is in them.
 Fixtures that only one module needs (a Ray cluster, a fake CLI) live in that module.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import settings
 
 # Set at import, before any test module is collected: importing litellm without it
 # tries to fetch the model cost map from the network and stalls.
@@ -15,6 +17,24 @@ os.environ["LITELLM_OFFLINE_MODE"] = "true"
 # Ray reads some settings when it is imported (e.g. the one that keeps it on 127.0.0.1):
 # set them before any test module imports ray.
 import tests.ray_cluster  # noqa: F401
+from tests.ccode_support import real_cli
+
+# A test that sets max_examples keeps it under both profiles; the profile decides the rest.
+# ci runs twice hypothesis' default of 100 and prints the blob that replays a failure;
+# dev runs fewer, for a quick loop. HYPOTHESIS_PROFILE picks one by name.
+settings.register_profile("ci", max_examples=200, print_blob=True)
+settings.register_profile("dev", max_examples=50)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE",
+                                     "ci" if os.environ.get("CI") == "true" else "dev"))
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by the marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that needs the real Claude Code CLI carries the ``cli`` marker, wherever
+    it lives, so ``-m "not cli"`` leaves all of them out."""
+    for item in items:
+        if real_cli.mark in item.iter_markers("skipif"):
+            item.add_marker(pytest.mark.cli)
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""The two ends of tests/test_rm_token.py's test in a network namespace of its own.
+"""The two ends of tests/system/test_rm_token_netns.py's test in a network namespace of its own.
 
 Run inside the namespace (``ip netns exec NS python -m tests.rm_netns ...``), because
 its 127.0.0.1 and its 192.0.2.10 exist only there:

@@ -1,0 +1,1 @@
+"""The fast tier: no Ray cluster, no CLI process, no server outside the test process."""

@@ -475,7 +475,7 @@ def test_a_session_dies_with_its_worker(fake, env):
     # on the provider in a session of its own: PR_SET_PDEATHSIG, through setpriv.
     fake.default = Behaviour.hang()
     worker = subprocess.Popen([sys.executable, "-c", _WORKER, json.dumps({**env, "CLI": CLI})],
-                              cwd=Path(__file__).resolve().parent.parent)
+                              cwd=Path(__file__).resolve().parents[2])
     cli = None
     try:
         deadline = time.monotonic() + 30

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.ccode_support import real_cli
 from tests.cli_support import CLI
 from tests.ray_cluster import init_local
 
@@ -39,7 +40,6 @@ JUDGES = [
     JudgeDefinition(name="group_fb", kind="group", correction_turns=1, fallback="pointwise"),
     JudgeDefinition(name="group_strict", kind="group", correction_turns=1),
 ]
-real_cli = pytest.mark.skipif(CLI is None, reason="the Claude Code CLI is not installed")
 
 
 def scores_text(scores: list[Any]) -> str:

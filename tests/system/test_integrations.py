@@ -55,7 +55,7 @@ from ray_judge.integrations.trl import JudgeReward  # noqa: E402
 from ray_judge.testing import Behaviour, FakeLLMServer  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SPEC = "litellm:openai/judge-rl"
 UNJUDGEABLE = "UNJUDGEABLE"
 WAIT_S = 120.0

@@ -1,6 +1,6 @@
 """The shipped Grafana dashboard as a file: complete, well formed, printed and written by
 ``ray-judge grafana-dashboard``. Its queries are run against a real Prometheus in
-tests/test_grafana.py."""
+tests/system/test_grafana.py."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from ray_judge.monitoring.dashboard import (
     substitute,
 )
 
-METRICS_SOURCE = Path(__file__).resolve().parent.parent / "ray_judge" / "pool" / "metrics.py"
+METRICS_SOURCE = Path(__file__).resolve().parents[2] / "ray_judge" / "pool" / "metrics.py"
 
 
 def test_every_metric_the_judge_exports_is_drawn() -> None:

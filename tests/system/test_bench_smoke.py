@@ -21,7 +21,7 @@ import pytest
 from tests.cli_support import CLI
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ROW_KEYS = {"scenario", "case", "baseline", "n", "ok", "wall_s", "rate", "unit", "ratio",
             "cpu_s_per_req", "p50_s", "p99_s", "peak_mib", "note", "extra"}
 TARGET_KEYS = {"scenario", "what", "target", "value", "met", "why"}

@@ -28,7 +28,7 @@ from rich.text import Text
 from ray_judge.config import JudgeConfig
 from ray_judge.monitoring.watch import Poller, render
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 STATUS: dict[str, Any] = {
     "shift": {"default": {"line": "since 14:02 gpt-4o vs gpt-4.1-mini on 180 pairs: mean "

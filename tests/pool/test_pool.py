@@ -24,7 +24,7 @@ from ray_judge import BackendSpec, Status, Verdict  # noqa: E402
 from ray_judge.selection.override_file import write_override  # noqa: E402
 
 pytestmark = pytest.mark.ray
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FAKE = {"litellm": "ray_judge.backends.fake:FakeBackend",
         "ccode": "ray_judge.backends.fake:FakeBackend"}
 

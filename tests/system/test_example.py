@@ -24,7 +24,7 @@ import pytest
 
 from tests.ray_cluster import RAY_TEST_ENV
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "score_rollouts.py"
 DATASET = ROOT / "examples" / "rollouts.jsonl"
 MODEL = "litellm:openai/judge-model"

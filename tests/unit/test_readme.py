@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 # The seed's commands, as it shows them (its example model included).
 SEED_COMMANDS = [

@@ -45,11 +45,12 @@ parser = pytest.importorskip("prometheus_client.parser")
 import ray_judge  # noqa: E402
 from ray_judge import Status, Verdict  # noqa: E402
 from ray_judge.testing import Behaviour, FakeLLMServer  # noqa: E402
+from tests.ccode_support import real_cli  # noqa: E402
 from tests.cli_support import CLI  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 # Short enough that hangs cost seconds, long enough for a real `claude` on a loaded box.
 TIMEOUT_S = 6.0
@@ -366,9 +367,7 @@ def servers():
 # --------------------------------------------------------------------------- the scenario
 
 
-@pytest.mark.skipif(CLI is None, reason="the Claude Code CLI is not installed: set "
-                    "CLAUDE_CLI_PATH or run npm install --prefix .ci/node "
-                    "@anthropic-ai/claude-code@2.1.332")
+@real_cli
 def test_thousands_of_requests_through_every_fault(cluster, servers, tmp_path) -> None:
     openai, anthropic, messages = servers
     backend_file = tmp_path / ".judge_backend"
@@ -600,7 +599,7 @@ asyncio.run(JudgeRunner(create_backend(BackendSpec.ccode(), config)).judge(Judge
 """
 
 
-@pytest.mark.skipif(CLI is None, reason="the Claude Code CLI is not installed")
+@real_cli
 @pytest.mark.parametrize("mode", ["oneshot", "session"])
 def test_no_claude_outlives_a_worker_killed_mid_call(tmp_path, mode) -> None:
     with FakeLLMServer() as provider:

@@ -26,7 +26,7 @@ from ray_judge.testing import FakeLLMServer
 from tests.ray_cluster import RAY_TEST_ENV
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 KEY = "sk-test-launch-0123456789abcdef"
 WAIT_S = 60.0
 

@@ -34,7 +34,7 @@ from ray_judge.selection.override_file import remove_override, write_override  #
 from ray_judge.testing import Behaviour, FakeLLMServer  # noqa: E402
 
 pytestmark = pytest.mark.ray
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 #: Planted in the judge's environment; it may travel only on the wire to the provider.
 KEY = f"sk-test-{secrets.token_hex(16)}"
 MODEL_A, MODEL_B, MODEL_C = "openai/judge-a", "openai/judge-b", "openai/judge-c"

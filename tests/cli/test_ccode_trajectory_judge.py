@@ -29,7 +29,7 @@ from ray_judge.judging.transcript import render_transcript  # noqa: E402
 from ray_judge.testing import Behaviour, FakeLLMServer  # noqa: E402
 
 pytestmark = [pytest.mark.ray, real_cli]
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 JUDGES_FILE = REPO / "examples" / "judges" / "judges.toml"
 RUBRIC = (REPO / "examples" / "judges" / "prompts" / "terminal_agent.md").read_text()
 NAME = "ccode_trajectory_judge_test"

@@ -17,7 +17,7 @@ from ray_judge import cli
 from ray_judge.cli import app, switch_app
 from ray_judge.spec import BackendSpec
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "switch_judge_backend.py"
 CLAUDE3 = "anthropic/claude-3-opus-20240229"
 GPT_FILE = "litellm:openai/gpt-4o\n"
@@ -354,7 +354,7 @@ def test_docs_list_every_environment_variable() -> None:
     from ray_judge.config import ENV_VARS
 
     # The configuration table moved from the README to docs/ (issue 21).
-    docs = Path(__file__).resolve().parent.parent / "docs"
+    docs = Path(__file__).resolve().parents[2] / "docs"
     text = "\n".join(page.read_text() for page in sorted(docs.glob("*.md")))
     missing = [name for name in ENV_VARS if f"| `{name}` |" not in text]
     assert not missing, f"the configuration table in docs/ lacks {missing}"
@@ -363,7 +363,7 @@ def test_docs_list_every_environment_variable() -> None:
 def test_ci_runs_the_readme_test_command_verbatim() -> None:
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     readme = (root / "README.md").read_text().splitlines()
     command = next(line for line in readme if line.rstrip().endswith("&& pytest"))
     assert command in (root / ".ci" / "run").read_text().splitlines()
@@ -372,7 +372,7 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
 def test_show_names_the_judges_of_the_judges_file(backend_file, tmp_path) -> None:
     from ray_judge.judging.catalog import JudgeCatalog
 
-    judges = Path(__file__).resolve().parent.parent / "examples" / "judges" / "judges.toml"
+    judges = Path(__file__).resolve().parents[2] / "examples" / "judges" / "judges.toml"
     result = invoke("show", env={"LLM_JUDGE_JUDGES_FILE": str(judges)})
     assert result.exit_code == 0, result.output
     versions = JudgeCatalog.build(cli.JudgeConfig(judges_file=judges)).versions()

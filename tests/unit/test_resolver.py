@@ -34,7 +34,7 @@ OPUS = BackendSpec.parse("ccode-4-opus")
 GPT = BackendSpec.parse("litellm:openai/gpt-4o")
 CLAUDE3 = BackendSpec.parse("litellm:anthropic/claude-3-opus-20240229")
 IS_ROOT = os.geteuid() == 0
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LOGGER = "ray_judge.selection.resolver"
 
 

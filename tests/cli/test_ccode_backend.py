@@ -1,7 +1,7 @@
 """The Claude Code CLI backend: the real CLI against the fake Messages API on 127.0.0.1.
 
 The real CLI comes from ``CLAUDE_CLI_PATH`` or ``.ci/node`` (where ``.ci/run`` installs
-it). ``tests/fake_claude.py`` plays the faults the real CLI cannot show (grandchildren,
+it). ``tests/cli/fake_claude.py`` plays the faults the real CLI cannot show (grandchildren,
 garbage, crashes, an older CLI's output).
 """
 
@@ -51,7 +51,7 @@ from tests.ccode_support import (
 )
 from tests.cli_support import CLI
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FAKE_CLAUDE = Path(__file__).resolve().parent / "fake_claude.py"
 MODEL = CCODE_MODELS["ccode-4-sonnet"]
 
@@ -369,7 +369,7 @@ def test_non_executable_cli_is_unavailable_at_start_naming_the_path(tmp_path):
 # -- the fake executable: faults the real CLI cannot produce ----------------------------
 
 def fake_cli(tmp_path: Path, mode: str, **env: str) -> str:
-    """An executable wrapper running tests/fake_claude.py in ``mode``."""
+    """An executable wrapper running tests/cli/fake_claude.py in ``mode``."""
     path = tmp_path / f"claude-{mode}"
     settings = " ".join(f"{k}={json.dumps(str(v))}" for k, v in
                         {"FAKE_CLAUDE_MODE": mode, **env}.items())

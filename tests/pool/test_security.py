@@ -40,20 +40,17 @@ from ray_judge.config import JudgeConfig  # noqa: E402
 from ray_judge.judging.rubric import Rubric  # noqa: E402
 from ray_judge.selection.override_file import remove_override, write_override  # noqa: E402
 from ray_judge.testing import Behaviour, FakeLLMServer  # noqa: E402
+from tests.ccode_support import real_cli  # noqa: E402
 from tests.cli_support import CLI  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 OPENAI, ANTHROPIC, CCODE = ("litellm:openai/judge-sec", "litellm:anthropic/judge-sec",
                             "ccode-4-sonnet")
 TIMEOUT_S = 8.0
 WAIT_S = 90.0
 
-
-real_cli = pytest.mark.skipif(CLI is None, reason="the Claude Code CLI is not installed: set "
-                              "CLAUDE_CLI_PATH or run npm install --prefix .ci/node "
-                              "@anthropic-ai/claude-code@2.1.332")
 
 #: One random tag inside every planted secret: finding it anywhere is a leak.
 TAG = uuid.uuid4().hex

@@ -17,7 +17,7 @@ from ray_judge.errors import ConfigError
 from ray_judge.settings import SETTINGS
 from ray_judge.spec import BackendSpec
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "configuration.md"
 REGENERATE = "python -m ray_judge.configuration_page > docs/configuration.md"
 NAMES = {s.env for s in SETTINGS}

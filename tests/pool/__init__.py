@@ -1,0 +1,1 @@
+"""Tests against a real Ray cluster, through the judge pool."""
