@@ -81,5 +81,7 @@ class QuantileMap:
         if k >= len(self.xs):
             return self.ys[-1]
         x0, x1, y0, y1 = self.xs[k - 1], self.xs[k], self.ys[k - 1], self.ys[k]
-        y = y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-        return min(1.0, max(0.0, y))
+        y = y0 + (y1 - y0) * ((x - x0) / (x1 - x0))
+        # Rounding can step past a knot (with subnormal knots, by one ulp): the segment's
+        # own ends bound it, which is what keeps the map monotone.
+        return min(y1, max(y0, y))

@@ -172,6 +172,14 @@ def test_quantile_map_is_monotone_and_stays_in_the_unit_interval(pairs, xs) -> N
     assert all(a <= b for a, b in itertools.pairwise(mapped)), (probes, mapped)
 
 
+def test_quantile_map_stays_monotone_between_subnormal_knots() -> None:
+    """Found by hypothesis: interpolating towards a knot of 5e-324 overshot it by one ulp
+    (0.5625 mapped to 1e-323, 0.625 to 5e-324)."""
+    qmap = QuantileMap.fit([(0.0, 0.625), (1.0, 0.625), (5e-324, 0.625)])
+    mapped = [qmap(x) for x in (0.0, 0.5625, 0.625, 1.0)]
+    assert mapped == sorted(mapped) and mapped[1] <= qmap(0.625) == 5e-324
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(unit, unit), min_size=2, max_size=60),
        st.lists(st.tuples(unit, unit), min_size=1, max_size=30))
