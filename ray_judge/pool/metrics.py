@@ -32,7 +32,7 @@ GAUGE_REFRESH_S = 5.0
 
 def _export_zero(counter: Any) -> None:
     # Counter.inc() refuses 0, but a point of 0 is what makes the series exist; Ray's
-    # own record path takes it (checked against the endpoint in tests/test_metrics.py).
+    # own record path takes it (checked against the endpoint in tests/system/test_metrics.py).
     counter._record(0)
 
 

@@ -2,7 +2,7 @@
 
 The model is a FakeBackend (through the backend registry) so these tests are about the
 pool; the real backends are tested against real peers in their own modules and the
-LiteLLM path through the pool in test_pool_litellm.py.
+LiteLLM path through the pool in tests/system/test_pool_litellm.py.
 """
 
 from __future__ import annotations
