@@ -13,8 +13,6 @@ import time
 
 import pytest
 
-from tests.ray_cluster import init_local
-
 ray = pytest.importorskip("ray")
 
 import ray_judge  # noqa: E402
@@ -26,13 +24,6 @@ FAKE = {"litellm": "ray_judge.backends.fake:FakeBackend",
 #: Every verdict takes this long, so requests are in flight when the judge is killed.
 SLOW = "litellm:fake/slow@0.2"
 WAIT_S = 120.0  # bound on every wait; reached only when something is broken
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    init_local()
-    yield
-    ray.shutdown()
 
 
 def judge_env(root, spec: str = SLOW) -> dict[str, str]:

@@ -19,7 +19,6 @@ import pytest
 
 from tests.ccode_support import real_cli
 from tests.cli_support import CLI
-from tests.ray_cluster import init_local
 
 ray = pytest.importorskip("ray")
 
@@ -55,13 +54,6 @@ def group_calls(server: FakeLLMServer) -> list[str]:
     """The text of each model call that carried a group (RESPONSE 1 ... blocks)."""
     texts = [json.dumps(r.body) for r in model_calls(server)]
     return [t for t in texts if "<<<BEGIN RESPONSE 1>>>" in t]
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    init_local()
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

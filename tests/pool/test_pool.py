@@ -15,8 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.ray_cluster import init_local
-
 ray = pytest.importorskip("ray")
 
 import ray_judge  # noqa: E402
@@ -31,13 +29,6 @@ FAKE = {"litellm": "ray_judge.backends.fake:FakeBackend",
 
 def ray_judge_write(path: Path, spec: str) -> None:
     write_override(path, BackendSpec.parse(spec))
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    init_local()
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from ray_judge import JudgeRequest, Status, Verdict
-from tests.ray_cluster import init_local
 
 ray = pytest.importorskip("ray")
 
@@ -27,10 +26,9 @@ FAKE = {"ccode": "ray_judge.backends.fake:FakeBackend",
 
 
 @pytest.fixture(scope="module")
-def judge(tmp_path_factory):
+def judge(cluster, tmp_path_factory):
     import ray_judge
 
-    init_local()
     env = {"LLM_JUDGE_NAME": "litellm:fake/props",
            "LLM_JUDGE_BACKEND_FILE": str(tmp_path_factory.mktemp("props") / ".judge_backend"),
            "LLM_JUDGE_NUM_WORKERS": "2", "LLM_JUDGE_MAX_ATTEMPTS": "2",
@@ -41,7 +39,6 @@ def judge(tmp_path_factory):
     # Still the same process: no bad input ever killed (and restarted) the actor.
     assert ray.get(handle.status.remote())["pid"] == pid
     ray_judge.stop_judge()
-    ray.shutdown()
 
 
 TEXT_FIELDS = ("prompt", "response", "reference", "rubric")

@@ -27,8 +27,6 @@ from typing import Any
 
 import pytest
 
-from tests.ray_cluster import init_local
-
 ray = pytest.importorskip("ray")
 
 import ray_judge  # noqa: E402
@@ -139,13 +137,6 @@ class Trainer(threading.Thread):
 
 
 # ----------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    init_local()
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

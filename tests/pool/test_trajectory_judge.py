@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from tests.agent_trajectory import DOCKERFILE, TASK, trajectory
-from tests.ray_cluster import init_local
 
 ray = pytest.importorskip("ray")
 
@@ -53,8 +52,7 @@ def env_for(server: FakeLLMServer, tmp: Path, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def judge(server, tmp_path_factory):
-    init_local()
+def judge(cluster, server, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("trajectory")
     handle = ray_judge.start_judge(env=env_for(server, tmp), judges=[CODE_JUDGE])
     # Warm both workers (each imports litellm on its first call).
@@ -63,7 +61,6 @@ def judge(server, tmp_path_factory):
     assert all(v.ok for v in warm), warm
     yield handle
     ray_judge.stop_judge(name=NAME)
-    ray.shutdown()
 
 
 def chat_bodies(server: FakeLLMServer) -> list[dict]:

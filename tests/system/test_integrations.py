@@ -87,14 +87,7 @@ def _judged_texts(server: FakeLLMServer) -> list[str]:
 
 @pytest.fixture(scope="module")
 def cluster():
-    for attempt in range(3):  # a raylet that misses Ray's fixed 30 s start-up wait under load
-        try:
-            init_local()
-            break
-        except Exception as exc:
-            if "timed out during startup" not in str(exc) or attempt == 2:
-                raise
-            ray.shutdown()
+    init_local()
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
