@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import ScoreParseError, excerpt
 
-__all__ = ["check_scores", "last_json_value", "read_number", "read_scores"]
+__all__ = ["check_scores", "json_objects", "last_json_value", "read_number", "read_scores"]
 
 _THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.S | re.I)
 
@@ -102,3 +102,20 @@ def _shown(value: Any) -> str:
         return excerpt(json.dumps(value))
     except (TypeError, ValueError):  # a structured answer may hold anything
         return excerpt(repr(value))
+
+
+def json_objects(text: str) -> list[Any]:
+    """Every JSON object in ``text``, in order: each ``{`` that starts a valid object,
+    outermost first (an object inside another is not a separate answer)."""
+    decoder = json.JSONDecoder()
+    objects = []
+    index = text.find("{")
+    while index != -1:
+        try:
+            obj, end = decoder.raw_decode(text, index)
+        except (ValueError, RecursionError):
+            index = text.find("{", index + 1)
+            continue
+        objects.append(obj)
+        index = text.find("{", end)
+    return objects
