@@ -8,11 +8,12 @@ A parser spec is ``kind`` or ``kind:argument``:
     yaml:<key>            ``key`` of the last YAML mapping (fenced, or a bare ``key: v``)
     python:<mod>:<func>   ``func(text)`` imported from ``mod`` in the worker
 
-Every parser except ``score_line`` first drops ``<think>...</think>`` spans: a reasoning
-model's scratch work is not its answer. Each returns the raw value (a number, or a
-label's text); :func:`read_value` checks it against the judge's scale or labels. The one
-error type is :class:`~ray_judge.errors.ScoreParseError`; a ``python:`` parser's own
-exceptions become one.
+Every parser except ``score_line`` first drops the judge's thinking (``<think>`` spans,
+by the one rule of :mod:`.think`): a reasoning model's scratch work is not its answer.
+Each returns the raw value (a number, or a label's text); :func:`read_value` checks it
+against the judge's scale or labels. The one error type is
+:class:`~ray_judge.errors.ScoreParseError`; a ``python:`` parser's own exceptions become
+one.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ScoreParseError, excerpt
-from .json_answer import json_objects
+from .json_answer import last_json_value
 from .parsing import parse_score
 from .think import strip_think
 
@@ -118,12 +119,8 @@ def _json(argument: str, _: float) -> tuple[Callable[[str], Any], str]:
     key = _key("json", argument)
 
     def read(text: str) -> Any:
-        found = [obj[key] for obj in json_objects(_text(text))
-                 if isinstance(obj, dict) and key in obj]
-        if not found:
-            raise ScoreParseError(f"no JSON object with the key {key!r} in the judge output "
-                                  f"(starts with {excerpt(text)!r})")
-        return found[-1]
+        _text(text)  # not text, or nothing outside <think>: the same errors as the others
+        return last_json_value(text, key)
 
     return read, key
 
