@@ -16,6 +16,9 @@ name="voting", samples=3)`` is the default judge asked three times. ``scale``,
 :meth:`JudgeDefinition.with_defaults` (the catalog does it), which is why ``version`` is
 the *effective* judge's. Every judge today grades one response per request; judges of
 a group of responses (pairwise, ranking) would add a ``kind`` to this value.
+
+This module holds the value and its version; the checks it passes on construction are
+in :mod:`.validation`, and turning a request into its prompt is in :mod:`.rendering`.
 """
 
 from __future__ import annotations
@@ -30,10 +33,10 @@ from typing import Any
 
 from ..prompt import JudgePrompt
 from ..verdict import JudgeRequest
+from . import rendering
 from .parsers import Parser, read_value
 from .rubric import Rubric
-from .template import closing, frame, placeholders, render_user
-from .transcript import inputs
+from .template import placeholders
 from .validation import AGGREGATES, KINDS, validate
 
 __all__ = ["AGGREGATES", "DEFINITION_KEYS", "KINDS", "JudgeDefinition"]
@@ -44,7 +47,6 @@ DEFINITION_KEYS = ("system", "system_file", "user", "user_file", "parser", "scal
                    "temperature", "max_tokens", "frame", "kind", "max_group", "shuffle",
                    "fallback", "swap", "calibrate")
 _DATA = ("prompt", "response")
-_DEFAULT_INPUT_CHARS = 20_000  # LLM_JUDGE_MAX_INPUT_CHARS's default, before with_defaults
 # Bumped when ray_judge changes how a judge is rendered or read, so versions move too.
 _RENDERING = 2  # 2: look-alike and >>> marker runs neutralised (issue 25)
 
@@ -170,49 +172,11 @@ class JudgeDefinition:
     def check(self, request: JudgeRequest) -> None:
         """Raise ValueError when ``request`` lacks an input this judge needs or brings a
         field it does not use (a typo that would otherwise be graded without it)."""
-        if self.kind != "pointwise":
-            call = "score_group" if self.kind == "group" else "compare"
-            raise ValueError(f"judge {self.name!r} is a {self.kind} judge: call {call} "
-                             "with it, not score")
-        fields = dict(request.fields or {})
-        if self.system is None:
-            if fields:
-                raise ValueError(f"judge {self.name!r} takes no fields (it uses the "
-                                 f"configured rubric's layout); got {sorted(fields)}")
-            return
-        if self.user is None:
-            return
-        needed = self.inputs
-        given = set(fields) | ({"reference"} if request.reference is not None else set())
-        missing = [n for n in needed if n not in given]
-        if missing:
-            raise ValueError(f"judge {self.name!r} needs {', '.join(missing)} for its user "
-                             f"template; the request has "
-                             f"{', '.join(sorted(given)) or 'no fields'}")
-        unused = sorted(set(fields) - set(needed))
-        if unused:
-            raise ValueError(f"judge {self.name!r} does not use the field(s) {unused}; its "
-                             f"user template uses: {', '.join(needed) or 'no fields'}")
+        rendering.check_request(self, request)
 
     def render(self, request: JudgeRequest) -> JudgePrompt:
         """The prompt for ``request``. Raises ValueError/RubricError for bad input."""
-        self.check(request)
-        values = inputs(request)
-        knobs = {k: v for k, v in (("schema", self.schema), ("temperature", self.temperature),
-                                   ("max_tokens", self.max_tokens)) if v is not None}
-        limit = self.max_input_chars or _DEFAULT_INPUT_CHARS
-        if self.system is None:
-            rubric = self.rubric or Rubric.default(self.effective_scale[1])
-            as_text = dataclasses.replace(request, prompt=values["prompt"],
-                                          response=values["response"])
-            prompt = rubric.render(as_text, limit)
-            return dataclasses.replace(prompt, **knobs) if knobs else prompt
-        system = self.system if request.rubric is None else request.rubric
-        user = render_user(self.user, values, limit)
-        if self.frame:
-            head, footer = frame(self.parsed, self.effective_scale, self.labels)
-            system, user = head + system, f"{user}\n\n{footer}"
-        return JudgePrompt(system=system, user=user, **knobs)
+        return rendering.render(self, request)
 
     def read(self, text: str, structured: Any = None) -> tuple[float, bool]:
         """The score on [0, 1] of an answer, and whether the structured output gave it.
@@ -229,9 +193,7 @@ class JudgeDefinition:
 
     def correction(self, error: str) -> str:
         """The follow-up user turn after an answer that did not parse."""
-        short = closing(self.parsed, self.effective_scale, self.labels)[1]
-        return (f"Your answer could not be read: {error}. Answer again, following the same "
-                f"grading instructions, and finish with {short}.")
+        return rendering.correction(self, error)
 
     def with_defaults(self, *, score_max: float, max_input_chars: int,
                       rubric: Rubric | None) -> JudgeDefinition:
