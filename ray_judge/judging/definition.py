@@ -16,51 +16,37 @@ name="voting", samples=3)`` is the default judge asked three times. ``scale``,
 :meth:`JudgeDefinition.with_defaults` (the catalog does it), which is why ``version`` is
 the *effective* judge's. Every judge today grades one response per request; judges of
 a group of responses (pairwise, ranking) would add a ``kind`` to this value.
+
+This module holds the value and its version; the checks it passes on construction are
+in :mod:`.validation`, and turning a request into its prompt is in :mod:`.rendering`.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 import hashlib
 import json
-import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import CALIBRATIONS
-from ..errors import JudgeDefinitionError, shown
 from ..prompt import JudgePrompt
 from ..verdict import JudgeRequest
-from .json_schema import schema_problem
+from . import rendering
 from .parsers import Parser, read_value
 from .rubric import Rubric
-from .template import closing, frame, placeholders, render_user
-from .transcript import inputs
+from .template import placeholders
+from .validation import AGGREGATES, KINDS, validate
 
 __all__ = ["AGGREGATES", "DEFINITION_KEYS", "KINDS", "JudgeDefinition"]
 
-#: How the scores of ``samples`` judgements are combined.
-AGGREGATES = ("mean", "median", "majority")
 #: Keys of a judge's table in a judges file (``system_file``/``user_file`` are read there).
 DEFINITION_KEYS = ("system", "system_file", "user", "user_file", "parser", "scale", "labels",
                    "schema", "correction_turns", "samples", "aggregate", "max_input_chars",
                    "temperature", "max_tokens", "frame", "kind", "max_group", "shuffle",
                    "fallback", "swap", "calibrate")
-#: What a judge grades: one response, a group of responses to one prompt, or a pair.
-KINDS = ("pointwise", "group", "pairwise")
-#: The answer a group or pairwise judge gives unless its definition names a parser.
-_KIND_PARSERS = {"group": "json:scores", "pairwise": "json:preference"}
-_MAX_GROUP = 64
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 _DATA = ("prompt", "response")
-_MIN_INPUT_CHARS = 100
-_DEFAULT_INPUT_CHARS = 20_000  # LLM_JUDGE_MAX_INPUT_CHARS's default, before with_defaults
-_MAX_CORRECTIONS = 5
-_MAX_SAMPLES = 32
 # Bumped when ray_judge changes how a judge is rendered or read, so versions move too.
 _RENDERING = 2  # 2: look-alike and >>> marker runs neutralised (issue 25)
 
@@ -135,39 +121,7 @@ class JudgeDefinition:
     _inputs: tuple[str, ...] = field(init=False, repr=False, compare=False, default=())
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.name, str) and _NAME.fullmatch(self.name)):
-            raise JudgeDefinitionError(
-                f"{_where(self.source)}a judge name must be 1-64 letters, digits, '_', '.' or "
-                f"'-', got {self.name!r}", judge=str(self.name), key="name", value=self.name)
-        self._text("system")
-        self._text("user")
-        if self.user is not None:
-            self._check(lambda: placeholders(self.user, "user template"), "user", self.user)
-        self._kind()
-        self._scale()
-        self._labels()
-        self._parser()
-        if self.schema is not None:
-            self._schema()
-        self._integer("correction_turns", 0, _MAX_CORRECTIONS)
-        self._integer("samples", 1, _MAX_SAMPLES)
-        if self.aggregate not in AGGREGATES:
-            self._fail("aggregate", self.aggregate, f"must be one of {', '.join(AGGREGATES)}")
-        if self.max_input_chars is not None:
-            self._integer("max_input_chars", _MIN_INPUT_CHARS, 100_000_000)
-        if self.temperature is not None and not (
-                _is_number(self.temperature) and 0 <= self.temperature <= 2):
-            self._fail("temperature", self.temperature, "must be a number from 0 to 2")
-        if self.max_tokens is not None:
-            self._integer("max_tokens", 16, 1_000_000)
-        if not isinstance(self.frame, bool):
-            self._fail("frame", self.frame, "must be true or false")
-        if self.calibrate is not None and self.calibrate not in CALIBRATIONS:
-            self._fail("calibrate", self.calibrate, f"must be one of {', '.join(CALIBRATIONS)}")
-        if self.system is None and self.kind == "pointwise":
-            self._rubric_layout()
-        if self.rubric is not None and not isinstance(self.rubric, Rubric):
-            self._fail("rubric", self.rubric, "must be a Rubric")
+        validate(self)
         object.__setattr__(self, "_version", self._hash())
         object.__setattr__(self, "_inputs", () if self.user is None else tuple(
             n for n in placeholders(self.user, "user template") if n not in _DATA))
@@ -218,49 +172,11 @@ class JudgeDefinition:
     def check(self, request: JudgeRequest) -> None:
         """Raise ValueError when ``request`` lacks an input this judge needs or brings a
         field it does not use (a typo that would otherwise be graded without it)."""
-        if self.kind != "pointwise":
-            call = "score_group" if self.kind == "group" else "compare"
-            raise ValueError(f"judge {self.name!r} is a {self.kind} judge: call {call} "
-                             "with it, not score")
-        fields = dict(request.fields or {})
-        if self.system is None:
-            if fields:
-                raise ValueError(f"judge {self.name!r} takes no fields (it uses the "
-                                 f"configured rubric's layout); got {sorted(fields)}")
-            return
-        if self.user is None:
-            return
-        needed = self.inputs
-        given = set(fields) | ({"reference"} if request.reference is not None else set())
-        missing = [n for n in needed if n not in given]
-        if missing:
-            raise ValueError(f"judge {self.name!r} needs {', '.join(missing)} for its user "
-                             f"template; the request has "
-                             f"{', '.join(sorted(given)) or 'no fields'}")
-        unused = sorted(set(fields) - set(needed))
-        if unused:
-            raise ValueError(f"judge {self.name!r} does not use the field(s) {unused}; its "
-                             f"user template uses: {', '.join(needed) or 'no fields'}")
+        rendering.check_request(self, request)
 
     def render(self, request: JudgeRequest) -> JudgePrompt:
         """The prompt for ``request``. Raises ValueError/RubricError for bad input."""
-        self.check(request)
-        values = inputs(request)
-        knobs = {k: v for k, v in (("schema", self.schema), ("temperature", self.temperature),
-                                   ("max_tokens", self.max_tokens)) if v is not None}
-        limit = self.max_input_chars or _DEFAULT_INPUT_CHARS
-        if self.system is None:
-            rubric = self.rubric or Rubric.default(self.effective_scale[1])
-            as_text = dataclasses.replace(request, prompt=values["prompt"],
-                                          response=values["response"])
-            prompt = rubric.render(as_text, limit)
-            return dataclasses.replace(prompt, **knobs) if knobs else prompt
-        system = self.system if request.rubric is None else request.rubric
-        user = render_user(self.user, values, limit)
-        if self.frame:
-            head, footer = frame(self.parsed, self.effective_scale, self.labels)
-            system, user = head + system, f"{user}\n\n{footer}"
-        return JudgePrompt(system=system, user=user, **knobs)
+        return rendering.render(self, request)
 
     def read(self, text: str, structured: Any = None) -> tuple[float, bool]:
         """The score on [0, 1] of an answer, and whether the structured output gave it.
@@ -277,9 +193,7 @@ class JudgeDefinition:
 
     def correction(self, error: str) -> str:
         """The follow-up user turn after an answer that did not parse."""
-        short = closing(self.parsed, self.effective_scale, self.labels)[1]
-        return (f"Your answer could not be read: {error}. Answer again, following the same "
-                f"grading instructions, and finish with {short}.")
+        return rendering.correction(self, error)
 
     def with_defaults(self, *, score_max: float, max_input_chars: int,
                       rubric: Rubric | None) -> JudgeDefinition:
@@ -297,129 +211,8 @@ class JudgeDefinition:
                                  else Rubric(rubric.template, top, rubric.source))
         return dataclasses.replace(self, **changes) if changes else self
 
-    # -- validation --------------------------------------------------------------------
-
-    def _fail(self, key: str, value: Any, problem: str) -> None:
-        raise JudgeDefinitionError(
-            f"{_where(self.source)}judge {self.name!r}: {key} {problem}, got {shown(value, 80)}",
-            judge=self.name, key=key, value=shown(value, 80),
-            path=None if self.source == "code" else self.source)
-
-    def _check(self, check: Any, key: str, value: Any) -> None:
-        try:
-            check()
-        except (ValueError, TypeError) as exc:
-            raise JudgeDefinitionError(
-                f"{_where(self.source)}judge {self.name!r}: {key}: {exc}", judge=self.name, key=key,
-                value=shown(value, 80),
-                path=None if self.source == "code" else self.source) from None
-
-    def _schema(self) -> None:
-        self._check(lambda: json.dumps(self.schema, sort_keys=True), "schema", self.schema)
-        if not isinstance(self.schema, Mapping):
-            self._fail("schema", self.schema, "must be a table (a JSON schema object)")
-        object.__setattr__(self, "schema", copy.deepcopy(dict(self.schema)))
-        problem = schema_problem(self.schema)
-        if problem is not None:
-            self._fail("schema", problem[1], problem[0])
-
-    def _kind(self) -> None:
-        if self.kind not in KINDS:
-            self._fail("kind", self.kind, f"must be one of {', '.join(KINDS)}")
-        self._integer("max_group", 2, _MAX_GROUP)
-        for key in ("shuffle", "swap"):
-            if not isinstance(getattr(self, key), bool):
-                self._fail(key, getattr(self, key), "must be true or false")
-        if self.fallback is not None and (self.fallback != "pointwise" or self.kind != "group"):
-            self._fail("fallback", self.fallback, 'must be "pointwise", on a judge of kind '
-                       '"group" (or absent)')
-        if self.kind == "pointwise":
-            return
-        if self.user is not None:
-            self._fail("user", self.user, f"is not taken by a {self.kind} judge: its "
-                       "responses go in numbered data blocks of their own")
-        if self.samples != 1:
-            self._fail("samples", self.samples, f"must be 1 for a {self.kind} judge")
-        if self.parser == "score_line":  # the pointwise default: this kind's own answer
-            object.__setattr__(self, "parser", _KIND_PARSERS[self.kind])
-
-    def _text(self, key: str) -> None:
-        value = getattr(self, key)
-        if value is not None and not (isinstance(value, str) and value.strip()):
-            self._fail(key, value, "must be non-empty text")
-
-    def _integer(self, key: str, low: int, high: int) -> None:
-        value = getattr(self, key)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            self._fail(key, value, f"must be an integer from {low} to {high}")
-
-    def _scale(self) -> None:
-        scale = self.scale
-        if scale is None:
-            return
-        if not (isinstance(scale, (tuple, list)) and len(scale) == 2
-                and all(_is_number(v) for v in scale) and scale[0] < scale[1]):
-            self._fail("scale", scale, "must be [low, high], two finite numbers, low < high")
-        object.__setattr__(self, "scale", (float(scale[0]), float(scale[1])))
-
-    def _labels(self) -> None:
-        labels = self.labels
-        if labels is None:
-            return
-        if not (isinstance(labels, Mapping) and labels):
-            self._fail("labels", labels, "must be a non-empty table of label = number")
-        low, high = self.effective_scale
-        for label, number in labels.items():
-            if not (isinstance(label, str) and label.strip()):
-                self._fail("labels", label, "must have non-empty text labels")
-            if not (_is_number(number) and low <= number <= high):
-                self._fail(f"labels.{label}", number,
-                           f"must be a number within the scale {low:g}-{high:g}")
-        object.__setattr__(self, "labels", {k: float(v) for k, v in labels.items()})
-
-    def _parser(self) -> None:
-        if not isinstance(self.parser, str):
-            self._fail("parser", self.parser, "must be text such as 'yaml:score'")
-        parser = None
-
-        def build() -> None:
-            nonlocal parser
-            parser = self.parsed
-
-        self._check(build, "parser", self.parser)
-        assert parser is not None
-        if parser.kind == "score_line" and self.effective_scale[0] < 0:
-            self._fail("scale", self.scale, "must not go below 0 with score_line (a SCORE "
-                       "line holds an unsigned number)")
-        if self.labels and parser.kind == "score_line":
-            self._fail("labels", self.labels, "need a parser that reads text (regex, json, "
-                       "yaml or python), not score_line")
-
-    def _rubric_layout(self) -> None:
-        # Today's frame says "SCORE: N from 0 to max" and names three blocks: a judge
-        # that keeps it must keep what it promises.
-        why = ("is not allowed without system (or system_file): the configured rubric "
-               "asks for 'SCORE: N' from 0, with its own layout")
-        if self.user is not None:
-            self._fail("user", self.user, why)
-        if self.parser != "score_line":
-            self._fail("parser", self.parser, why)
-        if self.scale is not None and self.scale[0] != 0:
-            self._fail("scale", self.scale, why)
-        if not self.frame:
-            self._fail("frame", self.frame, why)
-
 
 @functools.lru_cache(maxsize=256)
 def _parser(spec: str, score_max: float) -> Parser:
     # Not cached on the instance: a Parser holds closures, and definitions travel pickled.
     return Parser.from_spec(spec, score_max=score_max)
-
-
-def _where(source: str) -> str:
-    return "" if source == "code" else f"{source}: "
-
-
-def _is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))

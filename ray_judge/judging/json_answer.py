@@ -2,13 +2,13 @@
 ``{"preference": N}``.
 
 The answer is the **last** JSON object in the text that has the key, bare or inside a
-fenced block; text inside ``<think>...</think>`` (or after an unclosed ``<think>``) is
-the judge thinking aloud and is never read. The value must be exactly what was asked
-for: for a group, a list of exactly ``k`` finite numbers each within ``[0, scale]``
-(JSON numbers; ``"7"``, ``true``, ``NaN``, ``null`` are not); anything else raises
-:class:`~ray_judge.errors.ScoreParseError` for the whole answer. There is no partial
-reading: a list one short is not "the first k-1 scores", it is a judge that lost count,
-and every number in it is suspect.
+fenced block; the judge's thinking (``<think>`` spans, and everything after an unclosed
+``<think>``: the rule of :mod:`.think`, as for every parser) is never read. The value
+must be exactly what was asked for: for a group, a list of exactly ``k`` finite numbers
+each within ``[0, scale]`` (JSON numbers; ``"7"``, ``true``, ``NaN``, ``null`` are not);
+anything else raises :class:`~ray_judge.errors.ScoreParseError` for the whole answer.
+There is no partial reading: a list one short is not "the first k-1 scores", it is a
+judge that lost count, and every number in it is suspect.
 """
 
 from __future__ import annotations
@@ -19,36 +19,30 @@ import re
 from typing import Any
 
 from ..errors import ScoreParseError, excerpt
+from .think import strip_think
 
-__all__ = ["check_scores", "last_json_value", "read_number", "read_scores"]
+__all__ = ["check_scores", "json_objects", "last_json_value", "read_number", "read_scores"]
 
-_THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.S | re.I)
+# A failed decode builds a JSONDecodeError, which counts the lines from the start of the
+# text to where it failed: trying many "{" of a long answer would be quadratic in its
+# length. So only a "{" that can start an object (a key or "}" next) is tried, and it is
+# tried in a window of the text first.
+_OBJECT_START = re.compile(r'\{[ \t\n\r]*["}]')
+_WINDOW = 4096
+_LOOKAHEAD = 64  # more than the decoder reads past a token before it can fail
 
 
 def last_json_value(text: str, key: str) -> Any:
     """The value of ``key`` in the last top-level JSON object of ``text`` that has it.
 
     Raises:
-        ScoreParseError: ``text`` is not text, or holds no such object outside
-            ``<think>`` spans.
+        ScoreParseError: ``text`` is not text, holds no such object outside ``<think>``
+            spans, or holds JSON nested too deep to read.
     """
     if not isinstance(text, str):
         raise ScoreParseError(f"judge output must be text, got {type(text).__name__}")
-    visible = _THINK.sub(" ", text)
-    decoder = json.JSONDecoder()
-    found: list[Any] = []
-    at = visible.find("{")
-    while at != -1:
-        try:
-            value, end = decoder.raw_decode(visible, at)
-        except ValueError:
-            at = visible.find("{", at + 1)
-            continue
-        if isinstance(value, dict) and key in value:
-            found.append(value[key])
-        # Objects nested in this one are its parts, not answers of their own; skipping
-        # past it also keeps the scan linear in the text's length.
-        at = visible.find("{", end)
+    visible = strip_think(text)
+    found = [obj[key] for obj in json_objects(visible) if isinstance(obj, dict) and key in obj]
     if not found:
         where = " outside <think>" if visible != text else ""
         raise ScoreParseError(
@@ -102,3 +96,49 @@ def _shown(value: Any) -> str:
         return excerpt(json.dumps(value))
     except (TypeError, ValueError):  # a structured answer may hold anything
         return excerpt(repr(value))
+
+
+def json_objects(text: str) -> list[Any]:
+    """Every top-level JSON object in ``text``, in order, bare or fenced: each ``{`` that
+    starts a valid object. Objects nested in one are its parts, not answers of their own;
+    a ``{`` that starts no object (prose, a cut-off answer) is skipped.
+
+    Raises:
+        ScoreParseError: an object is nested deeper than Python's decoder can go (it
+            raises RecursionError near 1,000 levels). No judge answers like that;
+            skipping it would mean trying every ``{`` inside it, quadratic in its size,
+            and reading its inner parts as answers.
+    """
+    decoder = json.JSONDecoder()
+    objects = []
+    start = _OBJECT_START.search(text)
+    while start is not None:
+        at = start.start()
+        try:
+            obj, end = _decode(decoder, text, at)
+        except ValueError:
+            start = _OBJECT_START.search(text, at + 1)
+            continue
+        except RecursionError:
+            raise ScoreParseError(f"the judge output holds JSON nested too deep to read "
+                                  f"(from character {at})") from None
+        objects.append(obj)
+        # Skipping past the object keeps the scan linear in the text's length.
+        start = _OBJECT_START.search(text, end)
+    return objects
+
+
+def _decode(decoder: json.JSONDecoder, text: str, at: int) -> tuple[Any, int]:
+    """``decoder.raw_decode(text, at)``, costing what it reads rather than ``at``: an
+    object that decodes in the window is the same object in the whole text, and a failure
+    well inside the window is not the window's cut."""
+    window = text[at:at + _WINDOW]
+    try:
+        obj, end = decoder.raw_decode(window)
+    except json.JSONDecodeError as exc:
+        cut = (at + _WINDOW < len(text) and (exc.pos >= len(window) - _LOOKAHEAD
+                                              or exc.msg.startswith("Unterminated string")))
+        if not cut:
+            raise
+        return decoder.raw_decode(text, at)
+    return obj, at + end

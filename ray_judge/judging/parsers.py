@@ -8,17 +8,17 @@ A parser spec is ``kind`` or ``kind:argument``:
     yaml:<key>            ``key`` of the last YAML mapping (fenced, or a bare ``key: v``)
     python:<mod>:<func>   ``func(text)`` imported from ``mod`` in the worker
 
-Every parser except ``score_line`` first drops ``<think>...</think>`` spans: a reasoning
-model's scratch work is not its answer. Each returns the raw value (a number, or a
-label's text); :func:`read_value` checks it against the judge's scale or labels. The one
-error type is :class:`~ray_judge.errors.ScoreParseError`; a ``python:`` parser's own
-exceptions become one.
+Every parser except ``score_line`` first drops the judge's thinking (``<think>`` spans,
+by the one rule of :mod:`.think`): a reasoning model's scratch work is not its answer.
+Each returns the raw value (a number, or a label's text); :func:`read_value` checks it
+against the judge's scale or labels. The one error type is
+:class:`~ray_judge.errors.ScoreParseError`; a ``python:`` parser's own exceptions become
+one.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -26,11 +26,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ScoreParseError, excerpt
+from .json_answer import last_json_value
 from .parsing import parse_score
+from .think import strip_think
 
 __all__ = ["PARSERS", "Parser", "read_value", "strip_think"]
 
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _FENCED = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*([\w+-]*)[^\n]*\n(.*?)^ {0,3}\1[ \t]*$",
                      re.DOTALL | re.MULTILINE)
 _KEY = re.compile(r"[A-Za-z_][\w.-]*")
@@ -60,19 +61,6 @@ class Parser:
                              f"{', '.join(sorted(PARSERS))}")
         read, key = factory(argument, score_max)
         return cls(spec, kind.strip(), argument, read, key)
-
-
-def strip_think(text: str) -> str:
-    """``text`` without ``<think>`` spans; an unclosed one runs to the end, and text
-    before a lone ``</think>`` (its opening tag left out by the model) goes too."""
-    text = _THINK.sub("", text)
-    lower = text.lower()
-    if "<think>" in lower:
-        text = text[: lower.index("<think>")]
-        lower = text.lower()
-    if "</think>" in lower:
-        text = text[lower.rindex("</think>") + len("</think>"):]
-    return text
 
 
 def read_value(value: Any, scale: tuple[float, float],
@@ -131,12 +119,8 @@ def _json(argument: str, _: float) -> tuple[Callable[[str], Any], str]:
     key = _key("json", argument)
 
     def read(text: str) -> Any:
-        found = [obj[key] for obj in _json_objects(_text(text))
-                 if isinstance(obj, dict) and key in obj]
-        if not found:
-            raise ScoreParseError(f"no JSON object with the key {key!r} in the judge output "
-                                  f"(starts with {excerpt(text)!r})")
-        return found[-1]
+        _text(text)  # not text, or nothing outside <think>: the same errors as the others
+        return last_json_value(text, key)
 
     return read, key
 
@@ -232,23 +216,6 @@ def _key(kind: str, argument: str) -> str:
         raise ValueError(f"{kind} parser needs a key, as in {kind}:score; got "
                          f"{kind}:{argument}")
     return argument
-
-
-def _json_objects(text: str) -> list[Any]:
-    """Every JSON object in ``text``, in order: each ``{`` that starts a valid object,
-    outermost first (an object inside another is not a separate answer)."""
-    decoder = json.JSONDecoder()
-    objects = []
-    index = text.find("{")
-    while index != -1:
-        try:
-            obj, end = decoder.raw_decode(text, index)
-        except (ValueError, RecursionError):
-            index = text.find("{", index + 1)
-            continue
-        objects.append(obj)
-        index = text.find("{", end)
-    return objects
 
 
 def _number(value: Any) -> float | None:
