@@ -28,12 +28,10 @@ from ray_judge.errors import ConfigError
 from ray_judge.judging.rubric import Rubric
 from ray_judge.judging.runner import JudgeRunner
 from ray_judge.spec import CCODE_MODELS, BackendSpec
-from ray_judge.testing.fake_llm import Behaviour, FakeLLMServer
+from ray_judge.testing.fake_llm import Behaviour
 from ray_judge.verdict import JudgeRequest
 from tests.ccode_support import (
-    API_KEY,
     OAUTH_TOKEN,
-    OutsideTrap,
     alive_in_group,
     assert_group_gone,
     model_calls,
@@ -46,36 +44,6 @@ from tests.ccode_support import (
 from tests.cli_support import CLI, proc_stats
 
 MODEL = CCODE_MODELS["ccode-4-sonnet"]
-
-
-@pytest.fixture(scope="module")
-def trap():
-    outside = OutsideTrap()
-    yield outside
-    outside.sock.close()
-
-
-@pytest.fixture(scope="module")
-def server():
-    with FakeLLMServer() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(server, trap):
-    server.reset()
-    trap.seen.clear()
-    yield server
-    assert trap.seen == [], "the CLI tried to reach beyond 127.0.0.1"
-
-
-@pytest.fixture
-def env(tmp_path, fake, trap):
-    home = tmp_path / "user_home"
-    home.mkdir()
-    return {"PATH": os.environ["PATH"], "HOME": str(home), "ANTHROPIC_API_KEY": API_KEY,
-            "ANTHROPIC_BASE_URL": fake.url, "HTTPS_PROXY": trap.url, "HTTP_PROXY": trap.url,
-            "NO_PROXY": "127.0.0.1,localhost"}
 
 
 def make(environ: dict, pids: list[int] | None = None, **config) -> ClaudeCodeSessionBackend:

@@ -26,11 +26,9 @@ from ray_judge.judging.rubric import Rubric
 from ray_judge.judging.runner import JudgeRunner
 from ray_judge.prompt import JudgePrompt
 from ray_judge.spec import BackendSpec
-from ray_judge.testing.fake_llm import Behaviour, FakeLLMServer
+from ray_judge.testing.fake_llm import Behaviour
 from ray_judge.verdict import JudgeRequest
 from tests.ccode_support import (
-    API_KEY,
-    OutsideTrap,
     model_calls,
     real_cli,
     texts,
@@ -43,36 +41,6 @@ SCHEMA = {"type": "object", "properties": {"score": {"type": "number"},
           "required": ["score"]}
 MODES = {"oneshot": ClaudeCodeBackend, "session": ClaudeCodeSessionBackend}
 
-
-
-@pytest.fixture(scope="module")
-def trap():
-    outside = OutsideTrap()
-    yield outside
-    outside.sock.close()
-
-
-@pytest.fixture(scope="module")
-def server():
-    with FakeLLMServer() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(server, trap):
-    server.reset()
-    trap.seen.clear()
-    yield server
-    assert trap.seen == [], "the CLI tried to reach beyond 127.0.0.1"
-
-
-@pytest.fixture
-def env(tmp_path, fake, trap):
-    home = tmp_path / "user_home"
-    home.mkdir()
-    return {"PATH": os.environ["PATH"], "HOME": str(home), "ANTHROPIC_API_KEY": API_KEY,
-            "ANTHROPIC_BASE_URL": fake.url, "HTTPS_PROXY": trap.url, "HTTP_PROXY": trap.url,
-            "NO_PROXY": "127.0.0.1,localhost"}
 
 
 def make(mode: str, environ: dict, spec: str = "ccode-4-sonnet", **config) -> ClaudeCodeBackend:

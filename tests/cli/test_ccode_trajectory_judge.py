@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.agent_trajectory import DOCKERFILE, TASK, trajectory
-from tests.ccode_support import OutsideTrap, model_calls, real_cli, texts, user_text
+from tests.ccode_support import model_calls, real_cli, texts, user_text
 from tests.cli_support import CLI
 from tests.ray_cluster import init_local
 
@@ -26,26 +26,13 @@ import ray_judge  # noqa: E402
 from ray_judge import Status  # noqa: E402
 from ray_judge.backends.ccode_output import STRUCTURED_OUTPUT_TOOL  # noqa: E402
 from ray_judge.judging.transcript import render_transcript  # noqa: E402
-from ray_judge.testing import Behaviour, FakeLLMServer  # noqa: E402
+from ray_judge.testing import Behaviour  # noqa: E402
 
 pytestmark = [pytest.mark.ray, real_cli]
 REPO = Path(__file__).resolve().parents[2]
 JUDGES_FILE = REPO / "examples" / "judges" / "judges.toml"
 RUBRIC = (REPO / "examples" / "judges" / "prompts" / "terminal_agent.md").read_text()
 NAME = "ccode_trajectory_judge_test"
-
-
-@pytest.fixture(scope="module")
-def trap():
-    outside = OutsideTrap()
-    yield outside
-    outside.sock.close()
-
-
-@pytest.fixture(scope="module")
-def server():
-    with FakeLLMServer() as fake:
-        yield fake
 
 
 @pytest.fixture(scope="module")
