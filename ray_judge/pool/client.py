@@ -194,7 +194,9 @@ class JudgeClient:
                 # `ray start`/launch.sh left on this machine); never start one.
                 connect("auto")
                 self._pid = os.getpid()
-                self._batcher = _Batcher(self)
+                self._batcher = _Batcher(self.name, self.namespace, linger_s=self.linger_s,
+                                         max_batch=self.max_batch,
+                                         deadline_s=self.deadline_s)
             return self._batcher
 
     def _submit(self, items: list[Any], single: bool) -> concurrent.futures.Future[Any]:
@@ -300,10 +302,11 @@ def _renumber(exc: BaseException, chunk: _Chunk) -> BaseException:
 class _Batcher:
     """The queue of one process, on its own event-loop thread."""
 
-    def __init__(self, client: JudgeClient) -> None:
-        self.name, self.namespace = client.name, client.namespace
-        self.linger_s, self.max_batch = client.linger_s, client.max_batch
-        self.deadline_s = client.deadline_s
+    def __init__(self, name: str, namespace: str, *, linger_s: float, max_batch: int,
+                 deadline_s: float) -> None:
+        self.name, self.namespace = name, namespace
+        self.linger_s, self.max_batch = linger_s, max_batch
+        self.deadline_s = deadline_s
         self._inbox: deque[_Entry] = deque()
         self._wakeup = False
         self._pending: deque[_Chunk] = deque()
