@@ -19,7 +19,7 @@ from ray.exceptions import RayActorError
 
 from .cluster import find
 from .entry import Chunk, Entry
-from .refusal import clean, renumber
+from .refusal import bisect, clean
 
 __all__ = ["Batcher"]
 
@@ -206,18 +206,12 @@ class Batcher:
                 future.cancel()
 
     def _refused(self, chunks: list[Chunk], exc: BaseException) -> None:
-        """The judge rejected the input: split the batch until the culprit is alone.
-
-        A chunk is one caller's single item or (part of) one caller's batch, whose items
-        the judge checks together, so an error for a lone chunk is its caller's.
-        """
-        if len(chunks) == 1:
-            chunks[0].entry.fail(renumber(exc, chunks[0]))
-            return
-        self.counts["splits"] += 1
-        half = len(chunks) // 2
-        self._spawn(self._send(chunks[:half]))
-        self._spawn(self._send(chunks[half:]))
+        """The judge rejected the input: split the batch until the culprit is alone."""
+        halves = bisect(chunks, exc)
+        if halves:
+            self.counts["splits"] += 1
+        for half in halves:
+            self._spawn(self._send(half))
 
     def _lost(self, chunks: list[Chunk], exc: BaseException) -> None:
         live = [c for c in chunks if not c.entry.done]

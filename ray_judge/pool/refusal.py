@@ -1,9 +1,10 @@
 """Refusal bisection: the judge's own error for the one caller whose items it refused.
 
 The judge checks a coalesced batch as a whole, so a ``TypeError``/``ValueError`` for it
-may be any one caller's. The batcher splits the batch in halves and sends them again
-until the culprit's chunk is alone; these helpers give that caller the judge's own
-exception, its item indices numbered as the caller numbered them.
+may be any one caller's. :func:`bisect` splits the batch in halves, which the batcher
+sends again, until the culprit's chunk is alone; that caller gets the judge's own
+exception, its item indices numbered as the caller numbered them, and every other
+caller is still served.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from ray.exceptions import RayTaskError
 
 from .entry import Chunk
 
-__all__ = ["clean", "renumber"]
+__all__ = ["bisect", "clean", "renumber"]
 
 
 def clean(exc: BaseException) -> BaseException:
@@ -36,3 +37,17 @@ def renumber(exc: BaseException, chunk: Chunk) -> BaseException:
         return type(exc)(text)
     except Exception:
         return exc
+
+
+def bisect(chunks: list[Chunk], exc: BaseException) -> list[list[Chunk]]:
+    """What to send again after the judge refused ``chunks`` with ``exc``.
+
+    A chunk is one caller's single item or (part of) one caller's batch, whose items
+    the judge checks together, so an error for a lone chunk is its caller's: it gets
+    the error and nothing is sent again. More chunks are split in two halves.
+    """
+    if len(chunks) == 1:
+        chunks[0].entry.fail(renumber(exc, chunks[0]))
+        return []
+    half = len(chunks) // 2
+    return [chunks[:half], chunks[half:]]
