@@ -19,16 +19,12 @@ from ray.exceptions import RayActorError
 
 from .cluster import find
 from .entry import Chunk, Entry
+from .recovery import wait_for_judge
 from .refusal import bisect, clean
 
 __all__ = ["Batcher"]
 
 logger = logging.getLogger(__name__)
-
-#: How long a ping may take while the judge comes back, and the backoff between pings.
-_PING_TIMEOUT_S = 5.0
-_BACKOFF_S = (0.05, 1.0)
-
 
 class Batcher:
     """The queue of one process, on its own event-loop thread."""
@@ -228,24 +224,19 @@ class Batcher:
             self._spawn(self._recover())
 
     async def _recover(self) -> None:
-        delay = _BACKOFF_S[0]
-        while True:
-            if all(c.entry.done for c in self._pending):  # all held expired: none waits
-                self._pending.clear()
-                self._pending_items = 0
-                self._handle, self._down = None, None
-                return
-            try:
-                handle = await asyncio.to_thread(self.lookup)
-                pong = await asyncio.wait_for(
-                    asyncio.wrap_future(handle.ping.remote().future()), _PING_TIMEOUT_S)
-                if pong == "pong":
-                    break
-            except Exception as exc:  # still restarting, or not there at all yet
-                self._down = type(exc).__name__
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _BACKOFF_S[1])
+        handle = await wait_for_judge(self.lookup, self._holding, self._still_down)
+        if handle is None:  # all held expired: none waits
+            self._pending.clear()
+            self._pending_items = 0
+            self._handle, self._down = None, None
+            return
         logger.warning("judge %r answers again; resubmitting %d items", self.name,
                        self._pending_items)
         self._handle, self._down = handle, None
         self._flush()
+
+    def _holding(self) -> bool:
+        return not all(c.entry.done for c in self._pending)
+
+    def _still_down(self, why: str) -> None:
+        self._down = why
