@@ -39,13 +39,19 @@ from aiohttp import web
 
 from . import _wire
 from .behaviour import DEFAULT_TEXT, STRUCTURED_OUTPUT_TOOL, Behaviour, RecordedRequest
+from .responses import (
+    JSON,
+    drop_connection,
+    error,
+    json_response,
+    send_stream,
+    structured,
+)
 
 __all__ = ["DEFAULT_TEXT", "STRUCTURED_OUTPUT_TOOL", "Behaviour", "FakeLLMServer",
            "RecordedRequest", "main"]
 
 logger = logging.getLogger(__name__)
-
-_JSON = "application/json"
 
 
 class FakeLLMServer:
@@ -262,7 +268,7 @@ class FakeLLMServer:
         body = await self._body(request)
         self._record(request, body)
         if body is None:
-            return _error(fmt, 400, "request body must be a JSON object")
+            return error(fmt, 400, "request body must be a JSON object")
         behaviour = self._next()
         delay = self.latency_s + behaviour.delay_s
         if delay > 0:
@@ -270,41 +276,41 @@ class FakeLLMServer:
         if behaviour.hang:
             await self._hang()
         if behaviour.drop:
-            return _drop_connection(request)
+            return drop_connection(request)
         headers = {"request-id": f"req_fake_{next(self._ids)}", **behaviour.headers}
         if behaviour.body is not None:
-            headers.setdefault("content-type", _JSON)
+            headers.setdefault("content-type", JSON)
             return web.Response(status=behaviour.status, text=behaviour.body, headers=headers)
         if behaviour.status >= 400:
-            return _error(fmt, behaviour.status, behaviour.text, headers)
+            return error(fmt, behaviour.status, behaviour.text, headers)
         ident = f"fake{next(self._ids)}"
         streamed = body.get("stream") is True
         if behaviour.malformed:
             if streamed:
-                return await _send_stream(request, _wire.malformed_stream(fmt, body, ident),
-                                          behaviour.status, headers)
-            return _json(_wire.malformed_message(fmt), behaviour.status, headers)
+                return await send_stream(request, _wire.malformed_stream(fmt, body, ident),
+                                         behaviour.status, headers)
+            return json_response(_wire.malformed_message(fmt), behaviour.status, headers)
         text = behaviour.text
         if self.reply is not None and behaviour._plain_default:
             try:
                 text = self.reply(body)
             except Exception as exc:  # a broken reply hook must show up in the test
                 logger.exception("fake LLM reply hook failed")
-                return _error(fmt, 500, f"reply hook failed: {exc!r}", headers)
-        text, tool_call = _structured(fmt, body, behaviour, text)
+                return error(fmt, 500, f"reply hook failed: {exc!r}", headers)
+        text, tool_call = structured(fmt, body, behaviour, text)
         if streamed:
-            return await _send_stream(request, _wire.stream(fmt, body, text, ident, tool_call),
-                                      behaviour.status, headers)
+            return await send_stream(request, _wire.stream(fmt, body, text, ident, tool_call),
+                                     behaviour.status, headers)
         payload = _wire.message(fmt, body, text, ident, tool_call)
         if behaviour.cut or behaviour.stall:
             return await self._half_body(request, payload, behaviour, headers)
-        return _json(payload, behaviour.status, headers)
+        return json_response(payload, behaviour.status, headers)
 
     async def _half_body(self, request: web.Request, payload: bytes, behaviour: Behaviour,
                          headers: Mapping[str, str]) -> web.StreamResponse:
         # The headers promise the whole body; half of it arrives, then a reset or silence.
         response = web.StreamResponse(status=behaviour.status, headers={
-            "content-type": _JSON, **headers, "content-length": str(len(payload))})
+            "content-type": JSON, **headers, "content-length": str(len(payload))})
         await response.prepare(request)
         await response.write(payload[:len(payload) // 2])
         if behaviour.stall:
@@ -325,8 +331,8 @@ class FakeLLMServer:
         body = await self._body(request)
         self._record(request, body)
         if body is None:
-            return _error(_wire.ANTHROPIC, 400, "request body must be a JSON object")
-        return _json(_wire.count_tokens(body))
+            return error(_wire.ANTHROPIC, 400, "request body must be a JSON object")
+        return json_response(_wire.count_tokens(body))
 
     async def _root(self, request: web.Request) -> web.StreamResponse:
         self._record(request, None)
@@ -334,8 +340,9 @@ class FakeLLMServer:
 
     async def _not_found(self, request: web.Request) -> web.StreamResponse:
         self._record(request, await self._body(request))
-        return _json(json.dumps({"error": {"type": "not_found_error", "message":
-                                 f"no route {request.method} {request.path}"}}).encode(), 404)
+        return json_response(json.dumps({"error": {"type": "not_found_error", "message":
+                                         f"no route {request.method} {request.path}"}}).encode(),
+                             404)
 
     # -- control API (used by FakeLLMProcess; not recorded) ----------------------------
 
@@ -366,48 +373,6 @@ class FakeLLMServer:
     async def _control_stats(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"model_calls": self.model_calls,
                                   "pending": len(self._script)})
-
-
-def _json(payload: bytes, status: int = 200,
-          headers: Mapping[str, str] | None = None) -> web.Response:
-    merged = {"content-type": _JSON, **(headers or {})}
-    return web.Response(status=status, body=payload, headers=merged)
-
-
-def _error(fmt: str, status: int, message: str,
-           headers: Mapping[str, str] | None = None) -> web.Response:
-    return _json(_wire.error_body(fmt, status, message), status, headers)
-
-
-def _structured(fmt: str, body: dict[str, Any], behaviour: Behaviour,
-                text: str) -> tuple[str, tuple[str, Any] | None]:
-    """The answer's text and tool call (name, input) for a ``structured`` behaviour."""
-    if behaviour.structured is None:
-        return text, None
-    name = _wire.tool_name(body, STRUCTURED_OUTPUT_TOOL)
-    if fmt == _wire.ANTHROPIC and name is not None:
-        return text, (name, behaviour.structured)
-    # No tool to call: the JSON as the answer's text, as a response_format answer has it.
-    return json.dumps(behaviour.structured), None
-
-
-def _drop_connection(request: web.Request) -> web.Response:
-    # Closing the transport before the handler returns means aiohttp has nowhere to write
-    # the response: the client sees the connection end with no status line at all.
-    if request.transport is not None:
-        request.transport.close()
-    return web.Response(status=500)
-
-
-async def _send_stream(request: web.Request, events: Any, status: int,
-                       headers: Mapping[str, str]) -> web.StreamResponse:
-    response = web.StreamResponse(status=status, headers={
-        "content-type": "text/event-stream", "cache-control": "no-cache", **headers})
-    await response.prepare(request)
-    for event in events:
-        await response.write(event)
-    await response.write_eof()
-    return response
 
 
 def __getattr__(name: str) -> Any:
