@@ -39,6 +39,7 @@ from aiohttp import web
 
 from . import _wire
 from .behaviour import DEFAULT_TEXT, STRUCTURED_OUTPUT_TOOL, Behaviour, RecordedRequest
+from .control import ControlAPI
 from .responses import (
     JSON,
     drop_connection,
@@ -119,6 +120,11 @@ class FakeLLMServer:
     def model_calls(self) -> int:
         """Model calls answered or in progress since the last :meth:`reset`."""
         return self._model_calls
+
+    @property
+    def pending(self) -> int:
+        """Scripted behaviours not used yet."""
+        return len(self._script)
 
     def script(self, *behaviours: Behaviour) -> None:
         """Queue behaviours: the next model calls get these, one each, then :attr:`default`."""
@@ -208,11 +214,7 @@ class FakeLLMServer:
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_post("/chat/completions", self._openai)
         app.router.add_get("/", self._root)  # and HEAD: the Claude Code CLI's warm-up
-        app.router.add_post("/_fake/script", self._control_script)
-        app.router.add_post("/_fake/default", self._control_default)
-        app.router.add_post("/_fake/reset", self._control_reset)
-        app.router.add_get("/_fake/requests", self._control_requests)
-        app.router.add_get("/_fake/stats", self._control_stats)
+        ControlAPI(self).add_routes(app)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         # handler_cancellation: a hanging handler ends when its client goes away.
         # A short shutdown_timeout: stop() must not wait for long delays to run out.
@@ -343,36 +345,6 @@ class FakeLLMServer:
         return json_response(json.dumps({"error": {"type": "not_found_error", "message":
                                          f"no route {request.method} {request.path}"}}).encode(),
                              404)
-
-    # -- control API (used by FakeLLMProcess; not recorded) ----------------------------
-
-    async def _control_script(self, request: web.Request) -> web.StreamResponse:
-        try:
-            items = await request.json()
-            if not isinstance(items, list):
-                raise TypeError("expected a JSON list of behaviours")
-            self.script(*(Behaviour.from_dict(item) for item in items))
-        except (ValueError, TypeError) as exc:
-            return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response({"pending": len(self._script)})
-
-    async def _control_default(self, request: web.Request) -> web.StreamResponse:
-        try:
-            self.default = Behaviour.from_dict(await request.json())
-        except (ValueError, TypeError) as exc:
-            return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response(self.default.to_dict())
-
-    async def _control_reset(self, request: web.Request) -> web.StreamResponse:
-        self.reset()
-        return web.json_response({"reset": True})
-
-    async def _control_requests(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response([r.to_dict() for r in self.requests])
-
-    async def _control_stats(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response({"model_calls": self.model_calls,
-                                  "pending": len(self._script)})
 
 
 def __getattr__(name: str) -> Any:
