@@ -38,9 +38,10 @@ from dataclasses import dataclass, field
 from ..spec import BackendSpec
 from ..verdict import GroupRequest, JudgeRequest, Status, Verdict
 from .cache import Result, VerdictCache, as_cached, members
+from .failure import failure
 from .limits import RateLimiter, Slots, TokenBudget
 
-__all__ = ["Dispatcher", "Slots", "WorkerLost"]
+__all__ = ["Dispatcher", "Slots", "WorkerLost", "failure"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,14 +57,6 @@ class WorkerLost(Exception):
 
 
 Request = JudgeRequest | GroupRequest
-
-
-def failure(request: Request, status: Status, error: str, **fields: object) -> Result:
-    """A failed result for ``request``: one Verdict, or one per member of a group."""
-    verdict = Verdict.failure(status, error, metadata=request.metadata, **fields)
-    if isinstance(request, GroupRequest):
-        return tuple(verdict for _ in request.responses)
-    return verdict
 
 
 @dataclass
