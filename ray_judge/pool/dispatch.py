@@ -38,17 +38,17 @@ from dataclasses import dataclass, field
 from ..spec import BackendSpec
 from ..verdict import GroupRequest, JudgeRequest, Status, Verdict
 from .cache import Result, VerdictCache, as_cached, members
-from .limits import RateLimiter, Slots, TokenBudget
+from .coalescing import Coalescing
+from .failure import failure
+from .health import WorkerHealth
+from .limits import BackendLimits, Slots, TokenBudget
 
-__all__ = ["Dispatcher", "Slots", "WorkerLost"]
+__all__ = ["Dispatcher", "Slots", "WorkerLost", "failure"]
 
 logger = logging.getLogger(__name__)
 
 #: How often a dispatcher waiting for a slot looks again at which backend is current.
 _RESOLVE_EVERY_S = 0.5
-#: A lost worker is pinged until it answers: each ping's bound, and the backoff between.
-_PING_TIMEOUT_S = 10.0
-_PING_BACKOFF_S = (0.1, 2.0)
 
 
 class WorkerLost(Exception):
@@ -56,14 +56,6 @@ class WorkerLost(Exception):
 
 
 Request = JudgeRequest | GroupRequest
-
-
-def failure(request: Request, status: Status, error: str, **fields: object) -> Result:
-    """A failed result for ``request``: one Verdict, or one per member of a group."""
-    verdict = Verdict.failure(status, error, metadata=request.metadata, **fields)
-    if isinstance(request, GroupRequest):
-        return tuple(verdict for _ in request.responses)
-    return verdict
 
 
 @dataclass
@@ -80,9 +72,13 @@ Send = Callable[[int, str, list[Request]], Awaitable[Sequence[Result]]]
 Route = Callable[[], "BackendSpec | tuple[BackendSpec, int | None]"]
 
 
-@dataclass
 class Dispatcher:
     """Queue requests and serve them through ``send(worker_index, spec, requests)``.
+
+    The limits of each backend, the health of the workers and the pacing of small
+    rounds are collaborators (:class:`~.limits.BackendLimits`,
+    :class:`~.health.WorkerHealth`, :class:`~.coalescing.Coalescing`) built from these
+    arguments; the dispatcher itself holds the queue and runs the rounds.
 
     Args:
         num_workers: how many workers ``send`` can reach (indices ``0..n-1``).
@@ -110,38 +106,41 @@ class Dispatcher:
             load share worker calls (a lone request after a quiet spell goes at once).
     """
 
-    num_workers: int
-    send: Send
-    route: Route
-    limit_for: Callable[[BackendSpec], int]
-    rpm_for: Callable[[BackendSpec], float] = lambda spec: 0.0
-    tpm_for: Callable[[BackendSpec], float] = lambda spec: 0.0
-    on_verdict: Callable[[Verdict], None] = lambda verdict: None
-    reroute: Callable[[Verdict], bool] = lambda verdict: False
-    cache: VerdictCache | None = None
-    key_for: Callable[[BackendSpec, Request], str] | None = None
-    max_chunk: int = 256
-    max_lost: int = 3
-    max_reroutes: int = 3
-    coalesce_s: float = 0.02
-    coalesce_below: int = 8  # per worker
-    ping: Callable[[int], Awaitable[object]] | None = None
-    _queue: deque[_Item] = field(default_factory=deque)
-    _slots: dict[str, Slots] = field(default_factory=dict)
-    _rates: dict[str, RateLimiter] = field(default_factory=dict)
-    _budgets: dict[str, TokenBudget] = field(default_factory=dict)
-    _in_flight_keys: dict[str, _Item] = field(default_factory=dict)
-    _load: list[int] = field(default_factory=list)
-    _wake: asyncio.Event | None = None
-    _task: asyncio.Task[None] | None = None
-    _serving: set[asyncio.Task[None]] = field(default_factory=set)
-    _last_round: float = float("-inf")
-    _down: set[int] = field(default_factory=set)  # lost workers not yet answering ping
+    def __init__(self, num_workers: int, send: Send, route: Route,
+                 limit_for: Callable[[BackendSpec], int], *,
+                 rpm_for: Callable[[BackendSpec], float] = lambda spec: 0.0,
+                 tpm_for: Callable[[BackendSpec], float] = lambda spec: 0.0,
+                 on_verdict: Callable[[Verdict], None] = lambda verdict: None,
+                 reroute: Callable[[Verdict], bool] = lambda verdict: False,
+                 cache: VerdictCache | None = None,
+                 key_for: Callable[[BackendSpec, Request], str] | None = None,
+                 max_chunk: int = 256, max_lost: int = 3, max_reroutes: int = 3,
+                 coalesce_s: float = 0.02, coalesce_below: int = 8,
+                 ping: Callable[[int], Awaitable[object]] | None = None) -> None:
+        if num_workers < 1:
+            raise ValueError(f"num_workers must be an integer >= 1, got {num_workers!r}")
+        self.num_workers = num_workers
+        self.send = send
+        self.route = route
+        self.on_verdict = on_verdict
+        self.reroute = reroute
+        self.cache = cache
+        self.key_for = key_for
+        self.max_chunk = max_chunk
+        self.max_lost = max_lost
+        self.max_reroutes = max_reroutes
+        self.limits = BackendLimits(limit_for, rpm_for, tpm_for)
+        self.health = WorkerHealth(num_workers, ping, on_up=self._wake_up)
+        self.coalescing = Coalescing(coalesce_s, coalesce_below * num_workers)
+        self._queue: deque[_Item] = deque()
+        self._in_flight_keys: dict[str, _Item] = {}
+        self._load = [0] * num_workers
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._serving: set[asyncio.Task[None]] = set()
 
-    def __post_init__(self) -> None:
-        if self.num_workers < 1:
-            raise ValueError(f"num_workers must be an integer >= 1, got {self.num_workers!r}")
-        self._load = [0] * self.num_workers
+    def __repr__(self) -> str:
+        return f"Dispatcher(num_workers={self.num_workers}, queued={self.queued})"
 
     # -- callers -----------------------------------------------------------------------
 
@@ -164,7 +163,7 @@ class Dispatcher:
         return len(self._queue)
 
     def in_flight(self) -> dict[str, int]:
-        return {spec: s.in_use for spec, s in self._slots.items()}
+        return self.limits.in_flight()
 
     async def send_spare(self, spec: BackendSpec,
                          requests: Sequence[JudgeRequest]) -> list[Verdict]:
@@ -177,7 +176,7 @@ class Dispatcher:
         """
         if self._queue or not requests:
             return []
-        slots, rate, budget = self._limits(spec)
+        slots, rate, budget = self.limits.of(spec)
         if budget.wait_s() > 0:
             return []
         n = slots.try_take(min(len(requests), rate.available()))
@@ -212,14 +211,6 @@ class Dispatcher:
         if self._wake is not None:
             self._wake.set()
 
-    def _limits(self, spec: BackendSpec) -> tuple[Slots, RateLimiter, TokenBudget]:
-        key = str(spec)
-        if key not in self._slots:
-            self._slots[key] = Slots(self.limit_for(spec))
-            self._rates[key] = RateLimiter(self.rpm_for(spec))
-            self._budgets[key] = TokenBudget(self.tpm_for(spec))
-        return self._slots[key], self._rates[key], self._budgets[key]
-
     def _current(self) -> tuple[BackendSpec, int | None]:
         routed = self.route()
         return routed if isinstance(routed, tuple) else (routed, None)
@@ -240,13 +231,13 @@ class Dispatcher:
             await self._round(spec, cap)
 
     async def _round(self, spec: BackendSpec, cap: int | None) -> None:
-        if len(self._down) >= self.num_workers:  # every worker restarting: wait for one
+        if self.health.all_down:  # every worker restarting: wait for one
             assert self._wake is not None
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), _RESOLVE_EVERY_S)
             return
-        slots, rate, budget = self._limits(spec)
+        slots, rate, budget = self.limits.of(spec)
         wait = budget.wait_s()
         if wait > 0:  # over the tokens-per-minute budget: let it refill
             await asyncio.sleep(min(wait, _RESOLVE_EVERY_S))
@@ -255,19 +246,9 @@ class Dispatcher:
         n = await slots.take(want, _RESOLVE_EVERY_S)
         if n == 0:
             return
-        if cap is None and n < self.coalesce_below * self.num_workers and self.coalesce_s:
-            # Under load, score calls arrive one at a time and completions free one slot
-            # at a time: sent as they come, each item would cost a worker call of its own
-            # (~0.5 ms of CPU in the judge plus ~0.6 ms in a worker, measured), and the
-            # pool would stay at micro-batches of one. So a small round waits until
-            # coalesce_s after the previous one (Nagle's rule): a lone request after a
-            # quiet spell goes at once, a stream of them goes in micro-batches.
-            loop = asyncio.get_running_loop()
-            wait = self._last_round + self.coalesce_s - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-                n += await slots.take(max(0, len(self._queue) - n), 0)
-            self._last_round = loop.time()
+        if cap is None:  # a half-open circuit's probe is not held back
+            n = await self.coalescing.gather(
+                n, lambda n: slots.take(max(0, len(self._queue) - n), 0))
         allowed = await rate.take(n, _RESOLVE_EVERY_S)
         batch = self._pop_misses(spec, allowed)
         slots.give_back(n - len(batch))
@@ -305,8 +286,7 @@ class Dispatcher:
         if not items:
             return []
         # All down since the round began (it awaited slots): send anyway, they requeue.
-        up = [w for w in range(self.num_workers) if w not in self._down] or list(
-            range(self.num_workers))
+        up = self.health.usable()
         per_worker = math.ceil(len(items) / len(up))
         size = max(1, min(self.max_chunk, per_worker))
         out = []
@@ -330,7 +310,7 @@ class Dispatcher:
         except WorkerLost as exc:
             logger.warning("judge worker %d lost with %d requests; re-queueing them (%s)",
                            worker, len(chunk), exc)
-            self._mark_down(worker)
+            self.health.mark_down(worker)
             self._requeue(chunk, spec_text, lost=True)
             return
         except Exception as exc:  # every waiting caller gets a Verdict, never a hang
@@ -353,29 +333,6 @@ class Dispatcher:
                 self._settle(item, verdict)
         if again:
             self._requeue(again, spec_text, lost=False)
-
-    def _mark_down(self, worker: int) -> None:
-        if self.ping is None or worker in self._down:
-            return
-        self._down.add(worker)
-        task = asyncio.get_running_loop().create_task(self._watch(worker))
-        self._serving.add(task)
-        task.add_done_callback(self._serving.discard)
-
-    async def _watch(self, worker: int) -> None:
-        """Ping a lost worker (with backoff) until it answers, then use it again."""
-        assert self.ping is not None
-        delay = _PING_BACKOFF_S[0]
-        while True:
-            try:
-                await asyncio.wait_for(self.ping(worker), _PING_TIMEOUT_S)
-                break
-            except Exception:  # restarting, or the ping timed out: ask again later
-                await asyncio.sleep(delay)
-                delay = min(2 * delay, _PING_BACKOFF_S[1])
-        logger.info("judge worker %d answers again", worker)
-        self._down.discard(worker)
-        self._wake_up()
 
     def _reroute(self, result: Result) -> bool:
         # A group's members share one call: its first failure (or its first member,

@@ -2,6 +2,7 @@
 
 All three hand out "up to N" permits to a single taker (the dispatcher), wait when
 there are none, and never reject: excess work waits in the judge's queue.
+:class:`BackendLimits` keeps the three of each backend.
 """
 
 from __future__ import annotations
@@ -9,8 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-__all__ = ["RateLimiter", "Slots", "TokenBudget"]
+if TYPE_CHECKING:
+    from ..spec import BackendSpec
+
+__all__ = ["BackendLimits", "RateLimiter", "Slots", "TokenBudget"]
 
 
 class Slots:
@@ -123,3 +128,33 @@ class TokenBudget:
             return 0.0
         self._refill()
         return 0.0 if self._tokens > 0 else (1 - self._tokens) * 60.0 / self.per_minute
+
+
+class BackendLimits:
+    """The three limits of every backend, made from its settings when first used.
+
+    Args:
+        limit_for: the global in-flight limit of a backend.
+        rpm_for / tpm_for: requests / tokens per minute of a backend (<= 0: no limit).
+    """
+
+    def __init__(self, limit_for: Callable[[BackendSpec], int],
+                 rpm_for: Callable[[BackendSpec], float],
+                 tpm_for: Callable[[BackendSpec], float]) -> None:
+        self.limit_for = limit_for
+        self.rpm_for = rpm_for
+        self.tpm_for = tpm_for
+        self._of: dict[str, tuple[Slots, RateLimiter, TokenBudget]] = {}
+
+    def of(self, spec: BackendSpec) -> tuple[Slots, RateLimiter, TokenBudget]:
+        key = str(spec)
+        limits = self._of.get(key)
+        if limits is None:
+            limits = self._of[key] = (Slots(self.limit_for(spec)),
+                                      RateLimiter(self.rpm_for(spec)),
+                                      TokenBudget(self.tpm_for(spec)))
+        return limits
+
+    def in_flight(self) -> dict[str, int]:
+        """Slots in use, per backend that has been used."""
+        return {spec: slots.in_use for spec, (slots, _, _) in self._of.items()}

@@ -24,7 +24,7 @@ from ..spec import BackendSpec
 from ..verdict import GroupRequest, JudgeRequest, Status
 from . import collector
 from .cache import Result
-from .dispatch import failure
+from .failure import failure
 
 __all__ = ["JudgeWorker", "LocalWorkers"]
 

@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .behaviour import DEFAULT_TEXT, Behaviour, RecordedRequest
-    from .fake_llm import FakeLLMServer
     from .process import FakeLLMProcess
+    from .server import FakeLLMServer
 
 __all__ = ["DEFAULT_TEXT", "Behaviour", "FakeLLMProcess", "FakeLLMServer", "RecordedRequest"]
 
 _WHERE = {
     "DEFAULT_TEXT": ".behaviour",
     "Behaviour": ".behaviour",
-    "FakeLLMServer": ".fake_llm",
+    "FakeLLMServer": ".server",
     "RecordedRequest": ".behaviour",
     "FakeLLMProcess": ".process",
 }
