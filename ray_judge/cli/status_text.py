@@ -1,77 +1,87 @@
-"""The running judge's ``status()`` as text, for ``ray-judge status`` and ``show``."""
+"""The running judge's ``status()`` as text, for ``ray-judge status`` and ``show``.
+
+What the text says is read once by :func:`~ray_judge.monitoring.status_view.read_status`,
+the reading ``ray-judge watch`` draws too; here it is only put into lines.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..monitoring.status_view import (
+    CalibrationState,
+    RewardServer,
+    ShiftReport,
+    calibrations,
+    insecure_text,
+    read_status,
+    reward_servers,
+    shift_reports,
+)
+from ..pool.status import JudgeStatus
 
 __all__ = ["format_live_status", "insecure_text", "reward_server_lines", "shift_lines"]
 
 
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}s"
-
-
-def _format_retries(status: dict) -> str:
-    n = status.get("format_retries") or 0
-    return f" (+{n} correction turns)" if n else ""
-
-
-def format_live_status(status: dict, *, warnings: bool = True) -> str:
+def format_live_status(status: JudgeStatus | Mapping[str, Any], *, warnings: bool = True) -> str:
     """A person's view of the judge's ``status()`` (``warnings``: the override file's)."""
-    in_flight = sum(status.get("in_flight", {}).values())
+    view = read_status(status)
+    retries = f" (+{view.format_retries} correction turns)" if view.format_retries else ""
     lines = [
-        f"Running judge: serving {status['backend']} (source: {status['source']}), "
-        f"up {status['uptime_s']:.0f}s, {status['workers']} workers",
-        f"  load:     {in_flight} in flight, {status['queued']} queued",
-        f"  verdicts: {status['total']} (p50 {_seconds(status['latency_p50_s'])}, "
-        f"p95 {_seconds(status['latency_p95_s'])}), {status['retries']} retries"
-        f"{_format_retries(status)}, "
-        f"{status['switches']} switches, cost ${status['cost_usd']:.4f}",
+        f"Running judge: serving {view.backend} (source: {view.source}), "
+        f"up {view.uptime_s:.0f}s, {view.workers} workers",
+        f"  load:     {view.in_flight_total} in flight, {view.queued} queued",
+        f"  verdicts: {view.total} (p50 {view.latency_p50}, p95 {view.latency_p95}), "
+        f"{view.retries} retries{retries}, "
+        f"{view.switches} switches, cost ${view.cost_usd:.4f}",
     ]
-    if status.get("judges"):
+    if view.judges:
         lines.append("  judges:   " + ", ".join(
-            f"{name} ({version})" for name, version in status["judges"].items()))
-    for backend, counts in status.get("counts", {}).items():
+            f"{name} ({version})" for name, version in view.judges.items()))
+    for backend, counts in view.counts.items():
         detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         lines.append(f"    {backend}: {detail}")
-    lines += shift_lines(status)
-    if status.get("override_problem"):
-        lines.append(f"  problem:  {status['override_problem']}")
+    lines += _shift_text(view.shift, view.calibration)
+    if view.override_problem:
+        lines.append(f"  problem:  {view.override_problem}")
     if warnings:
-        lines += [f"  warning:  {w}; whoever can write it can change the reward"
-                  for w in status.get("override_warnings") or []]
-    lines += reward_server_lines(status)
+        lines += [f"  warning:  {w}" for w in view.override_warnings]
+    lines += _reward_server_text(view.reward_servers)
     return "\n".join(lines)
 
 
-def reward_server_lines(status: dict) -> list[str]:
+def reward_server_lines(status: Mapping[str, Any]) -> list[str]:
     """One line per running ``serve-rm``; a WARNING for one without a token."""
-    lines = []
-    for rm in status.get("reward_servers") or []:
-        where = f"{rm['url']} (pid {rm['pid']} on {rm['node']})"
-        if rm["insecure"]:
-            lines.append(f"  WARNING:  {insecure_text(where)} (--insecure-no-token)")
-        else:
-            lines.append(f"  reward:   {where}, "
-                         f"{'token required' if rm['token'] else 'loopback only, no token'}")
-    return lines
+    return _reward_server_text(reward_servers(status))
 
 
-def shift_lines(status: dict) -> list[str]:
+def shift_lines(status: Mapping[str, Any]) -> list[str]:
     """The latest switch's score shift, one line per judge, and what calibration does."""
+    return _shift_text(shift_reports(status), calibrations(status))
+
+
+def _reward_server_text(servers: tuple[RewardServer, ...]) -> list[str]:
     lines = []
-    for judge, report in sorted((status.get("shift") or {}).items()):
-        name = "" if judge == "default" else f"judge {judge} "
-        lines.append(f"  shift:    {name}{report['line']}")
-    for judge, calibration in sorted((status.get("calibration") or {}).items()):
-        name = "" if judge == "default" else f"judge {judge} "
-        maps = ", ".join(f"{b} on {m['pairs']} pairs"
-                         for b, m in sorted(calibration["maps"].items())) or (
-            f"none yet (needs {calibration['min_pairs']} pairs)")
-        lines.append(f"  calibrate: {name}{calibration['mode']} onto "
-                     f"{calibration['reference']}; maps: {maps}")
+    for rm in servers:
+        if rm.insecure:
+            lines.append(f"  WARNING:  {insecure_text(rm.where)} (--insecure-no-token)")
+        else:
+            lines.append(f"  reward:   {rm.where}, "
+                         f"{'token required' if rm.token else 'loopback only, no token'}")
     return lines
 
 
-def insecure_text(where: str) -> str:
-    return (f"the reward server on {where} listens beyond loopback without a token: anyone "
-            "who can reach it can read what the judge is asked and set the rewards the "
-            "trainer gets")
+def _shift_text(reports: tuple[ShiftReport, ...],
+                calibration: tuple[CalibrationState, ...]) -> list[str]:
+    lines = [f"  shift:    {_judge(r.judge)}{r.line}" for r in reports]
+    for c in calibration:
+        maps = ", ".join(f"{b} on {pairs} pairs" for b, pairs in c.maps) or (
+            f"none yet (needs {c.min_pairs} pairs)")
+        lines.append(f"  calibrate: {_judge(c.judge)}{c.mode} onto {c.reference}; "
+                     f"maps: {maps}")
+    return lines
+
+
+def _judge(name: str | None) -> str:
+    return "" if name is None else f"judge {name} "
