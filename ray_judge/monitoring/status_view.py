@@ -14,6 +14,7 @@ with a default.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["STATUS_ORDER", "CalibrationState", "Circuit", "FailoverState",
            "RewardServer", "ShiftReport", "StatusView", "Switch", "calibrations",
-           "count_columns", "insecure_text", "read_status", "reward_servers", "seconds",
+           "clock", "count_columns", "insecure_text", "read_status", "reward_servers", "seconds",
            "shift_reports"]
 
 #: The verdict statuses in the order the views show them (ok first), then any other.
@@ -38,6 +39,11 @@ _OVERRIDE_RISK = "whoever can write it can change the reward"
 def seconds(value: float | None) -> str:
     """A latency: ``0.80s``, or ``-`` before the first verdict."""
     return "-" if value is None else f"{value:.2f}s"
+
+
+def clock(epoch: float) -> str:
+    """A moment of today, as a person reads it: ``14:02:03`` (local time)."""
+    return time.strftime("%H:%M:%S", time.localtime(epoch))
 
 
 def insecure_text(where: str) -> str:
@@ -55,6 +61,11 @@ class Circuit:
     until: float | None
     probing: bool  # half-open: one request goes through to see if it is back
     reason: str
+
+    def text(self) -> str:
+        """``litellm:a OUT (until 14:02:03): auth_error: bad key``."""
+        when = "probing" if self.probing else f"until {clock(self.until or 0.0)}"
+        return f"{self.backend} OUT ({when}): {self.reason}"
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from rich.text import Text
 
 from ..config import JudgeConfig
 from ..pool.status import JudgeStatus
-from .status_view import FailoverState, Switch, count_columns, read_status
+from .status_view import FailoverState, Switch, clock, count_columns, read_status
 
 __all__ = ["Poller", "View", "render", "watch"]
 
@@ -84,10 +84,10 @@ class Poller:
             return view
         previous = view.status
         if view.gone_since is not None:
-            view.notice = (now + NOTICE_S, f"judge back at {_clock(now)} after "
+            view.notice = (now + NOTICE_S, f"judge back at {clock(now)} after "
                            f"{_duration(now - view.gone_since)} away")
         elif previous and previous.get("started_at") != status.get("started_at"):
-            view.notice = (now + NOTICE_S, f"judge restarted at {_clock(status['started_at'])}")
+            view.notice = (now + NOTICE_S, f"judge restarted at {clock(status['started_at'])}")
         if previous and previous.get("started_at") != status.get("started_at"):
             self._last = None  # new counters: no rate across a restart
         view.error, view.gone_since, view.status = None, None, status
@@ -114,10 +114,6 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _clock(epoch: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(epoch))
-
-
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
     days, rest = divmod(seconds, 86400)
@@ -136,11 +132,11 @@ def _duration(seconds: float) -> str:
 def render(view: View) -> RenderableType:
     """One frame of the view."""
     parts: list[RenderableType] = [Text.assemble(
-        ("ray_judge", "bold"), f" · {view.target} · {_clock(view.polled_at)} · "
+        ("ray_judge", "bold"), f" · {view.target} · {clock(view.polled_at)} · "
         f"redraw {view.redraws} · Ctrl-C to quit", style="dim")]
     if view.error is not None:
         since = view.gone_since or view.polled_at
-        parts.append(Text(f"judge not reachable since {_clock(since)} "
+        parts.append(Text(f"judge not reachable since {clock(since)} "
                           f"({_duration(view.polled_at - since)}): {view.error}; "
                           "retrying every second", style="bold red"))
     if view.notice and view.notice[0] > view.polled_at:
@@ -164,7 +160,7 @@ def _status_parts(status: JudgeStatus, rate: float | None,
     summary.add_row("backend", backend)
     summary.add_row("source", f"{view.source}  (override file {view.override_file})")
     summary.add_row("uptime", f"{_duration(view.uptime_s)}  (since "
-                    f"{_clock(view.started_at or 0.0)}, pid {view.pid}, "
+                    f"{clock(view.started_at or 0.0)}, pid {view.pid}, "
                     f"workers {view.workers})")
     speed = "-" if rate is None else f"{rate:.1f}"
     summary.add_row("verdicts", f"{speed}/s   {view.total:,} total   "
@@ -194,8 +190,7 @@ def _failover(state: FailoverState) -> Text:
         return Text("no fallback configured (LLM_JUDGE_FALLBACK)", style="dim")
     out = Text(f"failovers {state.failovers}; fallbacks {', '.join(state.fallbacks)}")
     for circuit in state.circuits:
-        when = "probing" if circuit.probing else f"until {_clock(circuit.until or 0.0)}"
-        out.append(f"\n{circuit.backend} OUT ({when}): {circuit.reason}", style="bold red")
+        out.append(f"\n{circuit.text()}", style="bold red")
     return out
 
 
@@ -221,7 +216,7 @@ def _switches_table(recent: tuple[Switch, ...], total: int) -> Table:
     for name in ("at", "from", "to", "why"):
         table.add_column(name)
     for change in recent:
-        table.add_row(_clock(change.at), change.source, change.target, change.why,
+        table.add_row(clock(change.at), change.source, change.target, change.why,
                       style="bold red" if change.why == "failover" else None)
     if not recent:
         table.add_row("-", "", "", "none yet")
