@@ -14,6 +14,7 @@ from ..monitoring.status_view import (
     RewardServer,
     ShiftReport,
     calibrations,
+    count_columns,
     insecure_text,
     read_status,
     reward_servers,
@@ -28,10 +29,12 @@ def format_live_status(status: JudgeStatus | Mapping[str, Any], *, warnings: boo
     """A person's view of the judge's ``status()`` (``warnings``: the override file's)."""
     view = read_status(status)
     retries = f" (+{view.format_retries} correction turns)" if view.format_retries else ""
+    per_backend = ", ".join(f"{b} {n}" for b, n in view.in_flight.items())
+    per_backend = f" ({per_backend})" if per_backend else ""
     lines = [
         f"Running judge: serving {view.backend} (source: {view.source}), "
         f"up {view.uptime_s:.0f}s, {view.workers} workers",
-        f"  load:     {view.in_flight_total} in flight, {view.queued} queued",
+        f"  load:     {view.in_flight_total} in flight{per_backend}, {view.queued} queued",
         f"  verdicts: {view.total} (p50 {view.latency_p50}, p95 {view.latency_p95}), "
         f"{view.retries} retries{retries}, "
         f"{view.switches} switches, cost ${view.cost_usd:.4f}",
@@ -39,9 +42,14 @@ def format_live_status(status: JudgeStatus | Mapping[str, Any], *, warnings: boo
     if view.judges:
         lines.append("  judges:   " + ", ".join(
             f"{name} ({version})" for name, version in view.judges.items()))
-    for backend, counts in view.counts.items():
-        detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    columns = count_columns(view.counts)
+    for backend, counts in sorted(view.counts.items()):
+        detail = ", ".join(f"{k} {counts[k]}" for k in columns if k in counts)
         lines.append(f"    {backend}: {detail}")
+    if view.fallback:
+        lines.append(f"  failover: serving fallback {view.fallback} "
+                     f"(failovers {view.failover.failovers})")
+    lines += [f"  failover: {circuit.text()}" for circuit in view.failover.circuits]
     lines += _shift_text(view.shift, view.calibration)
     if view.override_problem:
         lines.append(f"  problem:  {view.override_problem}")
@@ -67,8 +75,7 @@ def _reward_server_text(servers: tuple[RewardServer, ...]) -> list[str]:
         if rm.insecure:
             lines.append(f"  WARNING:  {insecure_text(rm.where)} (--insecure-no-token)")
         else:
-            lines.append(f"  reward:   {rm.where}, "
-                         f"{'token required' if rm.token else 'loopback only, no token'}")
+            lines.append(f"  reward:   {rm.where}, {rm.access}")
     return lines
 
 

@@ -114,6 +114,11 @@ class RewardServer:
     insecure: bool  # listens beyond loopback without a token
     token: bool
 
+    @property
+    def access(self) -> str:
+        """Who may ask it, when it is not insecure."""
+        return "token required" if self.token else "loopback only, no token"
+
 
 @dataclass(frozen=True)
 class StatusView:

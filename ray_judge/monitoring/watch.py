@@ -27,7 +27,14 @@ from rich.text import Text
 
 from ..config import JudgeConfig
 from ..pool.status import JudgeStatus
-from .status_view import FailoverState, Switch, clock, count_columns, read_status
+from .status_view import (
+    FailoverState,
+    Switch,
+    clock,
+    count_columns,
+    insecure_text,
+    read_status,
+)
 
 __all__ = ["Poller", "View", "render", "watch"]
 
@@ -179,6 +186,10 @@ def _status_parts(status: JudgeStatus, rate: float | None,
         problems.append(Text(view.override_problem, style="red"))
     problems += [Text(w, style="red") for w in view.override_warnings]
     summary.add_row("override", Group(*problems) if problems else Text("ok", style="green"))
+    for rm in view.reward_servers:  # a serve-rm without a token is everyone's reward
+        summary.add_row("reward", Text(f"WARNING: {insecure_text(rm.where)} "
+                                       "(--insecure-no-token)", style="bold red")
+                        if rm.insecure else Text(f"{rm.where}, {rm.access}"))
     if stale:
         summary.add_row("", Text("(last known values)", style="yellow"))
     return [summary, _counts_table(view.counts),
