@@ -7,7 +7,9 @@ says so and keeps looking for it; when it is back (restarted by Ray, or started 
 the view says that too.
 
 Rendering (:func:`render`) is a pure function of what was polled, so it is tested
-without a cluster; :func:`watch` is the loop around it.
+without a cluster; :func:`watch` is the loop around it. What it shows of a status is
+read by :func:`~ray_judge.monitoring.status_view.read_status`, the same reading as the
+text of ``ray-judge status``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,15 @@ from rich.table import Table
 from rich.text import Text
 
 from ..config import JudgeConfig
+from ..pool.status import JudgeStatus
+from .status_view import (
+    FailoverState,
+    Switch,
+    clock,
+    count_columns,
+    insecure_text,
+    read_status,
+)
 
 __all__ = ["Poller", "View", "render", "watch"]
 
@@ -33,9 +44,6 @@ NOTICE_S = 30.0
 CALL_TIMEOUT_S = 5.0
 #: Bound on connecting to the cluster at start.
 CONNECT_TIMEOUT_S = 30.0
-#: The failure statuses, in the order the table shows them (ok first).
-STATUS_ORDER = ("ok", "parse_error", "timeout", "rate_limited", "usage_limited",
-                "auth_error", "backend_error", "invalid_input")
 
 
 @dataclass
@@ -43,7 +51,7 @@ class View:
     """Everything one redraw shows: the last status, what was derived from the polls."""
 
     target: str
-    status: dict[str, Any] | None = None
+    status: JudgeStatus | None = None
     rate: float | None = None  # verdicts/s between the last two answers
     error: str | None = None  # why the last poll got no answer
     gone_since: float | None = None
@@ -59,7 +67,7 @@ class Poller:
     """
 
     def __init__(self, config: JudgeConfig,
-                 fetch: Callable[[], dict[str, Any]] | None = None,
+                 fetch: Callable[[], JudgeStatus] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self._fetch = fetch or self._ask_ray
@@ -83,10 +91,10 @@ class Poller:
             return view
         previous = view.status
         if view.gone_since is not None:
-            view.notice = (now + NOTICE_S, f"judge back at {_clock(now)} after "
+            view.notice = (now + NOTICE_S, f"judge back at {clock(now)} after "
                            f"{_duration(now - view.gone_since)} away")
         elif previous and previous.get("started_at") != status.get("started_at"):
-            view.notice = (now + NOTICE_S, f"judge restarted at {_clock(status['started_at'])}")
+            view.notice = (now + NOTICE_S, f"judge restarted at {clock(status['started_at'])}")
         if previous and previous.get("started_at") != status.get("started_at"):
             self._last = None  # new counters: no rate across a restart
         view.error, view.gone_since, view.status = None, None, status
@@ -96,7 +104,7 @@ class Poller:
         self._last = (now, total)
         return view
 
-    def _ask_ray(self) -> dict[str, Any]:
+    def _ask_ray(self) -> JudgeStatus:
         import ray
 
         from ..pool.cluster import find
@@ -113,10 +121,6 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _clock(epoch: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(epoch))
-
-
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
     days, rest = divmod(seconds, 86400)
@@ -129,21 +133,17 @@ def _duration(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}s"
-
-
 # --------------------------------------------------------------------------- rendering
 
 
 def render(view: View) -> RenderableType:
     """One frame of the view."""
     parts: list[RenderableType] = [Text.assemble(
-        ("ray_judge", "bold"), f" · {view.target} · {_clock(view.polled_at)} · "
+        ("ray_judge", "bold"), f" · {view.target} · {clock(view.polled_at)} · "
         f"redraw {view.redraws} · Ctrl-C to quit", style="dim")]
     if view.error is not None:
         since = view.gone_since or view.polled_at
-        parts.append(Text(f"judge not reachable since {_clock(since)} "
+        parts.append(Text(f"judge not reachable since {clock(since)} "
                           f"({_duration(view.polled_at - since)}): {view.error}; "
                           "retrying every second", style="bold red"))
     if view.notice and view.notice[0] > view.polled_at:
@@ -155,62 +155,58 @@ def render(view: View) -> RenderableType:
     return Group(*parts)
 
 
-def _status_parts(status: dict[str, Any], rate: float | None,
+def _status_parts(status: JudgeStatus, rate: float | None,
                   *, stale: bool) -> list[RenderableType]:
+    view = read_status(status)
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold cyan", no_wrap=True)
     summary.add_column()
-    backend = Text(status["backend"], style="bold yellow" if stale else "bold green")
-    failover = status.get("failover") or {}
-    serving = failover.get("serving")
-    if failover.get("open") and serving and serving != status["backend"]:
-        # ``serving`` is the last backend a round went to: only news while on a fallback.
-        backend.append(f"  -> serving fallback {serving}", style="bold red")
+    backend = Text(view.backend, style="bold yellow" if stale else "bold green")
+    if view.fallback:
+        backend.append(f"  -> serving fallback {view.fallback}", style="bold red")
     summary.add_row("backend", backend)
-    summary.add_row("source", f"{status['source']}  (override file {status['override_file']})")
-    summary.add_row("uptime", f"{_duration(status['uptime_s'])}  (since "
-                    f"{_clock(status['started_at'])}, pid {status['pid']}, "
-                    f"workers {status['workers']})")
+    summary.add_row("source", f"{view.source}  (override file {view.override_file})")
+    summary.add_row("uptime", f"{_duration(view.uptime_s)}  (since "
+                    f"{clock(view.started_at or 0.0)}, pid {view.pid}, "
+                    f"workers {view.workers})")
     speed = "-" if rate is None else f"{rate:.1f}"
-    summary.add_row("verdicts", f"{speed}/s   {status['total']:,} total   "
-                    f"p50 {_seconds(status['latency_p50_s'])}   "
-                    f"p95 {_seconds(status['latency_p95_s'])}   "
-                    f"{status['retries']:,} retries   cache {status.get('cached', 0):,}   "
-                    f"cost ${status['cost_usd']:.4f}")
-    in_flight = status.get("in_flight") or {}
-    load = ", ".join(f"{b} {n}" for b, n in sorted(in_flight.items()) if n) or "none"
-    summary.add_row("load", f"{status['queued']:,} queued   in flight: {load}")
-    summary.add_row("failover", _failover(failover))
-    for judge, report in sorted((status.get("shift") or {}).items()):
+    summary.add_row("verdicts", f"{speed}/s   {view.total:,} total   "
+                    f"p50 {view.latency_p50}   p95 {view.latency_p95}   "
+                    f"{view.retries:,} retries   cache {view.cached:,}   "
+                    f"cost ${view.cost_usd:.4f}")
+    load = ", ".join(f"{b} {n}" for b, n in view.in_flight.items()) or "none"
+    summary.add_row("load", f"{view.queued:,} queued   in flight: {load}")
+    summary.add_row("failover", _failover(view.failover))
+    for report in view.shift:
         # How far the reward moved with the latest switch (see Switch-aware rewards).
-        name = "" if judge == "default" else f"judge {judge}: "
-        summary.add_row("shift", f"{name}{report['line']}")
+        name = "" if report.judge is None else f"judge {report.judge}: "
+        summary.add_row("shift", f"{name}{report.line}")
     problems = []
-    if status.get("override_problem"):
-        problems.append(Text(status["override_problem"], style="red"))
-    problems += [Text(f"{w}; whoever can write it can change the reward", style="red")
-                 for w in status.get("override_warnings") or []]
+    if view.override_problem:
+        problems.append(Text(view.override_problem, style="red"))
+    problems += [Text(w, style="red") for w in view.override_warnings]
     summary.add_row("override", Group(*problems) if problems else Text("ok", style="green"))
+    for rm in view.reward_servers:  # a serve-rm without a token is everyone's reward
+        summary.add_row("reward", Text(f"WARNING: {insecure_text(rm.where)} "
+                                       "(--insecure-no-token)", style="bold red")
+                        if rm.insecure else Text(f"{rm.where}, {rm.access}"))
     if stale:
         summary.add_row("", Text("(last known values)", style="yellow"))
-    return [summary, _counts_table(status.get("counts") or {}),
-            _switches_table(status.get("recent_switches") or [], status.get("switches", 0))]
+    return [summary, _counts_table(view.counts),
+            _switches_table(view.recent_switches, view.switches)]
 
 
-def _failover(snapshot: dict[str, Any]) -> Text:
-    fallbacks = snapshot.get("fallbacks") or []
-    if not fallbacks:
+def _failover(state: FailoverState) -> Text:
+    if not state.fallbacks:
         return Text("no fallback configured (LLM_JUDGE_FALLBACK)", style="dim")
-    out = Text(f"failovers {snapshot.get('failovers', 0)}; fallbacks {', '.join(fallbacks)}")
-    for backend, circuit in sorted((snapshot.get("open") or {}).items()):
-        state = "probing" if circuit.get("probing") else f"until {_clock(circuit['until'])}"
-        out.append(f"\n{backend} OUT ({state}): {circuit.get('reason', '')}", style="bold red")
+    out = Text(f"failovers {state.failovers}; fallbacks {', '.join(state.fallbacks)}")
+    for circuit in state.circuits:
+        out.append(f"\n{circuit.text()}", style="bold red")
     return out
 
 
 def _counts_table(counts: dict[str, dict[str, int]]) -> Table:
-    seen = {s for per in counts.values() for s in per}
-    columns = [s for s in STATUS_ORDER if s in seen] + sorted(seen - set(STATUS_ORDER))
+    columns = count_columns(counts)
     table = Table(title="verdicts by backend and status", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("backend")
@@ -225,14 +221,14 @@ def _counts_table(counts: dict[str, dict[str, int]]) -> Table:
     return table
 
 
-def _switches_table(recent: list[dict[str, Any]], total: int) -> Table:
+def _switches_table(recent: tuple[Switch, ...], total: int) -> Table:
     table = Table(title=f"last backend changes ({total} in all)", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False)
     for name in ("at", "from", "to", "why"):
         table.add_column(name)
-    for change in list(recent)[-5:]:
-        table.add_row(_clock(change["at"]), change["from"], change["to"], change["why"],
-                      style="bold red" if change["why"] == "failover" else None)
+    for change in recent:
+        table.add_row(clock(change.at), change.source, change.target, change.why,
+                      style="bold red" if change.why == "failover" else None)
     if not recent:
         table.add_row("-", "", "", "none yet")
     return table

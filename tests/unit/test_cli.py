@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ray_judge import cli
 from ray_judge.cli import app, switch_app
+from ray_judge.cli import switch as cli  # notify_running_judge is looked up there
 from ray_judge.spec import BackendSpec
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,0 +1,52 @@
+"""The one reading of the judge's status that ``ray-judge status`` / ``show`` print and
+``ray-judge watch`` draws: both views say the same things from it."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from ray_judge.cli import format_live_status
+from ray_judge.monitoring.status_view import count_columns, read_status
+from ray_judge.monitoring.watch import View, render
+
+STATUS = {
+    "backend": "litellm:a", "source": "file", "override_file": "/r/.judge_backend",
+    "uptime_s": 5.0, "started_at": 1_700_000_000.0, "pid": 1, "workers": 2, "queued": 3,
+    "in_flight": {"litellm:b": 4, "litellm:a": 0}, "total": 9, "latency_p50_s": 0.5,
+    "latency_p95_s": None, "retries": 0, "switches": 1, "cost_usd": 0.0,
+    "counts": {"litellm:b": {"timeout": 1, "ok": 2}, "litellm:a": {"weird": 1, "ok": 5}},
+    "failover": {"fallbacks": ["litellm:b"], "serving": "litellm:b", "failovers": 2,
+                 "open": {"litellm:a": {"until": None, "reason": "auth_error: no key",
+                                        "probing": True}}},
+    "reward_servers": [{"url": "http://0.0.0.0:7/get_reward", "pid": 7, "node": "n",
+                        "token": False, "insecure": True}],
+}
+
+
+def test_the_reading() -> None:
+    view = read_status(STATUS)
+    assert view.fallback == "litellm:b"
+    assert view.in_flight == {"litellm:b": 4} and view.in_flight_total == 4
+    assert (view.latency_p50, view.latency_p95) == ("0.50s", "-")
+    assert [c.text() for c in view.failover.circuits] == [
+        "litellm:a OUT (probing): auth_error: no key"]
+    assert count_columns(view.counts) == ["ok", "timeout", "weird"]
+
+
+def test_no_fallback_while_the_selected_backend_serves() -> None:
+    failover = {**STATUS["failover"], "serving": "litellm:a"}
+    assert read_status({**STATUS, "failover": failover}).fallback is None
+    assert read_status({**STATUS, "failover": {**failover, "open": {}}}).fallback is None
+
+
+def test_the_text_and_the_frame_say_the_same_things() -> None:
+    text = format_live_status(STATUS)
+    console = Console(file=io.StringIO(), width=300, record=True, color_system=None)
+    console.print(render(View(target="t", status=STATUS, polled_at=1_700_000_005.0)))
+    frame = console.export_text()
+    for said in ("serving fallback litellm:b", "litellm:a OUT (probing): auth_error: no key",
+                 "p50 0.50s", "litellm:b 4", "listens beyond loopback without a token"):
+        assert said in text and said in frame, said
+    assert "    litellm:a: ok 5, weird 1\n    litellm:b: ok 2, timeout 1" in text
