@@ -22,7 +22,7 @@ def markdown() -> str:
 
 <!-- Generated from the table in ray_judge/settings.py by
      python -m ray_judge.configuration_page > docs/configuration.md
-     Edit the table there, not here: tests/test_settings.py compares the two. -->
+     Edit the table there, not here: tests/unit/test_settings.py compares the two. -->
 
 Every process that runs ray_judge reads these variables through `JudgeConfig.from_env`:
 the judge and its workers when they start (`start_judge` and `launch.sh` hand them the
