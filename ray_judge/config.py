@@ -71,6 +71,7 @@ class JudgeConfig:
     max_in_flight_ccode: int = field(default_factory=lambda: 2 * (os.cpu_count() or 2))
     max_in_flight_litellm: int = 256
     litellm_transport: str = "lean"
+    prompt_cache: bool = True
     ccode_mode: str = "session"
     ccode_sessions: int = 0  # 0: the worker's share of max_in_flight_ccode
     ccode_session_items: int = 500

@@ -22,6 +22,11 @@ class JudgePrompt:
     answer as ``assistant``, then our follow-up as ``user``), after the first user
     message. ``schema`` asks for structured output (a JSON schema), ``temperature`` and
     ``max_tokens`` override the backend's defaults; ``None`` leaves them to the backend.
+
+    ``shared`` is how many leading characters of ``user`` every response to the same task
+    shares (the PROMPT, REFERENCE and field blocks, before the first response): where a
+    provider's prompt cache may put a breakpoint. 0 means no shared part; it never
+    changes the text sent.
     """
 
     system: str
@@ -30,6 +35,13 @@ class JudgePrompt:
     schema: Mapping[str, Any] | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    shared: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.shared, bool) or not (
+                isinstance(self.shared, int) and 0 <= self.shared <= len(self.user)):
+            raise ValueError(f"shared must be an integer from 0 to len(user) "
+                             f"({len(self.user)}), got {self.shared!r}")
 
     def as_messages(self) -> list[dict[str, str]]:
         """The prompt as chat messages (OpenAI/LiteLLM shape)."""

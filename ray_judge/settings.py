@@ -86,6 +86,12 @@ def choice(choices: tuple[str, ...]) -> Parse:
     return parse
 
 
+def on_off(text: str, _base: Path) -> bool:
+    if text.lower() not in ("on", "off"):
+        raise ValueError("must be on or off")
+    return text.lower() == "on"
+
+
 def spec(text: str, _base: Path) -> BackendSpec:
     return BackendSpec.parse(text)
 
@@ -167,6 +173,12 @@ SETTINGS: tuple[Setting, ...] = (
             "`lean`: OpenAI-compatible and Anthropic calls go out over one aiohttp session "
             "per worker, everything else through `litellm.acompletion`; `litellm`: "
             "everything through `litellm.acompletion`"),
+    Setting("LLM_JUDGE_PROMPT_CACHE", "prompt_cache", on_off, "`on`",
+            "`on`: requests to Claude through LiteLLM (`anthropic/`, and Claude on "
+            "`bedrock/` and `vertex_ai/`) mark the system prompt and the part of the user "
+            "message shared by every response to a task as cacheable "
+            "(`cache_control` breakpoints), each when it is long enough for the model to "
+            "cache; `off`: no breakpoints. See [Cost](cost.md)"),
     Setting("LLM_JUDGE_WORKER_CPUS", "worker_cpus", number(0.0), "0",
             "CPUs each worker actor reserves from Ray"),
     Setting("LLM_JUDGE_GC_THRESHOLD", "gc_threshold", integer(0), "50000",

@@ -175,6 +175,10 @@ class Verdict:
     #: the backend's own score when ``score`` was calibrated onto a reference backend's
     #: scale (``extra["calibration"]`` names the map); None when ``score`` is the raw one
     raw_score: float | None = None
+    #: input tokens the provider read from / wrote to its prompt cache (part of
+    #: ``input_tokens``, priced apart in ``cost_usd``); None when it did not say
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
 
     def __post_init__(self) -> None:
         status = Status(self.status)

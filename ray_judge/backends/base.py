@@ -30,6 +30,10 @@ class Completion:
     input_tokens: int | None = None
     output_tokens: int | None = None
     cost_usd: float | None = None
+    #: input tokens read from / written to the provider's prompt cache (a part of
+    #: ``input_tokens``); None when the provider did not say
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
     #: the structured output (parsed JSON) when the prompt asked for a schema and the
     #: backend delivered one; ``None`` means read ``text`` with the judge's parser
     structured: Any = None

@@ -221,8 +221,11 @@ def parse_cli_output(stdout: str, *, model: str, now: float, context: dict[str, 
 def _completion(data: dict[str, Any], text: str, model: str, structured: Any) -> Completion:
     cost = data.get("total_cost_usd")
     input_tokens, output_tokens = _tokens(data.get("usage"))
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     return Completion(
         text=text, model=model, input_tokens=input_tokens, output_tokens=output_tokens,
+        cache_read_tokens=_int(usage.get("cache_read_input_tokens")),
+        cache_write_tokens=_int(usage.get("cache_creation_input_tokens")),
         cost_usd=float(cost) if isinstance(cost, (int, float)) and cost >= 0 else None,
         structured=structured)
 

@@ -61,8 +61,11 @@ class Answer:
     #: the message itself (OpenAI) when it may hold reasoning in another field
     message: Mapping[str, Any] | None = None
     #: the provider's usage as sent, when prices need more than two token counts
-    #: (Anthropic's cache reads and writes)
+    #: (cache reads and writes)
     usage: Mapping[str, Any] | None = None
+    #: prompt-cache input tokens (part of ``input_tokens``), None when not reported
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
 
 
 class HttpTransport:
@@ -159,8 +162,13 @@ def parse_openai(data: Any) -> Answer:
         message = choices[0]["message"]
         text = message.get("content")
     usage = data.get("usage") or {}
+    details = usage.get("prompt_tokens_details")
+    cached = _tokens(details.get("cached_tokens")) if isinstance(details, dict) else None
     return Answer(text, data.get("model"), _tokens(usage.get("prompt_tokens")),
-                  _tokens(usage.get("completion_tokens")), message)
+                  _tokens(usage.get("completion_tokens")), message,
+                  usage=usage if cached else None, cache_read_tokens=cached,
+                  # OpenAI bills no cache writes: its prompt caching is automatic
+                  cache_write_tokens=0 if cached is not None else None)
 
 
 def parse_anthropic(data: Any) -> Answer:
@@ -180,12 +188,15 @@ def parse_anthropic(data: Any) -> Answer:
     text = "".join(block["text"] for block in content if block["type"] == "text")
     usage = usage or {}
     tokens_in = _tokens(usage.get("input_tokens"))
-    cached = sum(usage.get(k) or 0 for k in ("cache_creation_input_tokens",
-                                             "cache_read_input_tokens"))
+    # LiteLLM reads a missing cache count as 0: so do we, so both paths agree
+    write = _tokens(usage.get("cache_creation_input_tokens")) or 0
+    read = _tokens(usage.get("cache_read_input_tokens")) or 0
+    cached = write + read
     if tokens_in is not None:
         tokens_in += cached
     return Answer(text or None, model, tokens_in,
-                  _tokens(usage.get("output_tokens")), usage=usage if cached else None)
+                  _tokens(usage.get("output_tokens")), usage=usage if cached else None,
+                  cache_read_tokens=read, cache_write_tokens=write)
 
 
 #: wire format -> parser of a good answer's JSON

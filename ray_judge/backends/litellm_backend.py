@@ -26,6 +26,7 @@ from .http_transport import PARSERS, HttpTransport, NetworkError, lower
 from .litellm_errors import litellm_failure, translate_error, unreadable_answer
 from .litellm_pricing import Pricing
 from .litellm_route import Route, plan_route, shape_key, ssl_setting
+from .prompt_cache import cache_messages, min_cache_tokens
 
 __all__ = ["LiteLLMBackend", "load_litellm"]
 
@@ -73,9 +74,18 @@ class LiteLLMBackend(Backend):
         self._http: HttpTransport | None = None
         self._routes: dict[Any, asyncio.Future[Route | None]] = {}
         self._prices: dict[tuple[str, str], Pricing] = {}
+        #: the smallest prefix (tokens) worth a cache breakpoint; None: no breakpoints
+        self._cache_min: int | None = None
+        self._cache_known = not self.config.prompt_cache
+
+    def _breakpoints(self, litellm: ModuleType) -> None:
+        if not self._cache_known:  # LiteLLM's model lookups, once per backend
+            self._cache_min = min_cache_tokens(litellm, self.model)
+            self._cache_known = True
 
     async def prepare(self) -> None:
         litellm = await _load_litellm_async()
+        self._breakpoints(litellm)
         if self._lean:  # plan the usual request shape now, not inside a timed attempt
             await self._route(litellm, self.request_kwargs(JudgePrompt("system", "user"), 60.0))
 
@@ -86,6 +96,7 @@ class LiteLLMBackend(Backend):
 
     async def complete(self, prompt: JudgePrompt, *, timeout: float) -> Completion:
         litellm = await _load_litellm_async()
+        self._breakpoints(litellm)
         kwargs = self.request_kwargs(prompt, timeout)
         if self._lean:
             route = await self._route(litellm, kwargs)
@@ -94,7 +105,7 @@ class LiteLLMBackend(Backend):
         try:
             # litellm enforces ``timeout`` on the HTTP request; wait_for guards the rest.
             response = await asyncio.wait_for(
-                litellm.acompletion(**self.request_kwargs(prompt, timeout)), timeout)
+                litellm.acompletion(**kwargs), timeout)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -152,6 +163,8 @@ class LiteLLMBackend(Backend):
         return Completion(
             text=text if isinstance(text, str) else "", model=answer.model or self.model,
             input_tokens=answer.input_tokens, output_tokens=answer.output_tokens,
+            cache_read_tokens=answer.cache_read_tokens,
+            cache_write_tokens=answer.cache_write_tokens,
             cost_usd=prices.cost(answer.model, answer.input_tokens, answer.output_tokens,
                                  answer.usage),
             structured=_json_object(text) if "response_format" in kwargs else None)
@@ -161,7 +174,9 @@ class LiteLLMBackend(Backend):
         """The keyword arguments of the ``litellm.acompletion`` call for ``prompt``."""
         kwargs: dict[str, Any] = {
             "model": self.model,
-            "messages": prompt.as_messages(),  # system: the rubric; user: the data
+            # system: the rubric; user: the data; Claude: with cache breakpoints
+            "messages": prompt.as_messages() if self._cache_min is None
+            else cache_messages(prompt, self._cache_min),
             "timeout": timeout,
             "max_retries": 0,  # the provider SDK's own retries (OpenAI client)
             "num_retries": 0,  # litellm's: ours honour Retry-After and the deadline
@@ -193,12 +208,18 @@ def _completion(response: Any, model: str, *, structured: bool = False) -> Compl
     hidden = getattr(response, "_hidden_params", None) or {}
     cost = hidden.get("response_cost") if isinstance(hidden, Mapping) else None
     text = text if isinstance(text, str) else ""
+    details = getattr(usage, "prompt_tokens_details", None)
+    read = _int_or_none(getattr(details, "cached_tokens", None))
+    write = _int_or_none(getattr(details, "cache_write_tokens", None))
     return Completion(
         text=text,
         model=getattr(response, "model", None) or model,
         input_tokens=_int_or_none(getattr(usage, "prompt_tokens", None)),
         output_tokens=_int_or_none(getattr(usage, "completion_tokens", None)),
         cost_usd=float(cost) if isinstance(cost, (int, float)) else None,
+        cache_read_tokens=read,
+        # a provider that reports reads but no writes caches on its own and bills none
+        cache_write_tokens=0 if write is None and read is not None else write,
         # With response_format the content is the JSON object; a model or provider that
         # ignored the schema answers in prose, which the judge's text parser then reads.
         structured=_json_object(text) if structured else None,

@@ -18,7 +18,8 @@ max_tokens, schema) what it would send, and the answer becomes a :class:`Route`:
   SDK's request options in what LiteLLM hands it (``extra_headers``, where LiteLLM puts
   ``litellm.headers`` and a call's ``headers``, and ``extra_body``) leave the body as
   the SDK takes them out of it.
-* Each call fills the contents in with one ``json.dumps`` per message.
+* Each call fills the contents in with one ``json.dumps`` per message text (a content,
+  or each text block of a content that carries prompt-cache breakpoints).
 
 A failure on a route is LiteLLM's own exception (:mod:`.litellm_errors`), and its price
 LiteLLM's (:mod:`.litellm_pricing`).
@@ -72,13 +73,14 @@ class Route:
     url: str
     headers: dict[str, str]
     parts: tuple[str, ...]  # the JSON body around the contents
-    slots: tuple[int, ...]  # which message's content follows parts[i]
+    slots: tuple[int, ...]  # which message text (a content, or a block's) follows parts[i]
 
     def body(self, messages: list[dict[str, Any]]) -> bytes:
         parts = self.parts
+        texts = [text for message in messages for text in _texts(message["content"])]
         out = [parts[0]]
         for i, index in enumerate(self.slots):
-            out.append(dumps(messages[index]["content"]))
+            out.append(dumps(texts[index]))
             out.append(parts[i + 1])
         return "".join(out).encode()
 
@@ -86,17 +88,62 @@ class Route:
         return f"Route({self.provider}/{self.model} -> {self.url})"
 
 
+def _texts(content: Any) -> tuple[str, ...]:
+    """A message content's texts: the string, or each text block's (cache breakpoints)."""
+    if isinstance(content, str):
+        return (content,)
+    return tuple(block["text"] for block in content)
+
+
+def _content_shape(content: Any) -> Any:
+    """What the route depends on in one message content; None when it cannot go lean.
+
+    A string, or a list of text blocks (with or without a ``cache_control`` mark)."""
+    if isinstance(content, str):
+        return "text" if content else None
+    if not isinstance(content, list) or not content:
+        return None
+    shape = []
+    for block in content:
+        if not (isinstance(block, dict) and block.get("type") == "text"
+                and isinstance(block.get("text"), str) and block["text"]
+                and set(block) <= {"type", "text", "cache_control"}):
+            return None
+        mark = block.get("cache_control")
+        shape.append(None if mark is None else dumps(mark))
+    return tuple(shape)
+
+
 def shape_key(kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
     """What the route depends on; None when a message cannot take the lean path."""
     roles = []
     for message in kwargs["messages"]:
-        content = message.get("content")
-        if not (isinstance(content, str) and content) or len(message) != 2:
+        shape = _content_shape(message.get("content"))
+        if shape is None or len(message) != 2:
             return None
-        roles.append(message["role"])
+        roles.append((message["role"], shape))
     rest = {k: v for k, v in kwargs.items() if k not in ("messages", "timeout")}
     nested = any(isinstance(v, (dict, list)) for v in rest.values())  # e.g. extra_headers
     return (tuple(roles), dumps(rest) if nested else tuple(rest.items()))
+
+
+def _placeholders(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` with every text a numbered placeholder, in :func:`_texts` order."""
+    count = 0
+    out = []
+    for message in messages:
+        content = message["content"]
+        if isinstance(content, str):
+            content = _PLACEHOLDER.format(count)
+            count += 1
+        else:
+            blocks = []
+            for block in content:
+                blocks.append({**block, "text": _PLACEHOLDER.format(count)})
+                count += 1
+            content = blocks
+        out.append({"role": message["role"], "content": content})
+    return out
 
 
 def _api_key(litellm: ModuleType, provider: str, dynamic: str | None) -> str | None:
@@ -156,25 +203,26 @@ def _plan(litellm: ModuleType, kwargs: dict[str, Any]) -> Route | None:
     key = _api_key(litellm, provider, dynamic_key)
     if not key:
         return None  # LiteLLM's path raises its own missing-key error
-    messages = [{"role": m["role"], "content": _PLACEHOLDER.format(i)}
-                for i, m in enumerate(kwargs["messages"])]
+    messages = _placeholders(kwargs["messages"])
+    n_texts = sum(len(_texts(m["content"])) for m in messages)
     captured = _capture(litellm, {**kwargs, "messages": messages, "api_key": key})
     if captured is None:
         return None
     try:
         return route_from_capture((provider, model, wire), captured,
-                                  _sdk_headers(litellm, key, kwargs), len(messages))
+                                  _sdk_headers(litellm, key, kwargs), n_texts)
     except (KeyError, TypeError, ValueError) as exc:
         logger.info("lean transport cannot plan %s (%s); using litellm", kwargs["model"], exc)
         return None
 
 
 def route_from_capture(where: tuple[str, str, str], captured: dict[str, Any],
-                       sdk_headers: dict[str, str], n_messages: int) -> Route | None:
+                       sdk_headers: dict[str, str], n_texts: int) -> Route | None:
     """The route for what LiteLLM was about to send; None when it cannot be replayed.
 
     ``where`` is (provider, model, wire), ``captured`` what :func:`plan_route`'s probe
-    kept of LiteLLM's request, ``sdk_headers`` the OpenAI SDK's own headers. Raises
+    kept of LiteLLM's request, ``sdk_headers`` the OpenAI SDK's own headers, ``n_texts``
+    how many message texts (contents, or text blocks of a content) it holds. Raises
     KeyError, TypeError or ValueError on a capture of an unexpected shape.
     """
     provider, model, wire = where
@@ -200,7 +248,7 @@ def route_from_capture(where: tuple[str, str, str], captured: dict[str, Any],
         headers["Content-Type"] = "application/json"
     pieces = _SLOT.split(dumps(body))
     parts, slots = tuple(pieces[0::2]), tuple(int(s) for s in pieces[1::2])
-    if sorted(slots) != list(range(n_messages)):
+    if sorted(slots) != list(range(n_texts)):
         return None  # LiteLLM changed or merged a content: keep its path for this shape
     return Route(provider, model, wire, sdk, url, headers, parts, slots)
 

@@ -32,6 +32,7 @@ from ..errors import JudgeDefinitionError
 from ..verdict import JudgeRequest
 from .definition import DEFINITION_KEYS, JudgeDefinition
 from .rubric import Rubric, load_rubric
+from .template import caching_hint
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -114,6 +115,13 @@ class JudgeCatalog:
                 raise
             raise ValueError(f"request[{index}]: {exc}") from None
         return definition
+
+    def caching_hints(self) -> list[tuple[str, str]]:
+        """(judge name, hint) for each judge whose user template keeps provider prompt
+        caches from reusing its shared parts (see :func:`.template.caching_hint`)."""
+        hints = ((d.name, caching_hint(d.user)) for d in self._by_name.values()
+                 if d.kind == "pointwise" and d.system is not None)
+        return [(name, hint) for name, hint in hints if hint is not None]
 
     def versions(self) -> dict[str, str]:
         """name -> version, for status()."""

@@ -103,7 +103,8 @@ async def converse(prompt: JudgePrompt, transport: Transport, read: Callable[[An
     for an answer that does not read), sending up to ``turns`` correction turns, each
     ``correction(error)``."""
     attempts = corrections = 0
-    usage: dict[str, Any] = {"input_tokens": None, "output_tokens": None, "cost_usd": None}
+    usage: dict[str, Any] = {"input_tokens": None, "output_tokens": None, "cost_usd": None,
+                             "cache_read_tokens": None, "cache_write_tokens": None}
     model = None
     while True:
         outcome = await transport(prompt)
@@ -145,6 +146,8 @@ def _combine(definition: JudgeDefinition, verdicts: list[Verdict]) -> Verdict:
              "input_tokens": _sum(v.input_tokens for v in verdicts),
              "output_tokens": _sum(v.output_tokens for v in verdicts),
              "cost_usd": _sum(v.cost_usd for v in verdicts),
+             "cache_read_tokens": _sum(v.cache_read_tokens for v in verdicts),
+             "cache_write_tokens": _sum(v.cache_write_tokens for v in verdicts),
              "model": next((v.model for v in verdicts if v.model), None)}
     samples = [{"score": v.score, "status": v.status.value, "error": v.error,
                 **({"structured": v.extra["structured"]} if "structured" in v.extra else {})}

@@ -69,11 +69,11 @@ def render(judge: JudgeDefinition, request: JudgeRequest) -> JudgePrompt:
         prompt = rubric.render(as_text, limit)
         return dataclasses.replace(prompt, **knobs) if knobs else prompt
     system = judge.system if request.rubric is None else request.rubric
-    user = render_user(judge.user, values, limit)
+    user, shared = render_user(judge.user, values, limit)
     if judge.frame:
         head, footer = frame(judge.parsed, judge.effective_scale, judge.labels)
         system, user = head + system, f"{user}\n\n{footer}"
-    return JudgePrompt(system=system, user=user, **knobs)
+    return JudgePrompt(system=system, user=user, shared=shared, **knobs)
 
 
 def correction(judge: JudgeDefinition, error: str) -> str:

@@ -31,7 +31,7 @@ from ..prompt import JudgePrompt
 from ..verdict import JudgeRequest
 from .transcript import sendable
 
-__all__ = ["DEFAULT_RUBRIC", "Rubric", "load_rubric"]
+__all__ = ["DEFAULT_RUBRIC", "Rubric", "load_rubric", "shared_length"]
 
 #: What each placeholder of a rubric template renders as.
 _PLACEHOLDERS = {
@@ -191,9 +191,16 @@ class Rubric:
         blocks = [data_block("PROMPT", request.prompt, max_input_chars)]
         if request.reference is not None:
             blocks.append(data_block("REFERENCE", request.reference, max_input_chars))
+        shared = shared_length(blocks)
         blocks.append(data_block("RESPONSE", request.response, max_input_chars))
         blocks.append(_FOOTER.format(score_max=_number(self.score_max)))
-        return JudgePrompt(system=rubric.system, user="\n\n".join(blocks))
+        return JudgePrompt(system=rubric.system, user="\n\n".join(blocks), shared=shared)
+
+
+def shared_length(blocks: list[str]) -> int:
+    """The length of ``blocks`` joined by blank lines, with the blank line that follows
+    them: where the response's block starts in the user message (0 for no blocks)."""
+    return sum(len(b) + 2 for b in blocks)
 
 
 def load_rubric(config: JudgeConfig) -> Rubric:

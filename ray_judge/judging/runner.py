@@ -211,7 +211,9 @@ def _standing_in(alone: Verdict, member: Verdict) -> Verdict:
         for name, mine, theirs in (
             ("input_tokens", alone.input_tokens, member.input_tokens),
             ("output_tokens", alone.output_tokens, member.output_tokens),
-            ("cost_usd", alone.cost_usd, member.cost_usd))}
+            ("cost_usd", alone.cost_usd, member.cost_usd),
+            ("cache_read_tokens", alone.cache_read_tokens, member.cache_read_tokens),
+            ("cache_write_tokens", alone.cache_write_tokens, member.cache_write_tokens))}
     if member.counts_call:
         extra["group_call"] = {"attempts": member.attempts,
                                "format_retries": member.format_retries}

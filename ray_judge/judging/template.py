@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from ..markers import data_block
 from .parsers import Parser
 
-__all__ = ["closing", "frame", "placeholders", "render_user"]
+__all__ = ["caching_hint", "closing", "frame", "placeholders", "render_user"]
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -78,17 +78,44 @@ def placeholders(template: str, where: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def render_user(template: str | None, values: Mapping[str, str], max_chars: int) -> str:
+def render_user(template: str | None, values: Mapping[str, str], max_chars: int
+                ) -> tuple[str, int]:
     """The user message: ``template`` with each placeholder as a data block, or, without
-    a template, one block per value in order (PROMPT, REFERENCE, RESPONSE, fields)."""
+    a template, one block per value in order (PROMPT, REFERENCE, RESPONSE, fields); and
+    how many of its leading characters come before the response (0 without one), the
+    part every response to the same task shares."""
     if template is None:
-        return "\n\n".join(data_block(n.upper(), v, max_chars) for n, v in values.items())
+        blocks = [data_block(n.upper(), v, max_chars) for n, v in values.items()]
+        names = list(values)
+        shared = (sum(len(b) + 2 for b in blocks[:names.index("response")])
+                  if "response" in names else 0)
+        return "\n\n".join(blocks), shared
     out = []
+    shared = 0
     for literal, name, _, _ in string.Formatter().parse(template):
         out.append(literal)
         if name is not None:
+            if name == "response" and not shared:
+                shared = sum(map(len, out))
             out.append(data_block(name.upper(), values[name], max_chars))
-    return "".join(out)
+    return "".join(out), shared
+
+
+def caching_hint(template: str | None) -> str | None:
+    """Why a user template keeps prompt caches from hitting, or None when it does not:
+    a placeholder after ``{response}`` differs on every call of a task but comes after
+    the part that does not, so only what precedes ``{response}`` can be cached."""
+    if template is None:
+        return None
+    names = placeholders(template, "user template")
+    if "response" not in names:
+        return None
+    later = names[names.index("response") + 1:]
+    if not later:
+        return None
+    return (f"{{response}} comes before {', '.join('{' + n + '}' for n in later)}; "
+            "put the shared parts first and {response} last so provider prompt caches "
+            "can reuse them")
 
 
 def closing(parser: Parser, scale: tuple[float, float],

@@ -34,7 +34,8 @@ logger = logging.getLogger(__name__)
 # the lookups save; a crash loses at most this many seconds of verdicts.
 _COMMIT_EVERY_S = 1.0
 _STORED_FIELDS = ("score", "status", "backend", "model", "raw", "input_tokens",
-                  "output_tokens", "cost_usd", "judge", "judge_version", "extra")
+                  "output_tokens", "cost_usd", "judge", "judge_version", "extra",
+                  "cache_read_tokens", "cache_write_tokens")
 
 
 def members(result: Result) -> tuple[Verdict, ...]:

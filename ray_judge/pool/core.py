@@ -129,6 +129,8 @@ class JudgeCore:
         # Verdicts depend on the rubric: a changed rubric must not hit old entries.
         self._rubric_id = f"{rubric.score_max}:{rubric.template}"
         self.cache = VerdictCache(config.cache_size, config.cache_path)
+        for name, hint in catalog.caching_hints():
+            logger.info("judge %r: prompt caching hint: %s", name, hint)
         self.dispatcher = Dispatcher(
             num_workers=len(workers), send=self._send, route=self.route,
             limit_for=config.max_in_flight, rpm_for=config.rpm,

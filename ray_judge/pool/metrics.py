@@ -77,6 +77,11 @@ class JudgeMetrics:
         self.tokens = metrics.Counter(
             "judge_tokens_total", "Tokens reported by the backends.",
             tag_keys=("backend", "direction"))
+        self.prompt_cache_tokens = metrics.Counter(
+            "judge_prompt_cache_tokens_total",
+            "Input tokens the providers read from or wrote to their prompt caches (a part "
+            "of judge_tokens_total's input; not the verdict cache), by backend and kind.",
+            tag_keys=("backend", "kind"))
         self.failovers = metrics.Counter(
             "judge_failovers_total", "Moves to a fallback backend (LLM_JUDGE_FALLBACK).")
         self.cache_hits = metrics.Counter(
@@ -136,6 +141,10 @@ class JudgeMetrics:
             self.tokens.inc(verdict.input_tokens, {"backend": backend, "direction": "input"})
         if verdict.output_tokens:
             self.tokens.inc(verdict.output_tokens, {"backend": backend, "direction": "output"})
+        for kind, n in (("read", verdict.cache_read_tokens),
+                        ("write", verdict.cache_write_tokens)):
+            if n:
+                self.prompt_cache_tokens.inc(n, {"backend": backend, "kind": kind})
 
     def record_score(self, verdict: Verdict, judge: str) -> None:
         if verdict.ok and verdict.score is not None:

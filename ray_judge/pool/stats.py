@@ -21,7 +21,8 @@ def percentile(values: Iterable[float], q: float) -> float | None:
 
 
 class JudgeStats:
-    """Counts by backend and status, recent latencies, tokens and cost.
+    """Counts by backend and status, recent latencies, tokens and cost, and the
+    providers' prompt caching per backend (``prompt_cache``: not the verdict cache).
 
     Latency percentiles are over the last ``window`` verdicts: a multi-day run wants
     "now", not the average since Tuesday.
@@ -36,6 +37,8 @@ class JudgeStats:
         self.retries = 0
         self.format_retries = 0
         self.cached = 0
+        #: backend -> [input tokens of calls that reported prompt caching, read, written]
+        self.prompt_cache: dict[str, list[int]] = {}
 
     def record(self, verdict: Verdict) -> None:
         self.counts[(verdict.backend or "?", verdict.status.value)] += 1
@@ -49,6 +52,11 @@ class JudgeStats:
         self.cost_usd += verdict.cost_usd or 0.0
         self.input_tokens += verdict.input_tokens or 0
         self.output_tokens += verdict.output_tokens or 0
+        if verdict.cache_read_tokens is not None and verdict.input_tokens:
+            sums = self.prompt_cache.setdefault(verdict.backend or "?", [0, 0, 0])
+            sums[0] += verdict.input_tokens
+            sums[1] += verdict.cache_read_tokens
+            sums[2] += verdict.cache_write_tokens or 0
 
     @property
     def total(self) -> int:
@@ -70,4 +78,8 @@ class JudgeStats:
             "retries": self.retries,
             "format_retries": self.format_retries,
             "cached": self.cached,
+            "prompt_cache": {
+                backend: {"input_tokens": n, "read_tokens": read, "write_tokens": written,
+                          "hit_ratio": round(read / n, 4) if n else None}
+                for backend, (n, read, written) in sorted(self.prompt_cache.items())},
         }

@@ -55,3 +55,7 @@ class JudgeStatus(TypedDict):
     retries: int
     format_retries: int
     cached: int
+    #: the providers' prompt caches (not ray_judge's verdict cache, ``cache``), per
+    #: backend, over calls that reported them: {"input_tokens", "read_tokens",
+    #: "write_tokens", "hit_ratio": read / input tokens}
+    prompt_cache: dict[str, dict[str, Any]]

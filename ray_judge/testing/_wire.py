@@ -12,6 +12,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from .prompt_cache import PromptCaches, strip_marks
+
 ANTHROPIC = "anthropic"
 OPENAI = "openai"
 
@@ -52,9 +54,25 @@ def _text_chars(obj: Any) -> int:
 
 
 def input_tokens(body: dict[str, Any]) -> int:
-    """Roughly chars/4 of everything the model would read (system, messages, tools)."""
-    chars = _text_chars([body.get("system"), body.get("messages"), body.get("tools")])
+    """Roughly chars/4 of everything the model would read (system, messages, tools);
+    prompt-cache marks are not read."""
+    chars = _text_chars(strip_marks([body.get("system"), body.get("messages"),
+                                     body.get("tools")]))
     return max(1, chars // 4)
+
+
+def _usage(fmt: str, body: dict[str, Any], n_out: int,
+           caches: PromptCaches | None) -> dict[str, Any]:
+    """The usage object of an answer, prompt caching included (``caches``: none)."""
+    n_in = input_tokens(body)
+    if fmt == ANTHROPIC:
+        counts = (caches.anthropic(body, n_in) if caches is not None else {
+            "input_tokens": n_in, "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0})
+        return {**counts, "output_tokens": n_out}
+    cached = caches.openai(body, n_in) if caches is not None else 0
+    return {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out,
+            "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0}}
 
 
 def output_tokens(text: str) -> int:
@@ -93,10 +111,12 @@ def _tool_block(ident: str, tool_call: tuple[str, Any]) -> dict[str, Any]:
 
 
 def message(fmt: str, body: dict[str, Any], text: str, ident: str,
-            tool_call: tuple[str, Any] | None = None) -> bytes:
-    """A complete, non-streamed answer; ``tool_call`` (name, input): Anthropic only."""
+            tool_call: tuple[str, Any] | None = None, *,
+            caches: PromptCaches | None = None) -> bytes:
+    """A complete, non-streamed answer; ``tool_call`` (name, input): Anthropic only;
+    ``caches``: the server's prompt caches (None: nothing cached)."""
     model = body.get("model") or "fake-model"
-    n_in, n_out = input_tokens(body), output_tokens(text)
+    n_out = output_tokens(text)
     if fmt == ANTHROPIC:
         content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text or (
             tool_call is None) else []
@@ -106,15 +126,14 @@ def message(fmt: str, body: dict[str, Any], text: str, ident: str,
         return _dumps({
             "id": f"msg_{ident}", "type": "message", "role": "assistant", "model": model,
             "content": content, "stop_reason": "end_turn" if tool_call is None else "tool_use",
-            "stop_sequence": None, "usage": {"input_tokens": n_in, "output_tokens": n_out},
+            "stop_sequence": None, "usage": _usage(fmt, body, n_out, caches),
         }).encode()
     return _dumps({
         "id": f"chatcmpl-{ident}", "object": "chat.completion", "created": int(time.time()),
         "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                      "logprobs": None, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": n_in, "completion_tokens": n_out,
-                  "total_tokens": n_in + n_out},
+        "usage": _usage(fmt, body, n_out, caches),
     }).encode()
 
 
@@ -131,15 +150,16 @@ def _chunk(ident: str, model: str, created: int, delta: dict[str, Any],
 
 
 def stream(fmt: str, body: dict[str, Any], text: str, ident: str,
-           tool_call: tuple[str, Any] | None = None) -> Iterator[bytes]:
+           tool_call: tuple[str, Any] | None = None, *,
+           caches: PromptCaches | None = None) -> Iterator[bytes]:
     """The SSE events of a streamed answer, one ``bytes`` per event."""
     model = body.get("model") or "fake-model"
-    n_in, n_out = input_tokens(body), output_tokens(text)
+    n_out = output_tokens(text)
     if fmt == ANTHROPIC:
         yield _sse("message_start", {"type": "message_start", "message": {
             "id": f"msg_{ident}", "type": "message", "role": "assistant", "model": model,
             "content": [], "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": n_in, "output_tokens": 1}}})
+            "usage": _usage(fmt, body, 1, caches)}})
         index = 0
         if text or tool_call is None:
             yield _sse("content_block_start", {"type": "content_block_start", "index": 0,
@@ -176,8 +196,7 @@ def stream(fmt: str, body: dict[str, Any], text: str, ident: str,
     if (body.get("stream_options") or {}).get("include_usage"):
         usage = {"id": f"chatcmpl-{ident}", "object": "chat.completion.chunk",
                  "created": created, "model": model, "choices": [],
-                 "usage": {"prompt_tokens": n_in, "completion_tokens": n_out,
-                           "total_tokens": n_in + n_out}}
+                 "usage": _usage(fmt, body, n_out, caches)}
         yield f"data: {_dumps(usage)}\n\n".encode()
     yield b"data: [DONE]\n\n"
 

@@ -22,6 +22,7 @@ from aiohttp import web
 from . import _wire
 from .behaviour import Behaviour, RecordedRequest
 from .control import ControlAPI
+from .prompt_cache import PromptCaches
 from .responses import (
     JSON,
     drop_connection,
@@ -67,6 +68,8 @@ class FakeLLMServer:
         self._runner: web.AppRunner | None = None
         self._hangs: set[asyncio.Future[None]] = set()
         self._start_error: BaseException | None = None
+        #: the providers' prompt caches (Anthropic's breakpoints, OpenAI's automatic one)
+        self.prompt_cache = PromptCaches()
 
     # -- public control --------------------------------------------------------------
 
@@ -121,12 +124,14 @@ class FakeLLMServer:
             self._records.clear()
 
     def reset(self) -> None:
-        """Forget requests, the script and the call count; the default answers again."""
+        """Forget requests, the script, the call count and the prompt caches; the default
+        answers again."""
         with self._lock:
             self._records.clear()
             self._script.clear()
             self._default = Behaviour()
             self._model_calls = 0
+        self.prompt_cache.clear()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -282,9 +287,12 @@ class FakeLLMServer:
                 return error(fmt, 500, f"reply hook failed: {exc!r}", headers)
         text, tool_call = structured(fmt, body, behaviour, text)
         if streamed:
-            return await send_stream(request, _wire.stream(fmt, body, text, ident, tool_call),
-                                     behaviour.status, headers)
-        payload = _wire.message(fmt, body, text, ident, tool_call)
+            return await send_stream(
+                request, _wire.stream(fmt, body, text, ident, tool_call,
+                                      caches=self.prompt_cache),
+                behaviour.status, headers)
+        payload = _wire.message(fmt, body, text, ident, tool_call,
+                                caches=self.prompt_cache)
         if behaviour.cut or behaviour.stall:
             return await self._half_body(request, payload, behaviour, headers)
         return json_response(payload, behaviour.status, headers)

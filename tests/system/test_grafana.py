@@ -233,6 +233,17 @@ def drive(run: Run, judge: Any, path: Path) -> dict[str, float]:
         run.seen(count("ok", A), 5 * round_)
     hit = run.score(response="answer 1")
     assert hit.ok and hit.cached
+    # Provider prompt caching: a task prompt over OpenAI's 1,024 tokens, so the fake
+    # OpenAI API serves later responses to it from its cache (cached_tokens).
+    long_task = "Prove it step by step, citing each lemma. " * 250
+    for round_ in (1, 2):
+        for i in range(2):
+            verdict = ray.get(judge.score.remote(long_task, f"answer {round_}{i}", "4"),
+                              timeout=WAIT_S)
+            assert verdict.ok, verdict
+        run.two_scrapes()
+    prompt_cache = ray.get(judge.status.remote())["prompt_cache"][A]
+    assert 0 < prompt_cache["hit_ratio"] < 1 and prompt_cache["write_tokens"] == 0, prompt_cache
     # A slow spell: two in flight (the litellm limit), four queued.
     run.provider.script(*[Behaviour.ok(delay_s=2.5)] * 6)
     slow = judge.score_batch.remote([{"prompt": "p", "response": f"slow {i}"}
@@ -380,6 +391,7 @@ def test_every_dashboard_query_returns_what_the_run_caused(judge, provider, prom
     assert peak(tokens, backend=A, direction="input") > 0
     assert peak(tokens, backend=A, direction="output") > 0
     assert peak(results[("Cost per minute", "A")], backend=A) > 0
+    assert 0 < peak(results[("Provider prompt-cache hit ratio", "A")], backend=A) < 1
 
     # Scores as the backends gave them; C's model answers one point (0.1) higher.
     scores = results[("Score by backend and judge", "A")]

@@ -119,6 +119,7 @@ GOOD: dict[str, tuple[str, Any]] = {
     "LLM_JUDGE_CCODE_SESSION_IDLE": ("0", 0.0),
     "LLM_JUDGE_MAX_IN_FLIGHT_LITELLM": ("8", 8),
     "LLM_JUDGE_LITELLM_TRANSPORT": ("litellm", "litellm"),
+    "LLM_JUDGE_PROMPT_CACHE": ("OFF", False),
     "LLM_JUDGE_WORKER_CPUS": ("0.25", 0.25),
     "LLM_JUDGE_GC_THRESHOLD": ("700", 700),
     "LLM_JUDGE_FALLBACK": ("ccode-4-opus,, litellm:openai/m",
@@ -155,6 +156,7 @@ def test_a_good_value_fills_its_field(setting: settings.Setting) -> None:
 
 
 BAD = [
+    ("LLM_JUDGE_PROMPT_CACHE", "no", "must be on or off"),
     # name, value, words of the message (the bad value or the bad part of it)
     ("LLM_JUDGE_SHIFT_SHARE", "0", "must be within (0, 1], got '0'"),
     ("LLM_JUDGE_SHIFT_SHARE", "1.5", "must be within (0, 1], got '1.5'"),

@@ -148,7 +148,7 @@ def _members(layout: GroupLayout, usage: Mapping[str, Any], scores: list[float] 
 
 def _share(usage: Mapping[str, Any], i: int, k: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in ("input_tokens", "output_tokens"):
+    for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
         total = usage[name]
         out[name] = None if total is None else total // k + (1 if i < total % k else 0)
     out["cost_usd"] = None if usage["cost_usd"] is None else usage["cost_usd"] / k

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from ...markers import data_block
 from ...prompt import JudgePrompt
-from ..rubric import _number
+from ..rubric import _number, shared_length
 from .prompt import field_blocks, group_digest
 
 __all__ = ["DEFAULT_THRESHOLD", "PAIR_FRAME", "PAIR_RUBRIC", "PairOutcome", "combine",
@@ -85,6 +85,7 @@ def render_pair(instructions: str, prompt: str, first: str, second: str,
     if reference is not None:
         blocks.append(data_block("REFERENCE", reference, max_input_chars))
     blocks += field_blocks(fields, max_input_chars)
+    shared = shared_length(blocks)
     blocks.append(data_block("RESPONSE A", first, max_input_chars))
     blocks.append(data_block("RESPONSE B", second, max_input_chars))
     system = instructions.replace("{score_max}", top)
@@ -92,7 +93,7 @@ def render_pair(instructions: str, prompt: str, first: str, second: str,
         blocks.append(_FOOTER.format(low=low, high=top))
         half = _number((scale[0] + scale[1]) / 2)
         system = PAIR_FRAME.format(low=low, high=top, half=half) + system
-    return JudgePrompt(system=system, user="\n\n".join(blocks))
+    return JudgePrompt(system=system, user="\n\n".join(blocks), shared=shared)
 
 
 @dataclass(frozen=True)

@@ -184,4 +184,6 @@ def _usage(firsts: Sequence[Verdict], every: Sequence[Verdict]) -> dict[str, Any
             "latency_s": max(v.latency_s for v in firsts),
             "attempts": sum(v.attempts for v in firsts),
             "input_tokens": total("input_tokens"), "output_tokens": total("output_tokens"),
-            "cost_usd": total("cost_usd"), "cached": all(v.cached for v in firsts)}
+            "cost_usd": total("cost_usd"), "cache_read_tokens": total("cache_read_tokens"),
+            "cache_write_tokens": total("cache_write_tokens"),
+            "cached": all(v.cached for v in firsts)}

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from ...markers import data_block
 from ...prompt import JudgePrompt
-from ..rubric import _number
+from ..rubric import _number, shared_length
 
 __all__ = ["GROUP_FRAME", "GROUP_RUBRIC", "GroupLayout", "field_blocks", "group_digest",
            "render_group"]
@@ -193,11 +193,12 @@ def render_group(instructions: str, prompt: str, responses: Sequence[str],
     if reference is not None:
         blocks.append(data_block("REFERENCE", reference, max_input_chars))
     blocks += field_blocks(fields, max_input_chars)
+    shared = shared_length(blocks)
     for position, text in enumerate(layout.shown(list(responses)), start=1):
         blocks.append(data_block(f"RESPONSE {position}", text, max_input_chars))
     system = instructions.replace("{score_max}", top)
     if frame:
         blocks.append(_FOOTER.format(k=k, low=low, high=top))
         system = GROUP_FRAME.format(low=low, high=top) + system
-    return JudgePrompt(system=system, user="\n\n".join(blocks))
+    return JudgePrompt(system=system, user="\n\n".join(blocks), shared=shared)
 
