@@ -50,6 +50,7 @@ def format_live_status(status: JudgeStatus | Mapping[str, Any], *, warnings: boo
         lines.append(f"  failover: serving fallback {view.fallback} "
                      f"(failovers {view.failover.failovers})")
     lines += [f"  failover: {circuit.text()}" for circuit in view.failover.circuits]
+    lines += [f"  prompt cache: {cache.text()}" for cache in view.prompt_cache]
     lines += _shift_text(view.shift, view.calibration)
     if view.override_problem:
         lines.append(f"  problem:  {view.override_problem}")

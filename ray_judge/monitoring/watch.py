@@ -177,6 +177,8 @@ def _status_parts(status: JudgeStatus, rate: float | None,
     load = ", ".join(f"{b} {n}" for b, n in view.in_flight.items()) or "none"
     summary.add_row("load", f"{view.queued:,} queued   in flight: {load}")
     summary.add_row("failover", _failover(view.failover))
+    for cache in view.prompt_cache:
+        summary.add_row("prompt cache", cache.text())
     for report in view.shift:
         # How far the reward moved with the latest switch (see Switch-aware rewards).
         name = "" if report.judge is None else f"judge {report.judge}: "

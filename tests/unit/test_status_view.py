@@ -50,3 +50,18 @@ def test_the_text_and_the_frame_say_the_same_things() -> None:
                  "p50 0.50s", "litellm:b 4", "listens beyond loopback without a token"):
         assert said in text and said in frame, said
     assert "    litellm:a: ok 5, weird 1\n    litellm:b: ok 2, timeout 1" in text
+
+
+def test_the_providers_prompt_cache_is_shown_per_backend_apart_from_the_verdict_cache() -> None:
+    status = {**STATUS, "cached": 3, "prompt_cache": {
+        "litellm:anthropic/claude-sonnet-4-5": {"input_tokens": 48_000, "read_tokens": 40_090,
+                                                "write_tokens": 3_206, "hit_ratio": 0.8352},
+        "litellm:openai/gpt-4o": {"input_tokens": 900, "read_tokens": 0, "write_tokens": 0,
+                                  "hit_ratio": 0.0}}}
+    (cache,) = read_status(status).prompt_cache  # a backend with no cache use is left out
+    assert cache.text() == ("litellm:anthropic/claude-sonnet-4-5 84% of 48,000 input "
+                            "tokens read from cache, 3,206 written")
+    assert f"  prompt cache: {cache.text()}" in format_live_status(status).splitlines()
+    console = Console(file=io.StringIO(), width=300, record=True, color_system=None)
+    console.print(render(View(target="t", status=status, polled_at=1_700_000_005.0)))
+    assert cache.text() in console.export_text()
