@@ -1,7 +1,7 @@
 """The pool tier: tests against a real Ray cluster, through the judge pool.
 
 Everything here carries the ``ray`` marker; ``pytest tests/pool`` runs the tier. The
-modules share one cluster for the session (:func:`cluster`): a start costs Ray's fixed
+modules share one cluster (:func:`cluster`): a start costs Ray's fixed
 30 s raylet wait. Each module names its judges, and stops them; a judge left behind
 fails that module's teardown (:func:`no_judge_left_behind`), so no module ever gets
 another's judge from ``start_judge``'s get-or-create.
@@ -28,9 +28,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.ray)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster():
-    """The pool tier's one cluster (the start-up retry is :func:`init_local`'s)."""
+    """The pool tier's one cluster (the start-up retry is :func:`init_local`'s). Package
+    scope: it is shut down when the tier's last module is done, before the system tier's
+    modules start clusters of their own."""
     import ray
 
     context = init_local()
