@@ -96,7 +96,7 @@ class Judge:
                               node_id=ray.get_runtime_context().get_node_id())
         collector.freeze(config.gc_threshold, "judge")  # Ray, the catalog, the cache
         logger.info("judge started: backend %s, %d workers, override file %s",
-                    self.core.route()[0], len(workers), config.backend_file)
+                    self.core.status()["serving"], len(workers), config.backend_file)
 
     def __repr__(self) -> str:
         return f"Judge({self.core!r})"
