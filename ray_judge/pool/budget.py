@@ -2,11 +2,12 @@
 
 ``LLM_JUDGE_BUDGET_USD`` sets a limit for the run and/or per rolling hour.
 :class:`Budget` counts the ``cost_usd`` of every verdict a billed backend returns
-(LiteLLM; the Claude Code CLI only when it runs on an API key, ``ANTHROPIC_API_KEY``:
-on a subscription login its cost is notional) and is asked before every micro-batch
-goes out (:meth:`Budget.guard` wraps the judge's ``send``). A limit is reached once
-spend is at or over it; the calls already in flight then finish and are counted, so a
-run overshoots a limit by at most what was in flight when it was reached.
+(LiteLLM but ``hosted_vllm/``; the Claude Code CLI only when it runs on an API key,
+``ANTHROPIC_API_KEY``: on a subscription login its cost is notional) and is asked
+before every micro-batch goes out (:meth:`Budget.guard` wraps the judge's ``send``). A
+limit is reached once spend is at or over it; the calls already in flight then finish
+and are counted, so a run overshoots a limit by at most what was in flight when it was
+reached.
 
 ``LLM_JUDGE_BUDGET_POLICY`` says what a reached limit does to a billed backend:
 
@@ -53,10 +54,17 @@ Request = JudgeRequest | GroupRequest
 Send = Callable[[int, str, list[Request]], Awaitable[list[Result]]]
 
 
+#: LiteLLM providers that serve your own model: nothing is billed.
+_SELF_HOSTED = ("hosted_vllm/",)
+
+
 def billed(spec: str, environ: Mapping[str, str] = os.environ) -> bool:
-    """Whether ``spec``'s reported cost is money: LiteLLM's always, the CLI's only on an
-    API key (a subscription login's cost is notional)."""
-    return BackendSpec.parse(spec).kind == "litellm" or bool(environ.get("ANTHROPIC_API_KEY"))
+    """Whether ``spec``'s reported cost is money: LiteLLM's (but a self-hosted vLLM's),
+    the CLI's only on an API key (a subscription login's cost is notional)."""
+    parsed = BackendSpec.parse(spec)
+    if parsed.kind == "litellm":
+        return not parsed.name.startswith(_SELF_HOSTED)
+    return bool(environ.get("ANTHROPIC_API_KEY"))
 
 
 class SpendStore(Protocol):

@@ -232,6 +232,7 @@ def test_only_billed_backends_count_and_a_cache_hit_costs_nothing():
 
 @pytest.mark.parametrize(("spec", "environ", "expected"), [
     (PAID, {}, True),
+    ("litellm:hosted_vllm/qwen", {"ANTHROPIC_API_KEY": "sk-ant-x"}, False),
     (FREE, {}, False),
     (FREE, {"ANTHROPIC_API_KEY": "sk-ant-x"}, True),
     (FREE, {"ANTHROPIC_API_KEY": ""}, False),
