@@ -107,8 +107,10 @@ class FailoverChain:
         if spec != primary:
             self.failovers += 1
             circuit = self._circuits.get(str(primary))
+            why = ("its spend budget is reached" if self._diverts(str(primary))
+                   else (circuit.reason if circuit else "") or "primary unavailable")
             logger.warning("judge backend failover: %s -> %s (%s)", previous or primary, text,
-                           circuit.reason if circuit else "primary unavailable")
+                           why)
         elif previous is not None and previous in self._circuits:
             logger.info("judge backend %s serves again", text)
 
