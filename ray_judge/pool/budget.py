@@ -49,6 +49,9 @@ logger = logging.getLogger(__name__)
 HOUR_S = 3600.0
 #: Share of a limit whose crossing is logged as a WARNING (once per window).
 WARN_SHARE = 0.8
+#: Sums of float prices drift: ten calls of 0.01 USD add up to 0.0999...; a limit is
+#: reached within this many dollars of it.
+_EPSILON = 1e-9
 
 Request = JudgeRequest | GroupRequest
 Send = Callable[[int, str, list[Request]], Awaitable[list[Result]]]
@@ -211,9 +214,10 @@ class Budget:
 
     def reached(self) -> str | None:
         """``"run"`` or ``"hour"``: the limit that is reached now (the run's first)."""
-        if self.limits.run is not None and self.total >= self.limits.run:
+        if self.limits.run is not None and self.total >= self.limits.run - _EPSILON:
             return "run"
-        if self.limits.hourly is not None and self.hour_spent() >= self.limits.hourly:
+        if (self.limits.hourly is not None
+                and self.hour_spent() >= self.limits.hourly - _EPSILON):
             return "hour"
         return None
 
@@ -225,7 +229,7 @@ class Budget:
         left = self._hour_total
         for second, usd in self._hour:
             left -= usd
-            if left < self.limits.hourly:
+            if left < self.limits.hourly - _EPSILON:
                 return second + HOUR_S
         return None  # not reached: the loop always ends inside
 

@@ -263,3 +263,11 @@ def test_the_spend_file_adds_what_one_second_spent(tmp_path):
     cache.add_spend(7.0, 1.0)
     cache.close()
     assert VerdictCache(10, tmp_path / "c.db").spend() == [(5.0, 0.75), (7.0, 1.0)]
+
+
+def test_ten_calls_of_a_cent_reach_a_limit_of_a_dime():
+    # 0.01 summed ten times is 0.09999999999999999 in floats: still the limit.
+    budget = Budget(SpendLimits(run=0.1, hourly=0.1), billed=lambda spec: True, clock=Clock())
+    for _ in range(10):
+        budget.charge(PAID, [Verdict(score=1.0, status="ok", cost_usd=0.01)])
+    assert budget.total < 0.1 and budget.reached() == "run" and budget.blocks(PAID)
