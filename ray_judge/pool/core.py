@@ -1,11 +1,10 @@
-"""The judge's logic without Ray: routing, switch history, planning, the queue, status.
+"""The judge's logic without Ray: what the ``judge`` actor (:mod:`.judge`) holds.
 
-:class:`JudgeCore` is what the ``judge`` actor (:mod:`ray_judge.pool.judge`) holds: the
-backend resolution, failover and spend budget, the switch history, the planning of
-requests (groups into chunks, comparisons into ordered pairs, cache keys), the dispatcher
-with its limits and cache, the shift monitor, and the status. The workers (:class:`Workers`:
-Ray actors, or :class:`~ray_judge.pool.worker.LocalWorkers` in a test) and the clock are
-injected, so all of this runs and is tested without a cluster.
+:class:`JudgeCore`: backend resolution, failover and spend budget, switch history, the
+planning of requests (groups into chunks, comparisons into ordered pairs, cache keys),
+the dispatcher with its limits and cache, the shift monitor and the status. Workers
+(:class:`Workers`: Ray actors, or :class:`~.worker.LocalWorkers` in a test) and the clock
+are injected, so all of this runs and is tested without a cluster.
 """
 
 from __future__ import annotations
