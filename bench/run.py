@@ -46,11 +46,13 @@ SCENARIOS = {
     "3": "bench.s3_switch",
     "6": "bench.s6_groups",
     "7": "bench.s7_soak",
+    "8": "bench.s8_cost",
 }
 OPT_IN = {"7"}
 NAMES = {"1": "LiteLLM path", "2": "Claude Code path", "3": "switch latency",
          "4": "override file cost", "5": "start-up and footprint",
-         "6": "GRPO step, pointwise vs grouped", "7": "soak"}
+         "6": "GRPO step, pointwise vs grouped", "7": "soak",
+         "8": "cost of a GRPO step, prompt caching off and on"}
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:

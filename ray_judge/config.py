@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .settings import CALIBRATIONS, CCODE_MODES, LITELLM_TRANSPORTS, SETTINGS, read
+from .settings import CALIBRATIONS, CCODE_MODES, LITELLM_TRANSPORTS, SETTINGS, SpendLimits, read
 from .spec import DEFAULT_SPEC, BackendSpec
 
 __all__ = ["CALIBRATIONS", "CCODE_MODES", "ENV_VARS", "LITELLM_TRANSPORTS", "JudgeConfig",
@@ -79,6 +79,8 @@ class JudgeConfig:
     worker_cpus: float = 0.0
     fallback: tuple[BackendSpec, ...] = ()
     failover_rate_limited: int = 20
+    budget_usd: SpendLimits = field(default_factory=SpendLimits)
+    budget_policy: str = "fallback"
     probe_interval_s: float = 60.0
     rpm_ccode: float = 0.0
     rpm_litellm: float = 0.0

@@ -25,7 +25,8 @@ from typing import Any
 from .errors import ConfigError
 from .spec import DEFAULT_SPEC, BackendSpec, parse_ccode_model_overrides
 
-__all__ = ["CALIBRATIONS", "CCODE_MODES", "LITELLM_TRANSPORTS", "SETTINGS", "Setting", "read"]
+__all__ = ["BUDGET_POLICIES", "CALIBRATIONS", "CCODE_MODES", "LITELLM_TRANSPORTS", "SETTINGS",
+           "Setting", "SpendLimits", "read"]
 
 #: How the ccode backend runs the CLI (``LLM_JUDGE_CCODE_MODE``).
 CCODE_MODES = ("session", "oneshot")
@@ -33,6 +34,8 @@ CCODE_MODES = ("session", "oneshot")
 LITELLM_TRANSPORTS = ("lean", "litellm")
 #: Calibration of scores after a backend switch (``LLM_JUDGE_CALIBRATE``).
 CALIBRATIONS = ("none", "quantile")
+#: What happens when a spend limit is reached (``LLM_JUDGE_BUDGET_POLICY``).
+BUDGET_POLICIES = ("fallback", "wait", "fail")
 
 #: ``parse(text, base)``: ``text`` is the stripped, non-blank value, ``base`` the directory
 #: relative paths are read against. Raise ``ValueError("must be ...")`` for a bad value
@@ -114,6 +117,39 @@ def plain(text: str, _base: Path) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class SpendLimits:
+    """``LLM_JUDGE_BUDGET_USD``: US dollars for the whole run and per rolling hour (None:
+    no such limit)."""
+
+    run: float | None = None
+    hourly: float | None = None
+
+    def __str__(self) -> str:
+        parts = ([] if self.hourly is None else [f"{self.hourly:g}/h"]) + (
+            [] if self.run is None else [f"{self.run:g}"])
+        return ",".join(parts) or "none"
+
+
+def spend_limits(text: str, _base: Path) -> SpendLimits:
+    """``"500"`` (the run), ``"20/h"`` (a rolling hour) or both: ``"20/h,500"``."""
+    found: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",")):
+        which, number = ("hourly", part[:-2]) if part.lower().endswith("/h") else ("run", part)
+        try:
+            value = float(number)
+        except ValueError:
+            raise ValueError("must be US dollars for the run and/or per hour, such as "
+                             "500, 20/h or 20/h,500") from None
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError("must hold limits > 0, such as 500, 20/h or 20/h,500")
+        if which in found:
+            raise ValueError(f"must give the {'hourly' if which == 'hourly' else 'run'} "
+                             "limit once")
+        found[which] = value
+    return SpendLimits(**found)
+
+
 def ccode_models(value: str, _base: Path) -> Mapping[str, str]:
     return parse_ccode_model_overrides(value)
 
@@ -187,6 +223,13 @@ SETTINGS: tuple[Setting, ...] = (
             "(0: Python's defaults)"),
     Setting("LLM_JUDGE_FALLBACK", "fallback", specs, "none",
             "comma-separated specs to fail over to, in order"),
+    Setting("LLM_JUDGE_BUDGET_USD", "budget_usd", spend_limits, "unset (no limit)",
+            "spend limit in US dollars of billed backends: for the run (`500`), per rolling "
+            "hour (`20/h`) or both (`20/h,500`); see [Spend budgets](cost.md#spend-budgets)"),
+    Setting("LLM_JUDGE_BUDGET_POLICY", "budget_policy", choice(BUDGET_POLICIES),
+            "`fallback`", "when a spend limit is reached: `fallback` to the next backend "
+            "that is not billed, `wait` for the hour to refill, or `fail` as "
+            "`budget_exhausted`"),
     Setting("LLM_JUDGE_FAILOVER_RATE_LIMITED", "failover_rate_limited", integer(0), "20",
             "`rate_limited` requests in a row (retries spent) that trigger a failover"),
     Setting("LLM_JUDGE_PROBE_INTERVAL", "probe_interval_s", number(0.1), "60",

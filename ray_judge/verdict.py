@@ -26,6 +26,9 @@ class Status(str, Enum):
     AUTH_ERROR = "auth_error"
     BACKEND_ERROR = "backend_error"
     INVALID_INPUT = "invalid_input"
+    #: a spend limit (``LLM_JUDGE_BUDGET_USD``) was reached; ``retry_after`` says when
+    #: the hourly window refills, when one will
+    BUDGET_EXHAUSTED = "budget_exhausted"
 
     def __str__(self) -> str:
         return self.value

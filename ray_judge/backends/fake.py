@@ -63,7 +63,9 @@ class FakeBackend(Backend):
     ``handler`` may raise a BackendCallError subclass to play a failing model, and may be
     async. ``latency_s`` adds a sleep per call; when the backend is built from a spec
     alone (through the registry, in a pool dry run) a model name ending in ``@<seconds>``,
-    e.g. ``litellm:fake/slow@0.2``, sets it. ``calls`` counts attempts.
+    e.g. ``litellm:fake/slow@0.2``, sets it, and one with ``$<usd>`` before it, e.g.
+    ``litellm:fake/paid$0.01``, reports that cost per call (a billed provider whose
+    price is known, for the spend budget's tests). ``calls`` counts attempts.
     """
 
     kind = "fake"
@@ -74,6 +76,8 @@ class FakeBackend(Backend):
         self.handler = handler
         _, at, seconds = self.model.rpartition("@")
         self.latency_s = latency_s or (float(seconds) if at and _is_number(seconds) else 0.0)
+        _, dollar, usd = (self.model.rpartition("@")[0] if at else self.model).rpartition("$")
+        self.cost_usd = float(usd) if dollar and _is_number(usd) else 0.0
         # Visible in every Verdict, so a dry run's numbers are never mistaken for a model's.
         self.model = f"fake({self.model})"
         self.calls = 0
@@ -89,7 +93,7 @@ class FakeBackend(Backend):
         if isinstance(out, Completion):
             return out
         return Completion(text=str(out), model=self.model, input_tokens=len(prompt.user) // 4,
-                          output_tokens=len(str(out)) // 4, cost_usd=0.0)
+                          output_tokens=len(str(out)) // 4, cost_usd=self.cost_usd)
 
     async def aclose(self) -> None:
         self.closed = True

@@ -51,6 +51,8 @@ def format_live_status(status: JudgeStatus | Mapping[str, Any], *, warnings: boo
                      f"(failovers {view.failover.failovers})")
     lines += [f"  failover: {circuit.text()}" for circuit in view.failover.circuits]
     lines += [f"  prompt cache: {cache.text()}" for cache in view.prompt_cache]
+    if view.budget:
+        lines.append(f"  budget:   {view.budget.text()}")
     lines += _shift_text(view.shift, view.calibration)
     if view.override_problem:
         lines.append(f"  problem:  {view.override_problem}")

@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..pool.status import JudgeStatus
 
-__all__ = ["STATUS_ORDER", "CalibrationState", "Circuit", "FailoverState", "PromptCache",
-           "RewardServer", "ShiftReport", "StatusView", "Switch", "calibrations",
+__all__ = ["STATUS_ORDER", "BudgetState", "CalibrationState", "Circuit", "FailoverState",
+           "PromptCache", "RewardServer", "ShiftReport", "StatusView", "Switch", "calibrations",
            "clock", "count_columns", "insecure_text", "read_status", "reward_servers", "seconds",
            "shift_reports"]
 
 #: The verdict statuses in the order the views show them (ok first), then any other.
 STATUS_ORDER = ("ok", "parse_error", "timeout", "rate_limited", "usage_limited",
-                "auth_error", "backend_error", "invalid_input")
+                "auth_error", "backend_error", "invalid_input", "budget_exhausted")
 #: How many of the latest backend changes a view shows.
 RECENT_SWITCHES = 5
 #: What follows each warning about the override file's permissions.
@@ -137,6 +137,37 @@ class PromptCache:
 
 
 @dataclass(frozen=True)
+class BudgetState:
+    """The spend budget (``LLM_JUDGE_BUDGET_USD``): spend, limits, when the hour refills."""
+
+    policy: str
+    spent_usd: float
+    limit_usd: float | None  # the run's
+    hour_spent_usd: float
+    hour_limit_usd: float | None
+    reached: str | None  # "run" or "hour"
+    refill_at: float | None
+    refill_in_s: float | None
+
+    def text(self) -> str:
+        """``12.40 of 500 USD spent, 18.20 of 20 USD in the last hour (policy fallback)``,
+        then what is reached and when the hour refills."""
+        parts = []
+        if self.limit_usd is not None:
+            parts.append(f"{self.spent_usd:.2f} of {self.limit_usd:g} USD spent")
+        if self.hour_limit_usd is not None:
+            parts.append(f"{self.hour_spent_usd:.2f} of {self.hour_limit_usd:g} USD in the "
+                         "last hour")
+        line = f"{', '.join(parts)} (policy {self.policy})"
+        if self.reached == "run":
+            return f"{line}; RUN LIMIT REACHED"
+        if self.reached == "hour" and self.refill_at is not None:
+            return (f"{line}; HOURLY LIMIT REACHED, refills in {self.refill_in_s or 0:.0f}s "
+                    f"(at {clock(self.refill_at)})")
+        return line
+
+
+@dataclass(frozen=True)
 class StatusView:
     """What every view of the judge shows, read once from its status."""
 
@@ -169,6 +200,7 @@ class StatusView:
     calibration: tuple[CalibrationState, ...]
     reward_servers: tuple[RewardServer, ...]
     prompt_cache: tuple[PromptCache, ...]  # backends whose provider reported cache use
+    budget: BudgetState | None  # None: no spend limit is set
 
 
 def read_status(status: JudgeStatus | Mapping[str, Any]) -> StatusView:
@@ -212,7 +244,16 @@ def read_status(status: JudgeStatus | Mapping[str, Any]) -> StatusView:
                         read_tokens=c["read_tokens"], write_tokens=c["write_tokens"])
             for b, c in sorted((status.get("prompt_cache") or {}).items())
             if c["read_tokens"] or c["write_tokens"]),
+        budget=_budget(status.get("budget")),
     )
+
+
+def _budget(budget: Mapping[str, Any] | None) -> BudgetState | None:
+    if not budget or (budget.get("limit_usd") is None and budget.get("hour_limit_usd") is None):
+        return None
+    return BudgetState(**{name: budget.get(name) for name in (
+        "policy", "spent_usd", "limit_usd", "hour_spent_usd", "hour_limit_usd", "reached",
+        "refill_at", "refill_in_s")})
 
 
 def _fallback(backend: str, failover: Mapping[str, Any]) -> str | None:

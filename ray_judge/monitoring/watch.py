@@ -179,6 +179,9 @@ def _status_parts(status: JudgeStatus, rate: float | None,
     summary.add_row("failover", _failover(view.failover))
     for cache in view.prompt_cache:
         summary.add_row("prompt cache", cache.text())
+    if view.budget:
+        summary.add_row("budget", Text(view.budget.text(),
+                                       style="bold red" if view.budget.reached else ""))
     for report in view.shift:
         # How far the reward moved with the latest switch (see Switch-aware rewards).
         name = "" if report.judge is None else f"judge {report.judge}: "

@@ -6,7 +6,8 @@ call is one entry (its tuple of Verdicts, stored only when every one is ``ok``):
 judge graded the members together, so a member alone is not the same question. An
 in-memory LRU, and optionally an SQLite file so that a restarted judge keeps its
 verdicts. The same file keeps each judge's reservoir of sampled requests
-(:mod:`.reservoir`), one row per slot.
+(:mod:`.reservoir`), one row per slot, and what billed backends cost, one row per
+second (:mod:`.budget`), so a restarted judge remembers what it spent.
 """
 
 from __future__ import annotations
@@ -106,6 +107,8 @@ class VerdictCache:
                    "slot INTEGER NOT NULL, sample TEXT NOT NULL, PRIMARY KEY (judge, slot))")
         db.execute("CREATE TABLE IF NOT EXISTS reservoir_seen "
                    "(judge TEXT PRIMARY KEY, seen INTEGER NOT NULL)")
+        db.execute("CREATE TABLE IF NOT EXISTS spend "
+                   "(second INTEGER PRIMARY KEY, usd REAL NOT NULL)")
         db.execute("BEGIN")
         return db
 
@@ -161,6 +164,30 @@ class VerdictCache:
             self.flush(force=False)
         except (sqlite3.Error, TypeError, ValueError):
             logger.exception("writing the reservoir failed; continuing in memory")
+
+    def add_spend(self, at: float, usd: float) -> None:
+        """Keep ``usd`` spent at ``at`` (epoch seconds) in the file (no-op without one).
+        Committed at once: money spent is worth a commit (cheap in WAL mode)."""
+        if self._db is None:
+            return
+        try:
+            self._db.execute("INSERT INTO spend VALUES (?, ?) ON CONFLICT(second) "
+                             "DO UPDATE SET usd = usd + excluded.usd", (int(at), usd))
+            self._dirty += 1
+            self.flush()
+        except sqlite3.Error:
+            logger.exception("writing the spend failed; continuing in memory")
+
+    def spend(self) -> list[tuple[float, float]]:
+        """Every ``(second, usd)`` kept in the file, oldest first."""
+        if self._db is None:
+            return []
+        try:
+            rows = self._db.execute("SELECT second, usd FROM spend ORDER BY second").fetchall()
+        except sqlite3.Error:
+            logger.exception("the spend in the cache file could not be read; ignoring it")
+            return []
+        return [(float(second), float(usd)) for second, usd in rows]
 
     def save_seen(self, judge: str, seen: int) -> None:
         if self._db is None:

@@ -1,12 +1,10 @@
-"""The judge's logic without Ray: routing, switch history, planning, the queue, status.
+"""The judge's logic without Ray: what the ``judge`` actor (:mod:`.judge`) holds.
 
-:class:`JudgeCore` is what the ``judge`` actor (:mod:`ray_judge.pool.judge`) holds: the
-backend resolution and failover, the history of switches, the planning of requests
-(groups into chunks, comparisons into ordered pairs, cache keys), the dispatcher with its
-global limits and cache, the shift monitor, and the status. The workers are injected
-(:class:`Workers`): the actor gives it Ray worker actors, a test gives it
-:class:`~ray_judge.pool.worker.LocalWorkers` in the same process, so all of this runs
-and is tested without a cluster. Time is injected too (``clock``).
+:class:`JudgeCore`: backend resolution, failover and spend budget, switch history, the
+planning of requests (groups into chunks, comparisons into ordered pairs, cache keys),
+the dispatcher with its limits and cache, the shift monitor and the status. Workers
+(:class:`Workers`: Ray actors, or :class:`~.worker.LocalWorkers` in a test) and the clock
+are injected, so all of this runs and is tested without a cluster.
 """
 
 from __future__ import annotations
@@ -38,6 +36,7 @@ from ..selection.resolver import BackendResolver
 from ..shift.monitor import DEFAULT_JUDGE, ShiftMonitor, ShiftReport, judge_of
 from ..spec import BackendSpec
 from ..verdict import GroupRequest, JudgeRequest, Verdict
+from .budget import Budget
 from .cache import Result, VerdictCache, cache_key, group_cache_key, members
 from .dispatch import Dispatcher, Request
 from .failover import FailoverChain
@@ -123,16 +122,17 @@ class JudgeCore:
         self._switches = 0
         self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT_SWITCHES)
         self._pid = os.getpid()
-        self.failover = FailoverChain(
-            config.fallback, probe_interval_s=config.probe_interval_s,
-            rate_limited_budget=config.failover_rate_limited)
         # Verdicts depend on the rubric: a changed rubric must not hit old entries.
         self._rubric_id = f"{rubric.score_max}:{rubric.template}"
         self.cache = VerdictCache(config.cache_size, config.cache_path)
+        self.budget = Budget.of(config, clock=clock, store=self.cache, gauge=metrics.set_budget)
+        self.failover = FailoverChain(
+            config.fallback, probe_interval_s=config.probe_interval_s,
+            rate_limited_budget=config.failover_rate_limited, diverts=self.budget.diverts)
         for name, hint in catalog.caching_hints():
             logger.info("judge %r: prompt caching hint: %s", name, hint)
         self.dispatcher = Dispatcher(
-            num_workers=len(workers), send=self._send, route=self.route,
+            num_workers=len(workers), send=self.budget.guard(self._send), route=self.route,
             limit_for=config.max_in_flight, rpm_for=config.rpm,
             tpm_for=config.tpm, on_verdict=self._record, reroute=self._learn,
             cache=self.cache, key_for=self._key, ping=workers.ping)
@@ -250,6 +250,7 @@ class JudgeCore:
             calibration=self.shift.calibration_snapshot(),
             reservoir=self.shift.reservoir_snapshot(),
             reward_servers=self.reward_servers.snapshot(),
+            budget=self.budget.snapshot(),
             **self.stats.snapshot(),  # type: ignore[typeddict-item]
         )
 

@@ -10,6 +10,11 @@ When an open circuit's time is up it goes half-open: exactly one request probes 
 Success closes it (requests go back to the primary); failure re-opens it with a longer
 wait. So the judge does not flip-flop between backends on every other request.
 The override file is never rewritten: failover sits on top of it.
+
+A backend the spend budget diverts from (``diverts``, :class:`~.budget.Budget` under
+the ``fallback`` policy) is passed over like an open circuit, without a probe, for as
+long as the budget says so; a ``budget_exhausted`` verdict of it is served again by the
+next backend, and opens no circuit (the backend is not at fault).
 """
 
 from __future__ import annotations
@@ -54,8 +59,10 @@ class FailoverChain:
 
     def __init__(self, fallbacks: Sequence[BackendSpec], *, probe_interval_s: float = 60.0,
                  max_probe_interval_s: float = 900.0, rate_limited_budget: int = 20,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 diverts: Callable[[str], bool] = lambda spec: False) -> None:
         self.fallbacks = list(fallbacks)
+        self._diverts = diverts
         self.probe_interval_s = probe_interval_s
         self.max_probe_interval_s = max_probe_interval_s
         self.rate_limited_budget = rate_limited_budget
@@ -75,6 +82,8 @@ class FailoverChain:
         now = self._clock()
         chosen: tuple[BackendSpec, int | None] | None = None
         for spec in self.chain(primary):
+            if self._diverts(str(spec)):
+                continue
             circuit = self._circuits.get(str(spec))
             if circuit is None or not circuit.is_open:
                 chosen = (spec, None)
@@ -84,7 +93,8 @@ class FailoverChain:
                 logger.info("judge backend %s: probing whether it is back", spec)
                 return spec, 1
         if chosen is None:  # every circuit is open: wait on the one that reopens first
-            spec = min(self.chain(primary), key=lambda s: self._circuits[str(s)].open_until)
+            spec = min(self.chain(primary),
+                       key=lambda s: self._circuits.get(str(s), _Circuit()).open_until)
             chosen = (spec, None)
         self._note_serving(primary, chosen[0])
         return chosen
@@ -97,8 +107,10 @@ class FailoverChain:
         if spec != primary:
             self.failovers += 1
             circuit = self._circuits.get(str(primary))
+            why = ("its spend budget is reached" if self._diverts(str(primary))
+                   else (circuit.reason if circuit else "") or "primary unavailable")
             logger.warning("judge backend failover: %s -> %s (%s)", previous or primary, text,
-                           circuit.reason if circuit else "primary unavailable")
+                           why)
         elif previous is not None and previous in self._circuits:
             logger.info("judge backend %s serves again", text)
 
@@ -106,15 +118,17 @@ class FailoverChain:
         """Whether a failed verdict should be served again, by another backend that is up."""
         qualifies = _hard(verdict) or (
             verdict.status is Status.RATE_LIMITED
-            and self._circuits.get(verdict.backend or "", _Circuit()).is_open)
+            and self._circuits.get(verdict.backend or "", _Circuit()).is_open) or (
+            verdict.status is Status.BUDGET_EXHAUSTED and self._diverts(verdict.backend or ""))
         return qualifies and any(
-            str(spec) != verdict.backend
+            str(spec) != verdict.backend and not self._diverts(str(spec))
             and not self._circuits.get(str(spec), _Circuit()).is_open
             for spec in self.chain(primary))
 
     def report(self, verdict: Verdict) -> None:
         """Learn from a verdict of backend ``verdict.backend``."""
-        if not verdict.backend or verdict.spent_elsewhere:  # learnt from its own call
+        if (not verdict.backend or verdict.spent_elsewhere  # learnt from its own call
+                or verdict.status is Status.BUDGET_EXHAUSTED):  # never sent
             return
         circuit = self._circuits.setdefault(verdict.backend, _Circuit())
         if verdict.status in (Status.OK, Status.PARSE_ERROR):  # the backend answered

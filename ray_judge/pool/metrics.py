@@ -109,6 +109,12 @@ class JudgeMetrics:
             "judge_score_rank_correlation", "Spearman correlation of the old and new "
             "backend's scores on the same requests since the latest switch.",
             tag_keys=("judge",))
+        self.budget_spent = metrics.Gauge(
+            "judge_budget_spent_usd", "US dollars billed backends cost, in the run and in "
+            "the last hour (what LLM_JUDGE_BUDGET_USD limits).", tag_keys=("window",))
+        self.budget_limit = metrics.Gauge(
+            "judge_budget_limit_usd", "The spend limits of LLM_JUDGE_BUDGET_USD, by window.",
+            tag_keys=("window",))
         for counter in (self.switches, self.failovers, self.cache_hits,
                         self.group_calls_saved, self.groups_split, self.position_inconsistent):
             _export_zero(counter)
@@ -172,6 +178,14 @@ class JudgeMetrics:
     def set_in_flight(self, backend: str, n: int, queued: int) -> None:
         self._set(self.in_flight, n, {"backend": backend})
         self._set(self.queued, queued)
+
+    def set_budget(self, budget: dict[str, Any]) -> None:
+        """The spend of :meth:`~.budget.Budget.snapshot` and its limits, by window."""
+        for window, spent, limit in (("run", "spent_usd", "limit_usd"),
+                                     ("hour", "hour_spent_usd", "hour_limit_usd")):
+            self._set(self.budget_spent, budget[spent], {"window": window})
+            if budget[limit] is not None:
+                self._set(self.budget_limit, budget[limit], {"window": window})
 
     def set_current(self, backend: str, *, switched: bool) -> None:
         if self._current is not None and self._current != backend:

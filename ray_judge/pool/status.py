@@ -44,6 +44,10 @@ class JudgeStatus(TypedDict):
     calibration: dict[str, Any]
     reservoir: dict[str, Any]
     reward_servers: list[dict[str, Any]]
+    #: the spend budget (:meth:`~.budget.Budget.snapshot`): "policy", "spent_usd" and
+    #: "limit_usd" (the run), "hour_spent_usd" and "hour_limit_usd", "reached" ("run",
+    #: "hour" or None), "refill_at" / "refill_in_s", "held", "refused", "persistent"
+    budget: dict[str, Any]
     # JudgeStats.snapshot()
     total: int
     counts: dict[str, dict[str, int]]

@@ -147,3 +147,15 @@ def test_smoke_run_of_the_soak(tmp_path):
         assert f"'{kind}'" in lost["why"], lost["why"]
     assert rows[-1]["extra"]["client"]["judge_lost"] >= 1
     assert "soak verdicts 201-300" in table
+
+
+def test_smoke_run_of_the_cost_scenario(tmp_path):
+    report, table = run_bench(tmp_path, "--only", "8")  # no Ray: a few seconds
+    check_shape(report)
+    off, on, grouped = report["rows"]
+    assert [r["scenario"] for r in report["rows"]] == ["8"] * 3 and off["baseline"]
+    assert off["extra"]["cache_read_tokens"] == off["extra"]["cache_write_tokens"] == 0
+    assert on["extra"]["cache_read_tokens"] > 0 and on["rate"] < off["rate"]
+    assert grouped["extra"]["calls"] == 2 and on["extra"]["calls"] == off["extra"]["calls"] == 8
+    assert [t["scenario"] for t in report["targets"]] == ["8", "8"]
+    assert "USD/1k" in table

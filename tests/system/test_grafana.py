@@ -175,6 +175,8 @@ def judge(cluster, provider, tmp_path_factory):
         "LLM_JUDGE_MAX_BACKOFF": "0.2", "LLM_JUDGE_PROBE_INTERVAL": "600",
         "LLM_JUDGE_FAILOVER_RATE_LIMITED": "1000000", "LLM_JUDGE_MAX_IN_FLIGHT_LITELLM": "2",
         "OPENAI_API_BASE": f"{provider.url}/v1", "OPENAI_API_KEY": "sk-grafana-test-dummy",
+        # Far above what the run costs: the panel shows spend under both limits.
+        "LLM_JUDGE_BUDGET_USD": "1000/h,5000",
     }
     # A judge that asks once more when an answer does not parse (a correction turn).
     fixer = JudgeDefinition(name="fixer", correction_turns=1)
@@ -392,6 +394,12 @@ def test_every_dashboard_query_returns_what_the_run_caused(judge, provider, prom
     assert peak(tokens, backend=A, direction="output") > 0
     assert peak(results[("Cost per minute", "A")], backend=A) > 0
     assert 0 < peak(results[("Provider prompt-cache hit ratio", "A")], backend=A) < 1
+    spend = results[("Spend budget", "A")]  # billed: LiteLLM priced the fake's tokens
+    spent = ray.get(handle.status.remote())["budget"]
+    assert 0 < peak(spend, window="run") == pytest.approx(spent["spent_usd"], rel=1e-3)
+    assert 0 < peak(spend, window="hour") <= peak(spend, window="run")
+    limits = results[("Spend budget", "B")]
+    assert (peak(limits, window="hour"), peak(limits, window="run")) == (1000, 5000)
 
     # Scores as the backends gave them; C's model answers one point (0.1) higher.
     scores = results[("Score by backend and judge", "A")]

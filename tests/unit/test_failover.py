@@ -132,3 +132,20 @@ def test_a_backend_unavailable_on_the_worker_fails_over(chain) -> None:
     chain.report(missing)
     assert chain.can_reroute(missing, PRIMARY)
     assert chain.route(PRIMARY)[0] == FALL1
+
+
+def test_a_backend_the_spend_budget_diverts_from_is_passed_over_without_a_circuit(clock):
+    diverted = {str(PRIMARY), str(FALL1)}
+    chain = FailoverChain([FALL1, FALL2], clock=lambda: clock[0],
+                          diverts=lambda spec: spec in diverted)
+    assert chain.route(PRIMARY) == (FALL2, None)
+    refused = failed(PRIMARY, Status.BUDGET_EXHAUSTED)
+    chain.report(refused)
+    assert chain.snapshot()["open"] == {}  # not the backend's fault: no circuit opens
+    assert chain.can_reroute(refused, PRIMARY)  # FALL2 is neither out nor diverted
+    diverted.add(str(FALL2))
+    assert not chain.can_reroute(refused, PRIMARY)  # nothing left: the caller sees it
+    assert chain.route(PRIMARY) == (PRIMARY, None)  # and the guard refuses it there
+    diverted.clear()  # the hour refilled
+    assert chain.route(PRIMARY) == (PRIMARY, None)
+    assert not FailoverChain([FALL2]).can_reroute(refused, PRIMARY)  # other policies: never

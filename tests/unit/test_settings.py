@@ -125,6 +125,8 @@ GOOD: dict[str, tuple[str, Any]] = {
     "LLM_JUDGE_FALLBACK": ("ccode-4-opus,, litellm:openai/m",
                            (BackendSpec.parse("ccode-4-opus"),
                             BackendSpec.parse("litellm:openai/m"))),
+    "LLM_JUDGE_BUDGET_USD": (" 20/H , 500 ", settings.SpendLimits(run=500.0, hourly=20.0)),
+    "LLM_JUDGE_BUDGET_POLICY": ("Wait", "wait"),
     "LLM_JUDGE_FAILOVER_RATE_LIMITED": ("0", 0),
     "LLM_JUDGE_PROBE_INTERVAL": ("0.1", 0.1),
     "LLM_JUDGE_RPM_CCODE": ("60", 60.0),
@@ -167,6 +169,12 @@ BAD = [
     ("LLM_JUDGE_CALIBRATION_MIN_PAIRS", "0", "must be >= 1 and finite, got '0'"),
     ("LLM_JUDGE_CACHE_SIZE", "1e3", "must be an integer, got '1e3'"),
     ("LLM_JUDGE_FALLBACK", "ccode-4-opus,nonsense", ": invalid judge backend 'nonsense'"),
+    ("LLM_JUDGE_BUDGET_USD", "20/d", "must be US dollars for the run and/or per hour, "
+     "such as 500, 20/h or 20/h,500, got '20/d'"),
+    ("LLM_JUDGE_BUDGET_USD", "0/h", "must hold limits > 0, such as 500, 20/h or 20/h,500, "
+     "got '0/h'"),
+    ("LLM_JUDGE_BUDGET_USD", "5,6", "must give the run limit once, got '5,6'"),
+    ("LLM_JUDGE_BUDGET_POLICY", "spend", "must be one of fallback, wait, fail, got 'spend'"),
     ("LLM_JUDGE_CALIBRATION_REFERENCE", "litellm:", ": invalid judge backend 'litellm:'"),
     ("LLM_JUDGE_CCODE_MODEL", "ccode-9=x", ": unknown alias 'ccode-9' in 'ccode-9=x'"),
 ]

@@ -65,3 +65,21 @@ def test_the_providers_prompt_cache_is_shown_per_backend_apart_from_the_verdict_
     console = Console(file=io.StringIO(), width=300, record=True, color_system=None)
     console.print(render(View(target="t", status=status, polled_at=1_700_000_005.0)))
     assert cache.text() in console.export_text()
+
+
+def test_the_spend_budget_is_shown_with_what_is_left_and_when_the_hour_refills() -> None:
+    budget = {"policy": "fallback", "spent_usd": 12.4, "limit_usd": 500.0,
+              "hour_spent_usd": 20.31, "hour_limit_usd": 20.0, "reached": "hour",
+              "refill_at": 1_700_000_750.0, "refill_in_s": 750.0, "held": 0, "refused": 3,
+              "persistent": True}
+    status = {**STATUS, "budget": budget}
+    text = read_status(status).budget.text()
+    assert text.startswith("12.40 of 500 USD spent, 20.31 of 20 USD in the last hour "
+                           "(policy fallback); HOURLY LIMIT REACHED, refills in 750s (at ")
+    assert f"  budget:   {text}" in format_live_status(status).splitlines()
+    console = Console(file=io.StringIO(), width=300, record=True, color_system=None)
+    console.print(render(View(target="t", status=status, polled_at=1_700_000_005.0)))
+    assert text in console.export_text()
+    unlimited = {**budget, "limit_usd": None, "hour_limit_usd": None, "reached": None}
+    assert read_status({**STATUS, "budget": unlimited}).budget is None
+    assert read_status(STATUS).budget is None  # an older judge says nothing of it
