@@ -136,7 +136,8 @@ class Budget:
 
     def blocks(self, spec: str) -> bool:
         """Whether a micro-batch for ``spec`` may not go out now."""
-        if not self.is_billed(spec):
+        # No limit (the default): nothing to check before each micro-batch.
+        if (self.limits.run is None and self.limits.hourly is None) or not self.is_billed(spec):
             return False
         self._check(self._clock())
         return self._reached is not None
