@@ -28,6 +28,9 @@ from ray_judge.prompt import JudgePrompt
 from ray_judge.spec import BackendSpec
 from ray_judge.testing import Behaviour, FakeLLMServer
 from ray_judge.verdict import JudgeRequest
+from tests.unit.fake_providers import KEYS
+
+pytestmark = pytest.mark.usefixtures("provider_env")
 
 OPENAI = "openai/gpt-4o-mini"
 REASONING = "openai/o3-mini"  # LiteLLM turns system into user, max_tokens into
@@ -36,9 +39,6 @@ VLLM = "hosted_vllm/Qwen/Qwen3-8B"
 ANTHROPIC = "anthropic/claude-sonnet-4-5"
 UNPRICED = "anthropic/claude-3-opus-20240229"
 MODELS = [OPENAI, REASONING, VLLM, ANTHROPIC, UNPRICED]
-KEYS = {"OPENAI_API_KEY": "sk-test-openai-PLANTED0123456789",
-        "ANTHROPIC_API_KEY": "sk-ant-api03-PLANTED0123456789",
-        "HOSTED_VLLM_API_KEY": "vllm-key-PLANTED0123456789"}
 GENEROUS = 30.0
 SCHEMA = {"type": "object", "properties": {"score": {"type": "integer"},
                                            "why": {"type": "string"}},
@@ -55,27 +55,6 @@ SHAPES = {
     "json-schema": JudgePrompt(BASE.system, BASE.user, schema=SCHEMA),
     "unicode-and-quotes": JudgePrompt('Judge "fairly" \\ strictly.\n\t', 'Ünïcødé 🚀 "x"\n'),
 }
-
-
-@pytest.fixture(scope="module")
-def server():
-    load_litellm()
-    with FakeLLMServer() as srv:
-        yield srv
-
-
-@pytest.fixture(autouse=True)
-def provider_env(server, monkeypatch):
-    server.reset()
-    monkeypatch.setenv("OPENAI_API_BASE", f"{server.url}/v1")
-    monkeypatch.setenv("ANTHROPIC_API_BASE", server.url)
-    monkeypatch.setenv("HOSTED_VLLM_API_BASE", f"{server.url}/v1")
-    for name, value in KEYS.items():
-        monkeypatch.setenv(name, value)
-    for name in ("OPENAI_ORGANIZATION", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
 
 
 def make(model: str, transport: str, backend_class: type = LiteLLMBackend,

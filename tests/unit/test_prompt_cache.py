@@ -24,36 +24,17 @@ from ray_judge.judging.template import caching_hint
 from ray_judge.pool.stats import JudgeStats
 from ray_judge.prompt import JudgePrompt
 from ray_judge.spec import BackendSpec
-from ray_judge.testing import FakeLLMServer
 from ray_judge.testing.prompt_cache import PromptCaches
 from ray_judge.verdict import JudgeRequest
+
+pytestmark = pytest.mark.usefixtures("provider_env")
 
 SONNET = "anthropic/claude-sonnet-4-5"
 HAIKU = "anthropic/claude-3-5-haiku-20241022"
 GPT = "openai/gpt-4o"
-KEYS = {"OPENAI_API_KEY": "sk-test-openai-PLANTED0123456789",
-        "ANTHROPIC_API_KEY": "sk-ant-api03-PLANTED0123456789"}
 #: an origin-sized rubric: about 7 KB, 1,750 tokens by chars / 4
 LONG_RUBRIC = Rubric.from_text("Grade {response} against {reference}: check each step. " * 130)
 LONG_TASK = "Prove that the sum of two even numbers is even, citing each lemma. " * 70
-
-
-@pytest.fixture(scope="module")
-def server():
-    load_litellm()
-    with FakeLLMServer() as srv:
-        yield srv
-
-
-@pytest.fixture(autouse=True)
-def provider_env(server, monkeypatch):
-    server.reset()
-    monkeypatch.setenv("OPENAI_API_BASE", f"{server.url}/v1")
-    monkeypatch.setenv("ANTHROPIC_API_BASE", server.url)
-    for name, value in KEYS.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
 
 
 def backend(model: str, transport: str, **config) -> LiteLLMBackend:
