@@ -43,7 +43,7 @@ from .failure import failure
 from .health import WorkerHealth
 from .limits import BackendLimits, Slots, TokenBudget
 
-__all__ = ["Dispatcher", "Slots", "WorkerLost", "failure"]
+__all__ = ["Dispatcher", "Slots", "WorkerLost"]
 
 logger = logging.getLogger(__name__)
 
