@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
@@ -44,13 +43,11 @@ from .metrics import JudgeMetrics
 from .reward_servers import RewardServers
 from .stats import JudgeStats
 from .status import JudgeStatus
+from .switches import SwitchHistory
 
-__all__ = ["RECENT_SWITCHES", "JudgeCore", "Workers", "stamped"]
+__all__ = ["JudgeCore", "Workers", "stamped"]
 
 logger = logging.getLogger(__name__)
-
-#: Backend changes kept for ``status()["recent_switches"]`` (the watch view shows them).
-RECENT_SWITCHES = 10
 
 
 class Workers(Protocol):
@@ -116,11 +113,7 @@ class JudgeCore:
         self.stats = JudgeStats()
         self.groups = GroupCounts()
         self.reward_servers = RewardServers()
-        self._current: str | None = None
-        self._settled: str | None = None  # serving outside a half-open circuit's probe
-        self._primary: BackendSpec | None = None
-        self._switches = 0
-        self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT_SWITCHES)
+        self.history = SwitchHistory(clock, on_current=metrics.set_current)
         self._pid = os.getpid()
         # Verdicts depend on the rubric: a changed rubric must not hit old entries.
         self._rubric_id = f"{rubric.score_max}:{rubric.template}"
@@ -142,13 +135,14 @@ class JudgeCore:
             warn=config.shift_warn, min_pairs=config.calibration_min_pairs,
             reference=None if reference is None else str(reference),
             calibration_of=self._calibration_of, limit_for=config.max_in_flight,
-            send_spare=self.dispatcher.send_spare, serving=lambda: self._settled,
+            send_spare=self.dispatcher.send_spare, serving=lambda: self.history.settled,
             store=self.cache, on_report=self._shift_gauges,
             version_of=lambda name: self._options(name).version)
+        self.history.on_settled(self.shift.switched)
         self.route()
 
     def __repr__(self) -> str:
-        return f"JudgeCore(backend={self._current})"
+        return f"JudgeCore(backend={self.history.current})"
 
     # -- scoring -----------------------------------------------------------------------
 
@@ -224,7 +218,7 @@ class JudgeCore:
         now = self._clock()
         return JudgeStatus(
             backend=str(resolution.spec),
-            serving=self._current,
+            serving=self.history.current,
             model=resolution.spec.model(self.config.ccode_models),
             source=resolution.source,
             override_file=str(resolution.path),
@@ -234,8 +228,8 @@ class JudgeCore:
             in_flight=self.dispatcher.in_flight(),
             queued=self.dispatcher.queued,
             workers=len(self.workers),
-            switches=self._switches,
-            recent_switches=list(self._recent),
+            switches=self.history.switches,
+            recent_switches=list(self.history.recent),
             failover=self.failover.snapshot(),
             cache=self.cache.snapshot(),
             groups=self.groups.snapshot(),
@@ -272,29 +266,11 @@ class JudgeCore:
         """The backend for the next request and its cap (1 for a half-open probe), noting
         a switch, a failover or a return in the history."""
         primary = self.resolver.resolve().spec
-        previous_primary, self._primary = self._primary, primary
         before = self.failover.failovers
         spec, cap = self.failover.route(primary)
         if self.failover.failovers != before:
             self.metrics.failovers.inc(1)
-        text = str(spec)
-        if text != self._current:
-            switched = self._current is not None
-            if switched:
-                self._switches += 1
-                why = ("failover" if spec != primary
-                       else "switch" if primary != previous_primary
-                       else "probe" if cap == 1 else "back to primary")
-                self._recent.append({"at": self._clock(), "from": self._current, "to": text,
-                                     "why": why})
-            self._current = text
-            self.metrics.set_current(text, switched=switched)
-        # A half-open circuit's single probe is not a switch: the backend may still be
-        # out of quota, and re-judging the reservoir on it is what must not happen.
-        if cap is None and text != self._settled:
-            old, self._settled = self._settled, text
-            if old is not None:
-                self.shift.switched(old, text)
+        self.history.note(spec, primary, cap)
         return spec, cap
 
     def _served(self, request: JudgeRequest, verdict: Verdict) -> Verdict:
@@ -323,7 +299,7 @@ class JudgeCore:
     def _learn(self, verdict: Verdict) -> bool:
         """Feed the failover chain; True when the request should go to another backend."""
         self.failover.report(verdict)
-        return not verdict.ok and self.failover.can_reroute(verdict, self._primary)
+        return not verdict.ok and self.failover.can_reroute(verdict, self.history.primary)
 
     async def _serve(self, requests: list[JudgeRequest | GroupRequest]
                      ) -> list[Verdict | list[Verdict]]:
