@@ -3,7 +3,7 @@ own, and no two subpackages import each other.
 
 From the bottom: the core values (``verdict``, ``errors``, ``spec``, ``messages``,
 ``settings``, ``config``, ``prompt``, ``markers``), ``selection/``, ``backends/``
-(transports), ``judging/``, ``shift/``, ``pool/``, then ``monitoring/`` and
+(transports), ``judging/``, ``shift/`` and ``quality/``, ``pool/``, then ``monitoring/`` and
 ``integrations/``, then the CLI. Every import counts, lazy ones inside functions and
 ``TYPE_CHECKING`` blocks too: a lazy upward import is still an upward dependency.
 """
@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "backends": 2,
     "judging": 3,
     "shift": 4,
+    "quality": 4,  # judged against labels and canaries; beside shift, below the pool
     "pool": 5,
     "monitoring": 6,
     "integrations": 6,
