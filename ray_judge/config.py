@@ -82,6 +82,11 @@ class JudgeConfig:
     budget_usd: SpendLimits = field(default_factory=SpendLimits)
     budget_policy: str = "fallback"
     probe_interval_s: float = 60.0
+    hedge: bool = True
+    hedge_after_s: float | None = None  # None: adaptive (a multiple of recent latency)
+    hedge_min_delay_s: float = 0.5
+    hedge_share: float = 0.05
+    hedge_to: BackendSpec | None = None  # None: the same backend
     rpm_ccode: float = 0.0
     rpm_litellm: float = 0.0
     tpm_ccode: float = 0.0

@@ -234,6 +234,20 @@ SETTINGS: tuple[Setting, ...] = (
             "`rate_limited` requests in a row (retries spent) that trigger a failover"),
     Setting("LLM_JUDGE_PROBE_INTERVAL", "probe_interval_s", number(0.1), "60",
             "seconds before a failed-over backend is probed again (doubles, up to 15 min)"),
+    Setting("LLM_JUDGE_HEDGE", "hedge", on_off, "`on`",
+            "`on`: a judge call that runs longer than the hedge delay gets a second, "
+            "identical call, the first ok answer wins and the other is cancelled; `off`: "
+            "never. See [Tail latency](tail-latency.md)"),
+    Setting("LLM_JUDGE_HEDGE_AFTER", "hedge_after_s", number(0.0), "adaptive",
+            "seconds after which a call is hedged; unset: 1.5 x the 90th percentile of "
+            "the judge's recent call latency on that backend, once 20 calls have "
+            "answered, never below `LLM_JUDGE_HEDGE_MIN_DELAY`"),
+    Setting("LLM_JUDGE_HEDGE_MIN_DELAY", "hedge_min_delay_s", number(0.0), "0.5",
+            "the adaptive hedge delay's floor, in seconds"),
+    Setting("LLM_JUDGE_HEDGE_SHARE", "hedge_share", share, "0.05",
+            "most hedged calls as a share of the requests dispatched in the last minute"),
+    Setting("LLM_JUDGE_HEDGE_TO", "hedge_to", spec, "unset (the same backend)",
+            "a backend spec the hedged call goes to instead, e.g. a faster model"),
     Setting("LLM_JUDGE_RPM_CCODE", "rpm_ccode", number(0.0), _NO_LIMIT,
             "cluster-wide `claude` requests per minute"),
     Setting("LLM_JUDGE_RPM_LITELLM", "rpm_litellm", number(0.0), _NO_LIMIT,

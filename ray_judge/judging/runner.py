@@ -33,6 +33,7 @@ from ..verdict import GroupRequest, JudgeRequest, Status, Verdict
 from .catalog import JudgeCatalog
 from .definition import JudgeDefinition
 from .groups.judgement import judge_group
+from .hedging import Hedger, HedgeNote
 from .judgement import Outcome, judge_request
 from .rubric import Rubric, load_rubric
 
@@ -74,6 +75,8 @@ class JudgeRunner:
         judges: the judge catalog (the pool hands over its own), or definitions to add
             to the configured judges file.
         rubric: the default judge's rubric; by default the configured one.
+        hedger: hedges calls that run late (:mod:`ray_judge.judging.hedging`); None:
+            never.
         sleep, clock, rng: injected so that tests never wait.
     """
 
@@ -83,6 +86,7 @@ class JudgeRunner:
         judges: JudgeCatalog | Iterable[JudgeDefinition] = (),
         *,
         rubric: Rubric | None = None,
+        hedger: Hedger | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
@@ -93,6 +97,7 @@ class JudgeRunner:
         self.judges = (judges if isinstance(judges, JudgeCatalog)
                        else JudgeCatalog.build(config, rubric=self.rubric, judges=judges))
         self.policy = RetryPolicy.from_config(config)
+        self.hedger = hedger
         self._sleep = sleep
         self._clock = clock
         self._rng = rng
@@ -120,13 +125,16 @@ class JudgeRunner:
             return Verdict.failure(Status.INVALID_INPUT, str(exc), judge=request.judge or
                                    "default", **base)
 
+        note = HedgeNote()
+
         async def transport(prompt: JudgePrompt) -> Outcome:
-            return await self._call(prompt, deadline)
+            return await self._call(prompt, deadline, definition.name, note)
 
         verdict = await judge_request(definition, prompt, transport,
                                       time_left=lambda: deadline - self._clock())
-        return verdict.with_(latency_s=self._clock() - start, backend=base["backend"],
-                             model=verdict.model or self.backend.model, metadata=request.metadata)
+        return _hedged(verdict, note).with_(
+            latency_s=self._clock() - start, backend=note.backend or base["backend"],
+            model=verdict.model or self.backend.model, metadata=request.metadata)
 
     async def judge_group(self, request: GroupRequest, *,
                           deadline: float | None = None) -> tuple[Verdict, ...]:
@@ -140,8 +148,11 @@ class JudgeRunner:
         deadline = start + self.policy.deadline_s if deadline is None else deadline
         base = {"backend": str(self.backend.spec), "metadata": request.metadata}
 
+        note = HedgeNote()
+        name = request.judge or "group"
+
         async def transport(prompt: JudgePrompt) -> Outcome:
-            return await self._call(prompt, deadline)
+            return await self._call(prompt, deadline, name, note)
 
         try:
             definition = self.judges.get(request.judge)
@@ -156,33 +167,41 @@ class JudgeRunner:
                                            for i in range(len(request.responses))))
             verdicts = tuple(_standing_in(one, group)
                              for one, group in zip(alone, verdicts, strict=True))
-        return tuple(v.with_(latency_s=self._clock() - start, model=v.model or self.backend.model,
-                             **base) for v in verdicts)
+        if note.backend is not None:
+            base["backend"] = note.backend
+        return tuple(_hedged(v, note).with_(latency_s=self._clock() - start,
+                                            model=v.model or self.backend.model, **base)
+                     for v in verdicts)
 
-    async def _call(self, prompt: JudgePrompt, deadline: float) -> Outcome:
-        """One answer for ``prompt`` with bounded, polite transport retries."""
+    async def _call(self, prompt: JudgePrompt, deadline: float, judge: str = "default",
+                    note: HedgeNote | None = None) -> Outcome:
+        """One answer for ``prompt`` with bounded, polite transport retries. Hedges
+        sent for it (``note``) count as attempts."""
+        note = HedgeNote() if note is None else note
+        hedged_before = note.sent
         attempt = 0
         while True:
             attempt += 1
             remaining = deadline - self._clock()
             if remaining <= 0:
-                return Outcome(attempt - 1, failure={
+                return Outcome(attempt - 1 + note.sent - hedged_before, failure={
                     "status": Status.TIMEOUT, "error": f"deadline of "
                     f"{self.policy.deadline_s:g}s passed before attempt {attempt}"})
             try:
-                completion = await self._attempt(prompt, min(self.policy.timeout_s, remaining))
+                completion = await self._attempt(prompt, min(self.policy.timeout_s, remaining),
+                                                 judge, note)
             except BackendCallError as exc:
                 failure = exc
             except Exception as exc:  # a bug in a backend must not kill the caller
                 logger.exception("unexpected error in %s", self.backend)
                 failure = BackendCallError(f"unexpected {type(exc).__name__}: {exc}")
             else:
-                return Outcome(attempt, completion=completion)
+                return Outcome(attempt + note.sent - hedged_before, completion=completion)
 
             wait = self.policy.delay(attempt, failure.retry_after, self._rng)
             out_of_time = self._clock() + wait >= deadline
             if not failure.retryable or attempt >= self.policy.max_attempts or out_of_time:
-                return Outcome(attempt, failure={
+                return Outcome(attempt + note.sent - hedged_before, failure={
                     "status": failure.status, "error": str(failure) or type(failure).__name__,
                     "raw": failure.raw, "retry_after": failure.retry_after,
                     "resets_at": failure.resets_at})
@@ -190,13 +209,29 @@ class JudgeRunner:
                          failure.status, wait)
             await self._sleep(wait)
 
-    async def _attempt(self, prompt: JudgePrompt, timeout: float) -> Completion:
+    async def _attempt(self, prompt: JudgePrompt, timeout: float, judge: str,
+                       note: HedgeNote) -> Completion:
+        if self.hedger is None or not self.hedger.enabled:
+            return await self._once(self.backend, prompt, timeout)
+        return await self.hedger.call(
+            judge, self.backend, lambda backend, left: self._once(backend, prompt, left),
+            timeout, note)
+
+    @staticmethod
+    async def _once(backend: Backend, prompt: JudgePrompt, timeout: float) -> Completion:
         try:
-            return await asyncio.wait_for(self.backend.complete(prompt, timeout=timeout),
+            return await asyncio.wait_for(backend.complete(prompt, timeout=timeout),
                                           timeout + _SAFETY_GRACE_S)
         except asyncio.TimeoutError:
             raise BackendTimeoutError(
-                f"no answer within {timeout:.1f}s", backend=str(self.backend.spec)) from None
+                f"no answer within {timeout:.1f}s", backend=str(backend.spec)) from None
+
+
+def _hedged(verdict: Verdict, note: HedgeNote) -> Verdict:
+    """``verdict`` saying how its calls were hedged, when they were."""
+    if not note.sent:
+        return verdict
+    return verdict.with_(extra={**verdict.extra, "hedged": note.as_extra()})
 
 
 def _standing_in(alone: Verdict, member: Verdict) -> Verdict:

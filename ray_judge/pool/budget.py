@@ -184,9 +184,12 @@ class Budget:
         """Count what ``spec``'s calls cost (nothing unless it is billed)."""
         if not self.is_billed(spec):
             return
-        usd = sum(v.cost_usd or 0.0 for r in results for v in members(r)
-                  if not v.spent_elsewhere)
-        if usd <= 0:
+        self.charge_usd(spec, sum(v.cost_usd or 0.0 for r in results for v in members(r)
+                                  if not v.spent_elsewhere))
+
+    def charge_usd(self, spec: str, usd: float) -> None:
+        """Count ``usd`` spent on ``spec`` outside a Verdict (a hedge's losing call)."""
+        if usd <= 0 or not self.is_billed(spec):
             return
         now = self._clock()
         self._add(now, usd)

@@ -39,6 +39,7 @@ from .budget import Budget
 from .cache import Result, VerdictCache, cache_key, group_cache_key, members
 from .dispatch import Dispatcher, Request
 from .failover import FailoverChain
+from .hedge_budget import HedgeBudget
 from .metrics import JudgeMetrics
 from .reward_servers import RewardServers
 from .stats import JudgeStats
@@ -60,6 +61,9 @@ class Workers(Protocol):
         when the worker is gone."""
 
     def ping(self, worker: int) -> Awaitable[object]: ...
+
+    def use_permits(self, permits: HedgeBudget) -> None:
+        """Where the workers ask for hedge permits (actors ask the judge actor instead)."""
 
     async def aclose(self) -> None:
         """Close every worker's backends (kills CLI processes)."""
@@ -129,6 +133,9 @@ class JudgeCore:
             limit_for=config.max_in_flight, rpm_for=config.rpm,
             tpm_for=config.tpm, on_verdict=self._record, reroute=self._learn,
             cache=self.cache, key_for=self._key, ping=workers.ping)
+        self.hedges = HedgeBudget(config, self.dispatcher.limits,
+                                  lambda: self.dispatcher.queued, charge=self.budget.charge_usd)
+        workers.use_permits(self.hedges)
         reference = config.calibration_reference
         self.shift = ShiftMonitor(
             capacity=config.reservoir_size, share=config.shift_share,
@@ -245,6 +252,7 @@ class JudgeCore:
             reservoir=self.shift.reservoir_snapshot(),
             reward_servers=self.reward_servers.snapshot(),
             budget=self.budget.snapshot(),
+            hedging=self.hedges.snapshot(),
             **self.stats.snapshot(),  # type: ignore[typeddict-item]
         )
 
@@ -359,6 +367,7 @@ class JudgeCore:
 
     async def _send(self, worker: int, spec: str, requests: list[Request]) -> list[Result]:
         self._gauge(spec)
+        self.hedges.dispatched(len(requests))
         try:
             return await self.workers.send(worker, spec, requests)
         finally:
@@ -367,6 +376,7 @@ class JudgeCore:
             self._gauge(spec, done=len(requests))
 
     def _record(self, verdict: Verdict) -> None:
+        self.hedges.observe(verdict)
         self.stats.record(verdict)
         self.metrics.record(verdict)
 

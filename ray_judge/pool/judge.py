@@ -22,6 +22,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from ..config import JudgeConfig
 from ..judging.catalog import JudgeCatalog
 from ..judging.definition import JudgeDefinition
+from ..judging.hedging import HedgePermits, HedgeReport
 from ..judging.rubric import load_rubric
 from ..verdict import Verdict
 from . import collector
@@ -40,18 +41,36 @@ CONTROL_GROUP = "control"
 _WorkerActor = ray.remote(JudgeWorker)
 
 
+class ActorPermits:
+    """A worker's hedge permits, asked of the judge actor (it holds the limits)."""
+
+    def __init__(self, judge: Any) -> None:
+        self.judge = judge
+
+    async def acquire(self, spec: str) -> bool:
+        return bool(await self.judge.hedge_permit.remote(spec))
+
+    def release(self, report: HedgeReport) -> None:
+        self.judge.hedge_done.remote(report)  # no need to wait for the count
+
+
 class RayWorkers:
-    """The judge's worker actors, on its own node, restarted by Ray when they die."""
+    """The judge's worker actors, on its own node, restarted by Ray when they die.
+
+    ``judge`` is the judge actor's own handle: workers ask it for hedge permits.
+    """
 
     def __init__(self, config: JudgeConfig, env: Mapping[str, str], cwd: str,
-                 registry: Mapping[str, str], judges: list[JudgeDefinition]) -> None:
+                 registry: Mapping[str, str], judges: list[JudgeDefinition],
+                 judge: Any = None) -> None:
+        permits = None if judge is None else ActorPermits(judge)
         placement = NodeAffinitySchedulingStrategy(
             node_id=ray.get_runtime_context().get_node_id(), soft=True)
         self.actors = [
             _WorkerActor.options(
                 num_cpus=config.worker_cpus, max_restarts=-1, max_task_retries=0,
                 max_concurrency=100_000, scheduling_strategy=placement,
-            ).remote(i, dict(env), cwd, dict(registry), judges)
+            ).remote(i, dict(env), cwd, dict(registry), judges, permits)
             for i in range(config.num_workers)
         ]
 
@@ -66,6 +85,9 @@ class RayWorkers:
 
     def ping(self, worker: int) -> Any:
         return self.actors[worker].ping.remote()
+
+    def use_permits(self, permits: HedgePermits) -> None:
+        """Nothing to do: the actors were given the judge actor's handle to ask."""
 
     async def aclose(self) -> None:
         await asyncio.gather(*(w.aclose.remote() for w in self.actors),
@@ -90,7 +112,8 @@ class Judge:
         # The judges file is read here, once; workers get the definitions themselves, in
         # their constructor arguments, so a restarted worker has them too.
         catalog = JudgeCatalog.build(config, rubric=rubric, judges=judges)
-        workers = RayWorkers(config, env, cwd, registry or {}, list(catalog))
+        workers = RayWorkers(config, env, cwd, registry or {}, list(catalog),
+                             judge=ray.get_runtime_context().current_actor)
         self.core = JudgeCore(config, catalog, rubric=rubric, workers=workers,
                               metrics=JudgeMetrics(),
                               node_id=ray.get_runtime_context().get_node_id())
@@ -129,6 +152,16 @@ class Judge:
         """The preference for ``a`` over ``b`` (:meth:`JudgeCore.compare`)."""
         return await self.core.compare(prompt, a, b, reference, judge=judge, fields=fields,
                                        metadata=metadata)
+
+    # -- hedged calls: asked by the workers, on the scoring loop (the limits live there) --
+
+    async def hedge_permit(self, spec: str) -> bool:
+        """May a worker hedge a late call to ``spec`` now (:class:`~.hedge_budget.HedgeBudget`)."""
+        return await self.core.hedges.acquire(spec)
+
+    async def hedge_done(self, report: HedgeReport) -> None:
+        """A hedge is over: its slot back, its outcome counted."""
+        self.core.hedges.release(report)
 
     # -- control -----------------------------------------------------------------------
 

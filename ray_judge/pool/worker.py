@@ -19,6 +19,7 @@ from ..config import JudgeConfig
 from ..errors import JudgeError
 from ..judging.catalog import JudgeCatalog
 from ..judging.definition import JudgeDefinition
+from ..judging.hedging import Hedger, HedgePermits
 from ..judging.runner import JudgeRunner
 from ..spec import BackendSpec
 from ..verdict import GroupRequest, JudgeRequest, Status
@@ -36,7 +37,8 @@ class JudgeWorker:
 
     def __init__(self, index: int, env: Mapping[str, str], cwd: str,
                  registry: Mapping[str, str] | None = None,
-                 judges: Sequence[JudgeDefinition] = ()) -> None:
+                 judges: Sequence[JudgeDefinition] = (),
+                 permits: HedgePermits | None = None) -> None:
         # Ray starts actors with the raylet's environment, not the driver's: the judge
         # hands over what the person who started it had set.
         os.environ.update(env)
@@ -49,6 +51,10 @@ class JudgeWorker:
         self._runners: dict[str, JudgeRunner] = {}
         self._prepared: dict[str, asyncio.Task[None]] = {}
         self._broken: dict[str, str] = {}
+        # Hedges are the judge's to allow (its limits, its share cap): ``permits`` asks it.
+        hedge_to = self.config.hedge_to
+        self.hedger = Hedger(self.config, permits, hedge_backend=None if hedge_to is None
+                             else lambda: self._ready(str(hedge_to)))
         collector.tune(self.config.gc_threshold)
 
     def __repr__(self) -> str:
@@ -59,21 +65,32 @@ class JudgeWorker:
         if runner is None:
             backend = create_backend(BackendSpec.parse(spec_text), self.config,
                                      registry=self.registry)
-            runner = self._runners[spec_text] = JudgeRunner(backend, self.judges)
+            runner = self._runners[spec_text] = JudgeRunner(backend, self.judges,
+                                                            hedger=self.hedger)
         return runner
+
+    async def _ready(self, spec_text: str) -> Backend:
+        """The backend of ``spec_text``, prepared once (shared by the batches that arrive
+        meanwhile); raises what preparing it raised."""
+        runner = self._runner(spec_text)
+        if spec_text not in self._prepared:
+            self._prepared[spec_text] = asyncio.ensure_future(self._prepare(runner.backend))
+        try:
+            await asyncio.shield(self._prepared[spec_text])
+        except (JudgeError, ImportError, OSError):
+            self._runners.pop(spec_text, None)
+            self._prepared.pop(spec_text, None)
+            raise
+        return runner.backend
 
     async def judge_batch(self, spec_text: str,
                           requests: list[JudgeRequest | GroupRequest]) -> list[Result]:
         """Grade ``requests`` with backend ``spec_text``; one Verdict per request (a tuple
         of them per group), in order."""
         try:
-            runner = self._runner(spec_text)
-            if spec_text not in self._prepared:  # shared by the batches that arrive meanwhile
-                self._prepared[spec_text] = asyncio.ensure_future(self._prepare(runner.backend))
-            await asyncio.shield(self._prepared[spec_text])
+            await self._ready(spec_text)
+            runner = self._runners[spec_text]
         except (JudgeError, ImportError, OSError) as exc:
-            self._runners.pop(spec_text, None)
-            self._prepared.pop(spec_text, None)
             # e.g. CLAUDE_CLI_PATH missing on this node: every item says so, clearly.
             message = f"backend {spec_text} unavailable on worker {self.index}: {exc}"
             if self._broken.get(spec_text) != message:
@@ -122,6 +139,11 @@ class LocalWorkers:
 
     def ping(self, worker: int) -> Awaitable[int]:
         return self.workers[worker].ping()
+
+    def use_permits(self, permits: HedgePermits) -> None:
+        """Hedges of these workers ask ``permits`` (the core's) first."""
+        for worker in self.workers:
+            worker.hedger.permits = permits
 
     async def aclose(self) -> None:
         for worker in self.workers:

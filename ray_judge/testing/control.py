@@ -1,7 +1,7 @@
 """The fake provider's control API, through which a FakeLLMProcess scripts it by URL.
 
 ``POST /_fake/script`` (a JSON list of behaviours), ``POST /_fake/default``,
-``POST /_fake/reset``, ``GET /_fake/requests`` and ``GET /_fake/stats``: the same
+``POST /_fake/slow`` (``{"marker", "delay_s", "times"}``), ``POST /_fake/reset``, ``GET /_fake/requests`` and ``GET /_fake/stats``: the same
 controls :class:`~ray_judge.testing.FakeLLMServer` offers in process. Control
 calls are not recorded.
 """
@@ -29,6 +29,7 @@ class ControlAPI:
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/_fake/script", self._script)
         app.router.add_post("/_fake/default", self._default)
+        app.router.add_post("/_fake/slow", self._slow)
         app.router.add_post("/_fake/reset", self._reset)
         app.router.add_get("/_fake/requests", self._requests)
         app.router.add_get("/_fake/stats", self._stats)
@@ -50,6 +51,16 @@ class ControlAPI:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response(self.server.default.to_dict())
 
+    async def _slow(self, request: web.Request) -> web.StreamResponse:
+        try:
+            spec = await request.json()
+            if not isinstance(spec, dict):
+                raise TypeError("expected a JSON object with marker, delay_s and times")
+            self.server.slow(spec.get("marker"), spec.get("delay_s"), spec.get("times", 1))
+        except (ValueError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"slow": True})
+
     async def _reset(self, request: web.Request) -> web.StreamResponse:
         self.server.reset()
         return web.json_response({"reset": True})
@@ -59,4 +70,6 @@ class ControlAPI:
 
     async def _stats(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"model_calls": self.server.model_calls,
-                                  "pending": self.server.pending})
+                                  "pending": self.server.pending,
+                                  "abandoned": self.server.abandoned,
+                                  "tails": self.server.latency.tails})

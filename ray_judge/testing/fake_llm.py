@@ -58,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per model call")
+    parser.add_argument("--tail-p", type=float, default=0.0,
+                        help="probability that a call takes --tail-s more (seeded)")
+    parser.add_argument("--tail-s", type=float, default=0.0, help="seconds the tail adds")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the tail's draws")
     parser.add_argument("--max-recorded", type=int, default=10_000)
     parser.add_argument("--exit-on-stdin-eof", action="store_true",
                         help="stop when stdin closes (the parent died); FakeLLMProcess sets it")
@@ -69,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=_wait_for_eof, args=(stop,), daemon=True,
                          name="stdin-watch").start()
     server = FakeLLMServer(args.host, args.port, latency_s=args.latency,
-                           max_recorded=args.max_recorded).start()
+                           max_recorded=args.max_recorded, tail_p=args.tail_p,
+                           tail_s=args.tail_s, seed=args.seed).start()
     print(f"READY {server.url}", flush=True)
     try:
         while not stop.wait(0.5):

@@ -41,8 +41,10 @@ class FakeLLMProcess:
     """
 
     def __init__(self, *, latency_s: float = 0.0, port: int = 0, host: str = "127.0.0.1",
-                 env: Mapping[str, str] | None = None, startup_timeout_s: float = 30.0) -> None:
+                 env: Mapping[str, str] | None = None, startup_timeout_s: float = 30.0,
+                 tail_p: float = 0.0, tail_s: float = 0.0, seed: int = 0) -> None:
         self.latency_s = latency_s
+        self.tail = (tail_p, tail_s, seed)
         self.host = host
         self._port_arg = port
         self._env = dict(os.environ if env is None else env)
@@ -64,7 +66,8 @@ class FakeLLMProcess:
             raise RuntimeError("FakeLLMProcess already started")
         argv = [sys.executable, "-m", "ray_judge.testing.fake_llm", "--host", self.host,
                 "--port", str(self._port_arg), "--latency", str(self.latency_s),
-                "--exit-on-stdin-eof"]
+                "--tail-p", str(self.tail[0]), "--tail-s", str(self.tail[1]),
+                "--seed", str(self.tail[2]), "--exit-on-stdin-eof"]
         # stdin is a pipe only we hold: if this process dies, the child sees EOF and exits.
         self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       env=self._env, start_new_session=True)
@@ -151,6 +154,16 @@ class FakeLLMProcess:
 
     def model_calls(self) -> int:
         return int(self._call("GET", "/_fake/stats")["model_calls"])
+
+    def stats(self) -> dict[str, int]:
+        """Model calls, scripted behaviours pending, calls abandoned by their client, and
+        calls that drew the latency tail."""
+        return dict(self._call("GET", "/_fake/stats"))
+
+    def slow(self, marker: str, delay_s: float, times: int = 1) -> None:
+        """The next ``times`` calls whose body contains ``marker`` take ``delay_s`` more."""
+        self._call("POST", "/_fake/slow", {"marker": marker, "delay_s": delay_s,
+                                           "times": times})
 
     def reset(self) -> None:
         self._call("POST", "/_fake/reset", {})

@@ -22,6 +22,7 @@ from aiohttp import web
 from . import _wire
 from .behaviour import Behaviour, RecordedRequest
 from .control import ControlAPI
+from .latency import Latency
 from .prompt_cache import PromptCaches
 from .responses import (
     JSON,
@@ -44,6 +45,8 @@ class FakeLLMServer:
         host: interface to bind; keep the default, tests must stay on loopback.
         port: 0 picks a free port (read it from :attr:`port` / :attr:`url`).
         latency_s: added before every model call's answer.
+        tail_p / tail_s / seed: a seeded heavy tail: with probability ``tail_p`` a call
+            takes ``tail_s`` more (:class:`~.latency.Latency`).
         reply: computes the answer text from the request body whenever the behaviour in
             effect is the plain default answer (benchmarks, cache tests).
         max_recorded: the newest requests kept in :attr:`requests`.
@@ -51,9 +54,10 @@ class FakeLLMServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, latency_s: float = 0.0,
                  reply: Callable[[dict[str, Any]], str] | None = None,
-                 max_recorded: int = 10_000) -> None:
+                 max_recorded: int = 10_000, tail_p: float = 0.0, tail_s: float = 0.0,
+                 seed: int = 0) -> None:
         self.host = host
-        self.latency_s = latency_s
+        self.latency = Latency(latency_s, tail_p=tail_p, tail_s=tail_s, seed=seed)
         self.reply = reply
         self._requested_port = port
         self._port: int | None = None
@@ -101,6 +105,24 @@ class FakeLLMServer:
             return list(self._records)
 
     @property
+    def latency_s(self) -> float:
+        return self.latency.base_s
+
+    @latency_s.setter
+    def latency_s(self, seconds: float) -> None:
+        self.latency.base_s = seconds
+
+    @property
+    def abandoned(self) -> int:
+        """Model calls whose client closed the connection before the answer (a hedge's
+        loser, a caller's timeout)."""
+        return self.latency.abandoned
+
+    def slow(self, marker: str, delay_s: float, times: int = 1) -> None:
+        """The next ``times`` calls whose body contains ``marker`` take ``delay_s`` more."""
+        self.latency.slow(marker, delay_s, times)
+
+    @property
     def model_calls(self) -> int:
         """Model calls answered or in progress since the last :meth:`reset`."""
         return self._model_calls
@@ -131,6 +153,7 @@ class FakeLLMServer:
             self._script.clear()
             self._default = Behaviour()
             self._model_calls = 0
+        self.latency.reset()
         self.prompt_cache.clear()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -258,9 +281,13 @@ class FakeLLMServer:
         if body is None:
             return error(fmt, 400, "request body must be a JSON object")
         behaviour = self._next()
-        delay = self.latency_s + behaviour.delay_s
+        delay = self.latency.of(body) + behaviour.delay_s
         if delay > 0:
-            await asyncio.sleep(delay)
+            try:
+                await asyncio.sleep(delay)
+            except asyncio.CancelledError:  # handler_cancellation: the client left
+                self.latency.left()
+                raise
         if behaviour.hang:
             await self._hang()
         if behaviour.drop:

@@ -129,6 +129,11 @@ GOOD: dict[str, tuple[str, Any]] = {
     "LLM_JUDGE_BUDGET_POLICY": ("Wait", "wait"),
     "LLM_JUDGE_FAILOVER_RATE_LIMITED": ("0", 0),
     "LLM_JUDGE_PROBE_INTERVAL": ("0.1", 0.1),
+    "LLM_JUDGE_HEDGE": ("Off", False),
+    "LLM_JUDGE_HEDGE_AFTER": ("2.5", 2.5),
+    "LLM_JUDGE_HEDGE_MIN_DELAY": ("0", 0.0),
+    "LLM_JUDGE_HEDGE_SHARE": ("0.2", 0.2),
+    "LLM_JUDGE_HEDGE_TO": ("litellm:openai/fast", BackendSpec.parse("litellm:openai/fast")),
     "LLM_JUDGE_RPM_CCODE": ("60", 60.0),
     "LLM_JUDGE_RPM_LITELLM": ("600", 600.0),
     "LLM_JUDGE_TPM_CCODE": ("1e6", 1e6),
@@ -177,6 +182,10 @@ BAD = [
     ("LLM_JUDGE_BUDGET_POLICY", "spend", "must be one of fallback, wait, fail, got 'spend'"),
     ("LLM_JUDGE_CALIBRATION_REFERENCE", "litellm:", ": invalid judge backend 'litellm:'"),
     ("LLM_JUDGE_CCODE_MODEL", "ccode-9=x", ": unknown alias 'ccode-9' in 'ccode-9=x'"),
+    ("LLM_JUDGE_HEDGE", "sometimes", "must be on or off, got 'sometimes'"),
+    ("LLM_JUDGE_HEDGE_AFTER", "-1", "must be >= 0.0 and finite, got '-1'"),
+    ("LLM_JUDGE_HEDGE_SHARE", "0", "must be within (0, 1], got '0'"),
+    ("LLM_JUDGE_HEDGE_TO", "litellm:", ": invalid judge backend 'litellm:'"),
 ]
 
 
