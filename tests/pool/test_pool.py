@@ -41,6 +41,7 @@ def judge_env(tmp_path_factory):
         # Every provider call is counted across switches here: no re-judging after a
         # switch (that has its own tests in test_shift_pool.py).
         "LLM_JUDGE_RESERVOIR_SIZE": "0",
+        "LLM_JUDGE_HEDGE": "off",  # nor hedged calls (tests/pool/test_hedging_ray.py)
         "LLM_JUDGE_BACKEND_TTL": "5",
         "LITELLM_OFFLINE_MODE": "true",
     }

@@ -267,6 +267,9 @@ def judge_env(server: FakeLLMServer, backend_file: Path, **extra: str) -> dict[s
         # Every provider call is counted across switches here: no re-judging after a
         # switch (that has its own tests in test_shift_pool.py).
         "LLM_JUDGE_RESERVOIR_SIZE": "0",
+        # ...and each request reaches the provider exactly once: no hedged calls (they
+        # have their own tests in test_hedging_pool.py).
+        "LLM_JUDGE_HEDGE": "off",
         "OPENAI_API_BASE": f"{server.url}/v1",
         "OPENAI_API_KEY": KEY,
         "LITELLM_OFFLINE_MODE": "true",
