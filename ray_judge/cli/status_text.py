@@ -53,6 +53,8 @@ def format_live_status(status: JudgeStatus | Mapping[str, Any], *, warnings: boo
     lines += [f"  prompt cache: {cache.text()}" for cache in view.prompt_cache]
     if view.budget:
         lines.append(f"  budget:   {view.budget.text()}")
+    if view.hedging:
+        lines.append(f"  hedging:  {view.hedging.text()}")
     lines += _shift_text(view.shift, view.calibration)
     if view.override_problem:
         lines.append(f"  problem:  {view.override_problem}")

@@ -168,6 +168,32 @@ class BudgetState:
 
 
 @dataclass(frozen=True)
+class HedgingState:
+    """Hedged calls (``status()["hedging"]``): how many, how often they won, their cost."""
+
+    sent: int
+    won: int
+    window_hedges: int
+    window_requests: int
+    share_cap: float
+    loser_tokens: int
+    loser_cost_usd: float
+    refused: dict[str, int]
+
+    def text(self) -> str:
+        """``9 sent, 7 won; last minute 3 of 512 requests (cap 5%); losers 1,200 tokens,
+        0.0004 USD; refused: share 40``."""
+        share = self.window_hedges / self.window_requests if self.window_requests else 0.0
+        line = (f"{self.sent:,} sent, {self.won:,} won; last minute {self.window_hedges:,} "
+                f"of {self.window_requests:,} requests ({share:.1%}, cap {self.share_cap:.0%})")
+        if self.loser_tokens or self.loser_cost_usd:
+            line += (f"; losers {self.loser_tokens:,} tokens, "
+                     f"{self.loser_cost_usd:.4f} USD")
+        refused = ", ".join(f"{why} {n:,}" for why, n in sorted(self.refused.items()))
+        return f"{line}; refused: {refused}" if refused else line
+
+
+@dataclass(frozen=True)
 class StatusView:
     """What every view of the judge shows, read once from its status."""
 
@@ -201,6 +227,7 @@ class StatusView:
     reward_servers: tuple[RewardServer, ...]
     prompt_cache: tuple[PromptCache, ...]  # backends whose provider reported cache use
     budget: BudgetState | None  # None: no spend limit is set
+    hedging: HedgingState | None  # None: hedging is off, or nothing was ever hedged
 
 
 def read_status(status: JudgeStatus | Mapping[str, Any]) -> StatusView:
@@ -245,7 +272,17 @@ def read_status(status: JudgeStatus | Mapping[str, Any]) -> StatusView:
             for b, c in sorted((status.get("prompt_cache") or {}).items())
             if c["read_tokens"] or c["write_tokens"]),
         budget=_budget(status.get("budget")),
+        hedging=_hedging(status.get("hedging")),
     )
+
+
+def _hedging(hedging: Mapping[str, Any] | None) -> HedgingState | None:
+    if not hedging or not hedging.get("enabled") or not (
+            hedging.get("sent") or hedging.get("refused")):
+        return None
+    return HedgingState(**{name: hedging[name] for name in (
+        "sent", "won", "window_hedges", "window_requests", "share_cap", "loser_tokens",
+        "loser_cost_usd")}, refused=dict(hedging["refused"]))
 
 
 def _budget(budget: Mapping[str, Any] | None) -> BudgetState | None:

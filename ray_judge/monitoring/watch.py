@@ -182,6 +182,8 @@ def _status_parts(status: JudgeStatus, rate: float | None,
     if view.budget:
         summary.add_row("budget", Text(view.budget.text(),
                                        style="bold red" if view.budget.reached else ""))
+    if view.hedging:  # late calls sent twice (see Tail latency)
+        summary.add_row("hedging", view.hedging.text())
     for report in view.shift:
         # How far the reward moved with the latest switch (see Switch-aware rewards).
         name = "" if report.judge is None else f"judge {report.judge}: "

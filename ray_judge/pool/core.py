@@ -133,8 +133,10 @@ class JudgeCore:
             limit_for=config.max_in_flight, rpm_for=config.rpm,
             tpm_for=config.tpm, on_verdict=self._record, reroute=self._learn,
             cache=self.cache, key_for=self._key, ping=workers.ping)
-        self.hedges = HedgeBudget(config, self.dispatcher.limits,
-                                  lambda: self.dispatcher.queued, charge=self.budget.charge_usd)
+        self.hedges = HedgeBudget(
+            config, self.dispatcher.limits, lambda: self.dispatcher.queued,
+            charge=self.budget.charge_usd, on_release=metrics.record_hedge,
+            on_refuse=metrics.record_hedge_refused)
         workers.use_permits(self.hedges)
         reference = config.calibration_reference
         self.shift = ShiftMonitor(

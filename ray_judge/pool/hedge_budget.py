@@ -19,6 +19,7 @@ finished them anyway (tokens and dollars, counted apart and charged to the spend
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -31,6 +32,8 @@ from ..verdict import Status, Verdict
 from .limits import BackendLimits
 
 __all__ = ["WINDOW_S", "HedgeBudget"]
+
+logger = logging.getLogger(__name__)
 
 #: The share cap's rolling window.
 WINDOW_S = 60.0
@@ -45,17 +48,23 @@ class HedgeBudget:
         limits: the dispatcher's per-backend limits (the same slots, rate and tokens).
         queued: how many requests wait in the dispatcher's queue.
         charge: ``charge(spec, usd)`` counts a losing call's cost in the spend budget.
+        on_release / on_refuse: told of every hedge that is over and every refusal (the
+            metrics); an error there never reaches a worker.
         clock: monotonic seconds.
     """
 
     def __init__(self, config: JudgeConfig, limits: BackendLimits, queued: Callable[[], int],
                  *, charge: Callable[[str, float], None] = lambda spec, usd: None,
+                 on_release: Callable[[HedgeReport], None] = lambda report: None,
+                 on_refuse: Callable[[str], None] = lambda reason: None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.enabled = config.hedge
         self.share = config.hedge_share
         self.limits = limits
         self._queued = queued
         self._charge = charge
+        self._on_release = on_release
+        self._on_refuse = on_refuse
         self._clock = clock
         self._dispatched: deque[list[float]] = deque()  # [second, requests]
         self._dispatched_total = 0.0
@@ -113,6 +122,7 @@ class HedgeBudget:
                 self.holding[spec] += 1
                 return True
         self.refused[reason] += 1
+        _tell(self._on_refuse, reason)
         return False
 
     def release(self, report: HedgeReport) -> None:
@@ -121,6 +131,7 @@ class HedgeBudget:
             self.holding[report.spec] -= 1
             slots, _, _ = self.limits.of(self._spec(report.spec))
             slots.give_back(1)
+        _tell(self._on_release, report)
         if report.winner == "unsent":
             if self._granted:
                 self._granted.pop()
@@ -178,3 +189,10 @@ class HedgeBudget:
         if spec is None:
             spec = self._specs[text] = BackendSpec.parse(text)
         return spec
+
+
+def _tell(listener: Callable[[Any], None], value: Any) -> None:
+    try:
+        listener(value)
+    except Exception:  # metrics must never cost a worker its hedge decision
+        logger.exception("recording a hedge failed")

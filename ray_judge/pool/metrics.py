@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Any
 
+from ..judging.hedging import HedgeReport
 from ..verdict import Verdict
 
 __all__ = ["JudgeMetrics"]
@@ -115,8 +116,20 @@ class JudgeMetrics:
         self.budget_limit = metrics.Gauge(
             "judge_budget_limit_usd", "The spend limits of LLM_JUDGE_BUDGET_USD, by window.",
             tag_keys=("window",))
+        self.hedges = metrics.Counter(
+            "judge_hedges_total", "Hedged calls (a late call sent again), by the backend the "
+            "hedge went to and which call won: hedge, first, or none (both failed).",
+            tag_keys=("backend", "winner"))
+        self.hedges_refused = metrics.Counter(
+            "judge_hedges_refused_total", "Late calls not hedged, by reason (share cap, "
+            "in-flight limit, rate, tokens, queued requests, rate limited).",
+            tag_keys=("reason",))
+        self.hedge_loser_cost = metrics.Counter(
+            "judge_hedge_loser_cost_usd_total", "What hedges' losing calls cost when the "
+            "provider finished them anyway, in USD (not in judge_cost_usd_total).")
         for counter in (self.switches, self.failovers, self.cache_hits,
-                        self.group_calls_saved, self.groups_split, self.position_inconsistent):
+                        self.group_calls_saved, self.groups_split, self.position_inconsistent,
+                        self.hedge_loser_cost):
             _export_zero(counter)
         self._current: str | None = None
         self._gauges: dict[tuple[int, tuple[tuple[str, str], ...]], tuple[Any, float]] = {}
@@ -174,6 +187,17 @@ class JudgeMetrics:
     def record_comparison(self, *, consistent: bool) -> None:
         if not consistent:
             self.position_inconsistent.inc(1)
+
+    def record_hedge(self, report: HedgeReport) -> None:
+        """A hedge is over (a permit that came back unused is not a hedge)."""
+        if report.winner == "unsent":
+            return
+        self.hedges.inc(1, {"backend": report.spec, "winner": report.winner})
+        if report.loser_cost_usd:
+            self.hedge_loser_cost.inc(report.loser_cost_usd)
+
+    def record_hedge_refused(self, reason: str) -> None:
+        self.hedges_refused.inc(1, {"reason": reason})
 
     def set_in_flight(self, backend: str, n: int, queued: int) -> None:
         self._set(self.in_flight, n, {"backend": backend})

@@ -50,6 +50,8 @@ pytestmark = [
 ]
 
 A, C, B = "litellm:openai/gpt-4o-mini", "litellm:openai/gpt-4.1-mini", "litellm:openai/gpt-4o"
+#: A second judge's backend, on a fake of its own, that hedges its late calls.
+D = "litellm:hosted_vllm/hedged-judge"
 C_MODEL = "gpt-4.1-mini"
 WAIT_S = 90.0
 #: What Grafana puts in $__rate_interval for a 1 s scrape interval and 1 s steps is 4 s;
@@ -174,6 +176,8 @@ def judge(cluster, provider, tmp_path_factory):
         "LLM_JUDGE_MAX_ATTEMPTS": "2", "LLM_JUDGE_BACKOFF": "0.05",
         "LLM_JUDGE_MAX_BACKOFF": "0.2", "LLM_JUDGE_PROBE_INTERVAL": "600",
         "LLM_JUDGE_FAILOVER_RATE_LIMITED": "1000000", "LLM_JUDGE_MAX_IN_FLIGHT_LITELLM": "2",
+        # Each scripted behaviour meets one attempt: no hedges (the second judge has them).
+        "LLM_JUDGE_HEDGE": "off",
         "OPENAI_API_BASE": f"{provider.url}/v1", "OPENAI_API_KEY": "sk-grafana-test-dummy",
         # Far above what the run costs: the panel shows spend under both limits.
         "LLM_JUDGE_BUDGET_USD": "1000/h,5000",
@@ -183,6 +187,38 @@ def judge(cluster, provider, tmp_path_factory):
     handle = ray_judge.start_judge(env=env, judges=[fixer])
     yield handle, path
     ray_judge.stop_judge()
+
+
+@pytest.fixture(scope="module")
+def hedging_judge(cluster, tmp_path_factory):
+    """A second judge (metrics add up across judges) whose late calls are hedged."""
+    with FakeLLMServer() as server:
+        env = {"LLM_JUDGE_NAME": D, "LLM_JUDGE_NUM_WORKERS": "1",
+               "LLM_JUDGE_BACKEND_FILE": str(tmp_path_factory.mktemp("hedge") / ".jb"),
+               "LLM_JUDGE_HEDGE_AFTER": "0.5", "LLM_JUDGE_HEDGE_SHARE": "1",
+               "LLM_JUDGE_MAX_IN_FLIGHT_LITELLM": "2", "LLM_JUDGE_MAX_ATTEMPTS": "1",
+               "HOSTED_VLLM_API_BASE": f"{server.url}/v1", "HOSTED_VLLM_API_KEY": "dummy"}
+        handle = ray_judge.start_judge(name="judge_hedging", env=env)
+        yield handle, server
+        ray_judge.stop_judge(name="judge_hedging")
+
+
+def drive_hedges(judge: Any, server: FakeLLMServer) -> None:
+    """One late call that its hedge wins, twice; then two late calls holding both slots,
+    whose hedges the in-flight limit refuses."""
+    for round_ in (1, 2):
+        server.slow(f"late {round_}", 30.0)
+        won = ray.get(judge.score.remote("p", f"late {round_}"), timeout=WAIT_S)
+        assert won.ok and won.extra["hedged"]["winner"] == "hedge", won
+        for i in range(2):
+            server.slow(f"busy {round_}{i}", 1.5)
+        busy = ray.get(judge.score_batch.remote(
+            [{"prompt": "p", "response": f"busy {round_}{i}"} for i in range(2)]),
+            timeout=WAIT_S)
+        assert all(v.ok and "hedged" not in v.extra for v in busy), busy
+        time.sleep(2.5)  # a scrape between the rounds
+    refused = ray.get(judge.status.remote())["hedging"]["refused"]
+    assert refused == {"in_flight": 4}, refused
 
 
 class Run:
@@ -222,7 +258,8 @@ def shift_done(judge: Any, new: str) -> dict[str, Any]:
     return wait_for(done, f"the shift measurement on {new}")
 
 
-def drive(run: Run, judge: Any, path: Path) -> dict[str, float]:
+def drive(run: Run, judge: Any, path: Path, hedging: tuple[Any, FakeLLMServer]
+          ) -> dict[str, float]:
     """The scenario; returns the moments the checks look at."""
     prom = run.prometheus
     wait_for(lambda: prom.instant("ray_judge_current_backend") and
@@ -296,6 +333,7 @@ def drive(run: Run, judge: Any, path: Path) -> dict[str, float]:
     run.seen(count("auth_error"), 1)
     status = ray.get(judge.status.remote())
     assert [s["why"] for s in status["recent_switches"]] == ["switch", "failover"], status
+    drive_hedges(*hedging)
     run.two_scrapes()
     marks["end"] = time.time()
     return marks
@@ -318,9 +356,10 @@ def peak(result: list[dict[str, Any]], **labels: str) -> float:
     return max(out)
 
 
-def test_every_dashboard_query_returns_what_the_run_caused(judge, provider, prometheus):
+def test_every_dashboard_query_returns_what_the_run_caused(judge, provider, prometheus,
+                                                           hedging_judge):
     handle, path = judge
-    marks = drive(Run(handle, provider, prometheus), handle, path)
+    marks = drive(Run(handle, provider, prometheus), handle, path, hedging_judge)
     board = dashboard()
 
     # The template variables, resolved the way Grafana resolves them.
@@ -328,7 +367,7 @@ def test_every_dashboard_query_returns_what_the_run_caused(judge, provider, prom
                               **{"match[]": "ray_judge_current_backend"})
     backends = prometheus.api("label/backend/values",
                               **{"match[]": 'ray_judge_current_backend{SessionName=~".+"}'})
-    assert len(sessions) == 1 and set(backends) == {A, B, C}, (sessions, backends)
+    assert len(sessions) == 1 and set(backends) == {A, B, C, D}, (sessions, backends)
     variables = {v["name"] for v in board["templating"]["list"]}
     assert variables == {"datasource", "SessionName", "backend"}
     fill = {"SessionName": sessions[0], "backend": ".+", "__rate_interval": RATE_INTERVAL,
@@ -363,7 +402,7 @@ def test_every_dashboard_query_returns_what_the_run_caused(judge, provider, prom
     assert float(at_busy[0]["value"][1]) >= 1
 
     timeline = results[("Current backend", "A")]
-    assert {series_key(s, "backend") for s in timeline} == {(A,), (B,), (C,)}
+    assert {series_key(s, "backend") for s in timeline} == {(A,), (B,), (C,), (D,)}
     assert peak(timeline, backend=A) == 1 and values(
         next(s for s in timeline if s["metric"]["backend"] == A))[-1] == 0
 
@@ -412,6 +451,13 @@ def test_every_dashboard_query_returns_what_the_run_caused(judge, provider, prom
     # Groups and comparisons were not used: their counters exist, at 0.
     assert peak(results[("Backend calls saved by groups", "A")]) == 0
     assert peak(results[("Split groups and inconsistent comparisons", "B")]) == 0
+
+    # Hedged calls: D's late calls, won by their hedges; the in-flight limit's refusals.
+    hedges = results[("Hedged calls per minute", "A")]
+    assert peak(hedges, winner="hedge") > 0
+    assert peak(results[("Hedged calls per minute", "B")], reason="in_flight") > 0
+    assert 0 < peak(results[("Hedge share and what losing calls cost", "A")]) <= 1
+    assert peak(results[("Hedge share and what losing calls cost", "B")]) >= 0
 
     assert peak(results[("annotation: Backend changes", "")]) > 0
     assert peak(results[("annotation: Failovers", "")]) > 0

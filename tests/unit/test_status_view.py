@@ -83,3 +83,19 @@ def test_the_spend_budget_is_shown_with_what_is_left_and_when_the_hour_refills()
     unlimited = {**budget, "limit_usd": None, "hour_limit_usd": None, "reached": None}
     assert read_status({**STATUS, "budget": unlimited}).budget is None
     assert read_status(STATUS).budget is None  # an older judge says nothing of it
+
+
+def test_hedging_is_shown_with_its_share_and_what_losing_calls_cost() -> None:
+    hedging = {"enabled": True, "share_cap": 0.05, "sent": 9, "won": 7, "failed": 0,
+               "cancelled": 8, "in_flight": 0, "window_s": 60.0, "window_requests": 512,
+               "window_hedges": 3, "loser_tokens": 1200, "loser_cost_usd": 0.0004,
+               "refused": {"share": 40, "in_flight": 2}}
+    status = {**STATUS, "hedging": hedging}
+    text = read_status(status).hedging.text()
+    assert text == ("9 sent, 7 won; last minute 3 of 512 requests (0.6%, cap 5%); losers "
+                    "1,200 tokens, 0.0004 USD; refused: in_flight 2, share 40")
+    assert f"  hedging:  {text}" in format_live_status(status).splitlines()
+    idle = {**hedging, "sent": 0, "refused": {}}
+    assert read_status({**STATUS, "hedging": idle}).hedging is None  # nothing to say
+    assert read_status({**STATUS, "hedging": {**hedging, "enabled": False}}).hedging is None
+    assert read_status(STATUS).hedging is None  # an older judge says nothing of it
