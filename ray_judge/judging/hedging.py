@@ -190,6 +190,11 @@ class Hedger:
                 delay = near
         return delay if delay < timeout else None
 
+    def _warming(self, judge: str, spec: str) -> bool:
+        """Adaptive hedging that waits only for latencies to be known."""
+        return (self.enabled and self.fixed is None and len(self.window(judge, spec)) < MIN_SAMPLES
+                and self._clock() >= self._throttled.get(spec, 0.0))
+
     def throttle(self, spec: str, error: BaseException | None) -> None:
         """No hedges to ``spec`` for a while when ``error`` says it is rate limited."""
         if isinstance(error, BackendCallError) and error.status in _THROTTLING:
@@ -207,7 +212,8 @@ class Hedger:
         spec = str(backend.spec)
         start = self._clock()
         delay = self.delay(judge, spec, timeout)
-        if delay is None:  # the common case: no task, no wait
+        warming = delay is None and self._warming(judge, spec)
+        if delay is None and not warming:  # the common case: no task, no wait
             try:
                 completion = await attempt(backend, timeout)
             except BackendCallError as exc:
@@ -217,8 +223,17 @@ class Hedger:
             return completion
         first = asyncio.ensure_future(attempt(backend, timeout))
         try:
-            await asyncio.wait({first}, timeout=delay)
-            other = None if first.done() else await self._hedge_to(backend)
+            while delay is None and warming:
+                # Too few latencies known when it started (a run's first step): look again
+                # as the calls that started with it answer.
+                await asyncio.wait({first}, timeout=max(self.floor, 0.05))
+                if first.done():
+                    return self._finished(judge, spec, first, start)
+                delay = self.delay(judge, spec, timeout)
+                warming = delay is None and self._warming(judge, spec)
+            if delay is not None:
+                await asyncio.wait({first}, timeout=max(0.0, delay - (self._clock() - start)))
+            other = None if first.done() or delay is None else await self._hedge_to(backend)
             if other is not None and first.done():  # it answered while we asked
                 self._release(HedgeReport(str(other.spec), "unsent"))
                 other = None

@@ -357,3 +357,29 @@ def test_an_unsent_hedge_gives_its_permit_back_uncounted() -> None:
 def test_config_paths_are_untouched(tmp_path: Path) -> None:
     # HedgeBudget reads only hedge settings: a config with a backend file works as is
     assert budget(JudgeConfig(backend_file=tmp_path / "x")).snapshot()["sent"] == 0
+
+
+def test_a_call_that_started_before_latencies_were_known_is_hedged_once_they_are() -> None:
+    """A run's first step: every call starts with an empty window; the slow one is
+    hedged as soon as the fast ones that started with it have answered."""
+    async def scenario():
+        slow = {"left": 1}
+
+        async def handler(prompt):
+            if "SLOW" in prompt.user and slow["left"]:
+                slow["left"] -= 1
+                await asyncio.sleep(30)
+            await asyncio.sleep(0.01)
+            return "Fine.\nSCORE: 6"
+
+        config = JudgeConfig(hedge_min_delay_s=0.2, max_attempts=1)
+        backend = FakeBackend(BackendSpec.parse(SPEC), config, handler=handler)
+        runner = JudgeRunner(backend, JudgeCatalog.build(config),
+                             hedger=Hedger(config, Permits()))
+        return await asyncio.gather(runner.judge(JudgeRequest("q", "SLOW")),
+                                    *(runner.judge(JudgeRequest("q", str(i)))
+                                      for i in range(MIN_SAMPLES + 5)))
+
+    slow, *fast = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert slow.ok and slow.extra["hedged"]["winner"] == "hedge"
+    assert all(v.ok and "hedged" not in v.extra for v in fast)
