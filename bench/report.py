@@ -140,11 +140,12 @@ def replace_tables(text: str, tables: dict[str, str]) -> str:
     without markers in ``text`` is left out rather than appended (say where it goes first).
     """
     for scenario, table in tables.items():
+        # The block between the markers may be empty (a scenario never measured yet).
         pattern = re.compile(rf"(<!-- bench:scenario {re.escape(scenario)}:begin -->\n)"
-                             rf".*?(\n<!-- bench:scenario {re.escape(scenario)}:end -->)",
+                             rf"(?:.*?\n)?(<!-- bench:scenario {re.escape(scenario)}:end -->)",
                              re.DOTALL)
-        text = pattern.sub(lambda m, t=table: m.group(1) + t.strip("\n") + m.group(2), text,
-                           count=1)
+        text = pattern.sub(lambda m, t=table: m.group(1) + t.strip("\n") + "\n" + m.group(2),
+                           text, count=1)
     return text
 
 

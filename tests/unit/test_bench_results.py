@@ -69,3 +69,11 @@ def test_results_file_has_markers_for_every_scenario() -> None:
     text = RESULTS.read_text()
     for key in SCENARIOS:
         assert len(re.findall(rf"<!-- bench:scenario {key}:(begin|end) -->", text)) == 2, key
+
+
+def test_a_scenario_never_measured_before_gets_its_first_table() -> None:
+    text = "intro\n<!-- bench:scenario 9:begin -->\n<!-- bench:scenario 9:end -->\nafter\n"
+    once = replace_tables(text, {"9": "first table"})
+    assert once == ("intro\n<!-- bench:scenario 9:begin -->\nfirst table\n"
+                    "<!-- bench:scenario 9:end -->\nafter\n")
+    assert replace_tables(once, {"9": "first table"}) == once
