@@ -33,43 +33,22 @@ import logging
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 
 from ..spec import BackendSpec
-from ..verdict import GroupRequest, JudgeRequest, Status, Verdict
+from ..verdict import JudgeRequest, Status, Verdict
 from .cache import Result, VerdictCache, as_cached, members
 from .coalescing import Coalescing
 from .failure import failure
 from .health import WorkerHealth
+from .items import Item, Request, Route, Send, WorkerLost, check_shape
 from .limits import BackendLimits, Slots, TokenBudget
 
-__all__ = ["Dispatcher", "Slots", "WorkerLost"]
+__all__ = ["Dispatcher", "Request", "Slots", "WorkerLost"]
 
 logger = logging.getLogger(__name__)
 
 #: How often a dispatcher waiting for a slot looks again at which backend is current.
 _RESOLVE_EVERY_S = 0.5
-
-
-class WorkerLost(Exception):
-    """The worker died with the micro-batch; its items go back to the queue."""
-
-
-Request = JudgeRequest | GroupRequest
-
-
-@dataclass
-class _Item:
-    request: Request
-    future: asyncio.Future[Result]
-    lost: int = 0  # times a worker died while holding it
-    rerouted: int = 0  # times another backend was asked after this one gave up
-    key: str | None = None
-    followers: list[_Item] = field(default_factory=list)  # identical requests riding along
-
-
-Send = Callable[[int, str, list[Request]], Awaitable[Sequence[Result]]]
-Route = Callable[[], "BackendSpec | tuple[BackendSpec, int | None]"]
 
 
 class Dispatcher:
@@ -132,8 +111,8 @@ class Dispatcher:
         self.limits = BackendLimits(limit_for, rpm_for, tpm_for)
         self.health = WorkerHealth(num_workers, ping, on_up=self._wake_up)
         self.coalescing = Coalescing(coalesce_s, coalesce_below * num_workers)
-        self._queue: deque[_Item] = deque()
-        self._in_flight_keys: dict[str, _Item] = {}
+        self._queue: deque[Item] = deque()
+        self._in_flight_keys: dict[str, Item] = {}
         self._load = [0] * num_workers
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -153,7 +132,7 @@ class Dispatcher:
         futures = []
         for request in requests:
             future: asyncio.Future[Result] = loop.create_future()
-            self._queue.append(_Item(request, future))
+            self._queue.append(Item(request, future))
             futures.append(future)
         self._wake_up()
         return futures
@@ -258,10 +237,10 @@ class Dispatcher:
             self._serving.add(task)
             task.add_done_callback(self._serving.discard)
 
-    def _pop_misses(self, spec: BackendSpec, n: int) -> list[_Item]:
+    def _pop_misses(self, spec: BackendSpec, n: int) -> list[Item]:
         """Up to ``n`` items that need a backend call; cache hits and duplicates of a
         request already in flight are settled on the way without using a slot."""
-        batch: list[_Item] = []
+        batch: list[Item] = []
         while self._queue and len(batch) < n:
             item = self._queue.popleft()
             if item.future.done():  # the caller went away
@@ -281,7 +260,7 @@ class Dispatcher:
             batch.append(item)
         return batch
 
-    def _split(self, items: list[_Item]) -> list[tuple[int, list[_Item]]]:
+    def _split(self, items: list[Item]) -> list[tuple[int, list[Item]]]:
         """Micro-batches of at most ``max_chunk``, each to the least loaded worker."""
         if not items:
             return []
@@ -297,7 +276,7 @@ class Dispatcher:
             out.append((worker, chunk))
         return out
 
-    async def _serve(self, worker: int, spec: BackendSpec, chunk: list[_Item],
+    async def _serve(self, worker: int, spec: BackendSpec, chunk: list[Item],
                      slots: Slots, budget: TokenBudget) -> None:
         spec_text = str(spec)
         try:
@@ -306,7 +285,7 @@ class Dispatcher:
                 raise RuntimeError(f"worker {worker} returned {len(verdicts)} verdicts "
                                    f"for {len(chunk)} requests")
             for item, result in zip(chunk, verdicts, strict=True):
-                _check_shape(item.request, result)
+                check_shape(item.request, result)
         except WorkerLost as exc:
             logger.warning("judge worker %d lost with %d requests; re-queueing them (%s)",
                            worker, len(chunk), exc)
@@ -345,7 +324,7 @@ class Dispatcher:
             logger.exception("deciding on a failover failed; delivering the verdict")
             return False
 
-    def _requeue(self, chunk: list[_Item], spec: str, *, lost: bool) -> None:
+    def _requeue(self, chunk: list[Item], spec: str, *, lost: bool) -> None:
         for item in reversed(chunk):
             self._forget(item)
             item.lost += int(lost)
@@ -361,11 +340,11 @@ class Dispatcher:
             self._queue.appendleft(item)
         self._wake_up()
 
-    def _forget(self, item: _Item) -> None:
+    def _forget(self, item: Item) -> None:
         if item.key is not None and self._in_flight_keys.get(item.key) is item:
             del self._in_flight_keys[item.key]
 
-    def _settle(self, item: _Item, verdict: Result) -> None:
+    def _settle(self, item: Item, verdict: Result) -> None:
         """Deliver a leader's verdict to it and to the identical requests riding along."""
         self._forget(item)
         if self.cache is not None and item.key is not None:
@@ -375,7 +354,7 @@ class Dispatcher:
             self._deliver(follower, as_cached(verdict, follower.request))
         item.followers = []
 
-    def _deliver(self, item: _Item, verdict: Result) -> None:
+    def _deliver(self, item: Item, verdict: Result) -> None:
         for one in members(verdict):
             try:
                 self.on_verdict(one)
@@ -384,13 +363,3 @@ class Dispatcher:
         if not item.future.done():
             item.future.set_result(verdict)
 
-
-def _check_shape(request: Request, result: object) -> None:
-    if isinstance(request, GroupRequest):
-        if not (isinstance(result, tuple) and len(result) == len(request.responses)):
-            raise RuntimeError(f"a group of {len(request.responses)} came back as "
-                               f"{type(result).__name__} of {len(result)}"
-                               if isinstance(result, (tuple, list)) else
-                               f"a group came back as {type(result).__name__}")
-    elif not isinstance(result, Verdict):
-        raise RuntimeError(f"a request came back as {type(result).__name__}")
