@@ -17,6 +17,8 @@ workers, and sends one call per micro-batch. So:
   served again by the next backend instead of reaching the caller;
 * background work (re-judging after a switch) goes through :meth:`Dispatcher.send_spare`,
   which only uses capacity no queued request is waiting for.
+* a request that names its backend waits in that backend's own lane (:mod:`.lanes`),
+  sharing its limits and the cache, never rerouted;
 * a :class:`~ray_judge.verdict.GroupRequest` (several responses judged in one call) is
   one item like any other: one slot, one cache entry, and its result is a tuple of
   Verdicts, one per response.
@@ -41,7 +43,8 @@ from .coalescing import Coalescing
 from .failure import failure
 from .health import WorkerHealth
 from .items import Item, Request, Route, Send, WorkerLost, check_shape
-from .limits import BackendLimits, Slots, TokenBudget
+from .lanes import Lane, Lanes
+from .limits import BackendLimits, Slots
 
 __all__ = ["Dispatcher", "Request", "Slots", "WorkerLost"]
 
@@ -110,12 +113,10 @@ class Dispatcher:
         self.max_reroutes = max_reroutes
         self.limits = BackendLimits(limit_for, rpm_for, tpm_for)
         self.health = WorkerHealth(num_workers, ping, on_up=self._wake_up)
-        self.coalescing = Coalescing(coalesce_s, coalesce_below * num_workers)
-        self._queue: deque[Item] = deque()
+        self.lanes = Lanes(route, Coalescing(coalesce_s, coalesce_below * num_workers))
+        self._queue = self.lanes.main.queue
         self._in_flight_keys: dict[str, Item] = {}
         self._load = [0] * num_workers
-        self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
         self._serving: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
@@ -123,23 +124,29 @@ class Dispatcher:
 
     # -- callers -----------------------------------------------------------------------
 
-    def submit(self, requests: Sequence[Request]) -> list[asyncio.Future[Result]]:
-        """Queue ``requests``; each future resolves to its result (never to an exception)."""
+    def submit(self, requests: Sequence[Request], backend: BackendSpec | None = None,
+               sample: int = 0) -> list[asyncio.Future[Result]]:
+        """Queue ``requests``; each future resolves to its result (never to an exception).
+
+        ``backend`` pins them to that backend (its own lane, no reroute, see
+        :mod:`.lanes`); ``sample`` > 0 makes the k-th independent judgement of the same
+        request, cached under a key of its own.
+        """
         loop = asyncio.get_running_loop()
-        if self._task is None or self._task.done():
-            self._wake = asyncio.Event()
-            self._task = loop.create_task(self._run(), name="ray_judge-dispatcher")
+        lane = self.lanes.of(backend)
+        if lane.task is None or lane.task.done():
+            lane.task = loop.create_task(self._run(lane), name="ray_judge-dispatcher")
         futures = []
         for request in requests:
             future: asyncio.Future[Result] = loop.create_future()
-            self._queue.append(Item(request, future))
+            lane.queue.append(Item(request, future, sample=sample))
             futures.append(future)
         self._wake_up()
         return futures
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        return self.lanes.queued
 
     def in_flight(self) -> dict[str, int]:
         return self.limits.in_flight()
@@ -153,7 +160,7 @@ class Dispatcher:
         The slots are held while the call runs (so the global limit holds) and given
         back after. Returns k Verdicts, in order; they bypass the cache and ``on_verdict``.
         """
-        if self._queue or not requests:
+        if self.queued or not requests:
             return []
         slots, rate, budget = self.limits.of(spec)
         if budget.wait_s() > 0:
@@ -187,66 +194,61 @@ class Dispatcher:
     # -- the loop ----------------------------------------------------------------------
 
     def _wake_up(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
+        self.lanes.wake_all()
 
-    def _current(self) -> tuple[BackendSpec, int | None]:
-        routed = self.route()
-        return routed if isinstance(routed, tuple) else (routed, None)
-
-    async def _run(self) -> None:
-        assert self._wake is not None
+    async def _run(self, lane: Lane) -> None:
         while True:
-            if not self._queue:
-                self._wake.clear()
-                await self._wake.wait()
+            if not lane.queue:
+                lane.wake.clear()
+                await lane.wake.wait()
                 continue
             try:
-                spec, cap = self._current()
+                spec, cap = lane.current()
             except Exception:  # the resolver keeps the last good spec; this is a bug guard
                 logger.exception("choosing the backend failed; retrying")
                 await asyncio.sleep(_RESOLVE_EVERY_S)
                 continue
-            await self._round(spec, cap)
+            await self._round(lane, spec, cap)
 
-    async def _round(self, spec: BackendSpec, cap: int | None) -> None:
+    async def _round(self, lane: Lane, spec: BackendSpec, cap: int | None) -> None:
+        queue = lane.queue
         if self.health.all_down:  # every worker restarting: wait for one
-            assert self._wake is not None
-            self._wake.clear()
+            lane.wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), _RESOLVE_EVERY_S)
+                await asyncio.wait_for(lane.wake.wait(), _RESOLVE_EVERY_S)
             return
         slots, rate, budget = self.limits.of(spec)
         wait = budget.wait_s()
         if wait > 0:  # over the tokens-per-minute budget: let it refill
             await asyncio.sleep(min(wait, _RESOLVE_EVERY_S))
             return
-        want = len(self._queue) if cap is None else min(cap, len(self._queue))
+        want = len(queue) if cap is None else min(cap, len(queue))
         n = await slots.take(want, _RESOLVE_EVERY_S)
         if n == 0:
             return
         if cap is None:  # a half-open circuit's probe is not held back
-            n = await self.coalescing.gather(
-                n, lambda n: slots.take(max(0, len(self._queue) - n), 0))
+            n = await lane.coalescing.gather(
+                n, lambda n: slots.take(max(0, len(queue) - n), 0))
         allowed = await rate.take(n, _RESOLVE_EVERY_S)
-        batch = self._pop_misses(spec, allowed)
+        batch = self._pop_misses(queue, spec, allowed)
         slots.give_back(n - len(batch))
         for worker, chunk in self._split(batch):
             task = asyncio.get_running_loop().create_task(
-                self._serve(worker, spec, chunk, slots, budget))
+                self._serve(lane, worker, spec, chunk))
             self._serving.add(task)
             task.add_done_callback(self._serving.discard)
 
-    def _pop_misses(self, spec: BackendSpec, n: int) -> list[Item]:
+    def _pop_misses(self, queue: deque[Item], spec: BackendSpec, n: int) -> list[Item]:
         """Up to ``n`` items that need a backend call; cache hits and duplicates of a
         request already in flight are settled on the way without using a slot."""
         batch: list[Item] = []
-        while self._queue and len(batch) < n:
-            item = self._queue.popleft()
+        while queue and len(batch) < n:
+            item = queue.popleft()
             if item.future.done():  # the caller went away
                 continue
             if self.cache is not None and self.cache.enabled and self.key_for is not None:
-                item.key = self.key_for(spec, item.request)
+                item.key = self.key_for(spec, item.request) + (
+                    f"#{item.sample}" if item.sample else "")
                 hit = self.cache.get(item.key)
                 if hit is not None:
                     self._deliver(item, as_cached(hit, item.request))
@@ -276,8 +278,9 @@ class Dispatcher:
             out.append((worker, chunk))
         return out
 
-    async def _serve(self, worker: int, spec: BackendSpec, chunk: list[Item],
-                     slots: Slots, budget: TokenBudget) -> None:
+    async def _serve(self, lane: Lane, worker: int, spec: BackendSpec,
+                     chunk: list[Item]) -> None:
+        slots, _, budget = self.limits.of(spec)
         spec_text = str(spec)
         try:
             verdicts = list(await self.send(worker, spec_text, [it.request for it in chunk]))
@@ -290,7 +293,7 @@ class Dispatcher:
             logger.warning("judge worker %d lost with %d requests; re-queueing them (%s)",
                            worker, len(chunk), exc)
             self.health.mark_down(worker)
-            self._requeue(chunk, spec_text, lost=True)
+            self._requeue(lane, chunk, spec_text, lost=True)
             return
         except Exception as exc:  # every waiting caller gets a Verdict, never a hang
             logger.exception("micro-batch of %d on worker %d failed", len(chunk), worker)
@@ -305,13 +308,14 @@ class Dispatcher:
         for item, verdict in zip(chunk, verdicts, strict=True):
             budget.debit(sum((v.input_tokens or 0) + (v.output_tokens or 0)
                              for v in members(verdict)))
-            if self._reroute(verdict) and item.rerouted < self.max_reroutes:
+            if (not lane.pinned and self._reroute(verdict)
+                    and item.rerouted < self.max_reroutes):
                 item.rerouted += 1
                 again.append(item)
             else:
                 self._settle(item, verdict)
         if again:
-            self._requeue(again, spec_text, lost=False)
+            self._requeue(lane, again, spec_text, lost=False)
 
     def _reroute(self, result: Result) -> bool:
         # A group's members share one call: its first failure (or its first member,
@@ -324,7 +328,7 @@ class Dispatcher:
             logger.exception("deciding on a failover failed; delivering the verdict")
             return False
 
-    def _requeue(self, chunk: list[Item], spec: str, *, lost: bool) -> None:
+    def _requeue(self, lane: Lane, chunk: list[Item], spec: str, *, lost: bool) -> None:
         for item in reversed(chunk):
             self._forget(item)
             item.lost += int(lost)
@@ -336,8 +340,8 @@ class Dispatcher:
                 continue
             followers, item.followers = item.followers, []
             for follower in reversed(followers):
-                self._queue.appendleft(follower)
-            self._queue.appendleft(item)
+                lane.queue.appendleft(follower)
+            lane.queue.appendleft(item)
         self._wake_up()
 
     def _forget(self, item: Item) -> None:

@@ -34,6 +34,7 @@ class Item:
     lost: int = 0  # times a worker died while holding it
     rerouted: int = 0  # times another backend was asked after this one gave up
     key: str | None = None
+    sample: int = 0  # the k-th independent judgement (its own cache key when > 0)
     followers: list[Item] = field(default_factory=list)  # identical requests riding along
 
 
