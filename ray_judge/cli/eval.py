@@ -66,11 +66,12 @@ def eval_command(
         catalog = JudgeCatalog.build(config)
     try:
         bounds = [Bound.parse(text) for text in minimum or []]
+    except ValueError as exc:
+        fail(f"--min: {exc}")
+    try:
         specs = [str(BackendSpec.parse(text)) for text in backends or []]
-    except ValueError as exc:  # InvalidSpecError is one
-        fail(str(exc))
-    if threshold is not None and not isinstance(threshold, float):
-        fail(f"--threshold must be a number, got {threshold!r}")
+    except ValueError as exc:  # InvalidSpecError
+        fail(f"--backend: {exc}")
     if plot is not None:
         from ..quality.plot import require_matplotlib
 
