@@ -77,7 +77,7 @@ def _panel(ax, backend: str, judged: Sequence[Judged]) -> None:  # type: ignore[
         got = _share(j.got, case.scale)
         if case.label == "label":
             ax.scatter([_share(case.expected, case.scale)], [got], s=36, color="tab:blue",
-                       alpha=0.8, label=once("label"))
+                       alpha=0.8, label=once("label: expected score"))
         elif case.label == "range":
             low, high = (_share(v, case.scale) for v in case.expected)
             inside = j.error == 0
