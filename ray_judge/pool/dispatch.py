@@ -135,6 +135,7 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         lane = self.lanes.of(backend)
         if lane.task is None or lane.task.done():
+            lane.wake = asyncio.Event()  # of this loop
             lane.task = loop.create_task(self._run(lane), name="ray_judge-dispatcher")
         futures = []
         for request in requests:
