@@ -135,3 +135,32 @@ def test_plot_without_matplotlib_says_how_to_get_it(tmp_path, no_cluster, monkey
     assert result.exit_code == 1
     assert "error: --plot needs matplotlib: pip install 'ray_judge[plot]'" in result.stderr
     assert not (tmp_path / "out.png").exists()
+
+
+def test_a_large_file_goes_in_chunks_a_few_calls_at_a_time_in_order(tmp_path, monkeypatch):
+    from ray_judge.quality import run as run_module
+
+    monkeypatch.setattr(run_module, "CHUNK", 2)
+    monkeypatch.setattr(run_module, "MAX_CALLS", 1)
+    lines = [json.dumps({"prompt": "q", "response": f"r{i}", "label": 5, "metadata": i})
+             for i in range(7)]
+
+    async def scenario():
+        core = make_core(tmp_path)
+        sizes = []
+        score_batch = core.score_batch
+
+        async def counted(items):
+            sizes.append((len(items), core.dispatcher.queued))
+            return await score_batch(items)
+
+        core.score_batch = counted
+        cases = parse_cases(lines, core.judges_catalog)
+        results = await judge_cases(core, cases, [A])
+        await core.aclose()
+        return sizes, results
+
+    sizes, results = run(scenario)
+    assert [n for n, _ in sizes] == [2, 2, 2, 1]
+    assert all(queued == 0 for _, queued in sizes)  # one call at a time
+    assert [j.samples[0].metadata for j in results[A]] == list(range(7))
