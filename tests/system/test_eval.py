@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,13 +52,22 @@ def score_of(model: str, response: str) -> int:
     return PASSES[response][1 if faithful else 2]
 
 
+_BLOCKS = re.compile(r"<<<BEGIN RESPONSE (\w+)>>>\n(.*?)\n<<<END RESPONSE \1>>>", re.S)
+
+
 def reply(body: dict) -> str:
     user = body["messages"][-1]["content"]
     text = user if isinstance(user, str) else user[0]["text"]
-    if "<<<BEGIN RESPONSE A>>>" in text:  # compare's pairwise judge
-        return 'A is better.\n{"preference": 7}'
+    model = body["model"]
+    blocks = dict(_BLOCKS.findall(text))
+    if set(blocks) == {"A", "B"}:  # compare's pairwise judge, in either order
+        a, b = score_of(model, blocks["A"]), score_of(model, blocks["B"])
+        return f'Compared.\n{{"preference": {5 + (a - b) / 2:g}}}'
+    if blocks:  # a group: RESPONSE 1..k, shown shuffled
+        scores = [score_of(model, blocks[str(i)]) for i in range(1, len(blocks) + 1)]
+        return "Graded.\n" + json.dumps({"scores": scores})
     response = text.split("<<<BEGIN RESPONSE>>>\n", 1)[1].split("\n<<<END RESPONSE>>>")[0]
-    return f"Graded.\nSCORE: {score_of(body['model'], response)}"
+    return f"Graded.\nSCORE: {score_of(model, response)}"
 
 
 def cases_lines() -> list[str]:
@@ -238,6 +248,31 @@ def test_a_bad_cases_file_is_refused_whole_and_nothing_is_judged(judge, cluster,
         "  line 8: pass must be true or false, got 'yes'",
     ]
     assert done.stdout == "" and server.model_calls == calls
+
+
+def test_comparisons_and_groups_through_the_running_judge(judge, cluster, provider_env,
+                                                          tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    # faithful scores: L5 7, L4 6, L3 4, L2 3, L1 1; shifted: L5 10, L4 8, L3 5, L2 6, L1 3
+    path.write_text("\n".join(json.dumps(x) for x in [
+        {"prompt": "Answer.", "a": "answer-L5", "b": "answer-L1", "preferred": "a"},
+        {"prompt": "Answer.", "a": "answer-L2", "b": "answer-L4", "preferred": "b"},
+        {"prompt": "Answer.", "responses": ["answer-L5", "answer-L3", "answer-L2",
+                                            "answer-L1"], "ranking": [0, 1, 2, 3]},
+    ]) + "\n", encoding="utf-8")
+    done = eval_cli(str(path), "--backend", FAITHFUL, "--backend", SHIFTED,
+                    "--json", str(tmp_path / "p.json"),
+                    env={**provider_env, "RAY_ADDRESS": cluster}, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    backends = json.loads((tmp_path / "p.json").read_text())["backends"]
+    faithful, shifted = backends[FAITHFUL], backends[SHIFTED]
+    assert faithful["accuracy"] == 1.0 and faithful["kendall_tau"] == 1.0
+    # shifted: L2 (6) against L4 (8) is a preference of 5 - 1 = 4 of 10, within 0.1 of
+    # a tie; the group reads 10, 5, 6, 3: one of six pairs discordant, tau = (5 - 1) / 6
+    assert shifted["accuracy"] == 0.5
+    assert shifted["kendall_tau"] == pytest.approx(4 / 6)
+    # both orders of every comparison agree: each answer is scored from its own text
+    assert faithful["position_consistency"] == shifted["position_consistency"] == 1.0
 
 
 def test_without_a_running_judge_it_judges_in_its_own_process(provider_env, cases_file,
