@@ -140,7 +140,7 @@ class Dispatcher:
         futures = []
         for request in requests:
             future: asyncio.Future[Result] = loop.create_future()
-            lane.queue.append(Item(request, future, sample=sample))
+            lane.queue.append(Item(request, future, sample=sample, pinned=lane.pinned))
             futures.append(future)
         self._wake_up()
         return futures
@@ -255,7 +255,9 @@ class Dispatcher:
                     self._deliver(item, as_cached(hit, item.request))
                     continue
                 leader = self._in_flight_keys.get(item.key)
-                if leader is not None:
+                # Only within a lane: a pinned request never rides on one that may be
+                # rerouted, nor a routed one on one that may not.
+                if leader is not None and leader.pinned == item.pinned:
                     leader.followers.append(item)
                     self.cache.deduplicated += 1
                     continue

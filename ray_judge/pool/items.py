@@ -35,6 +35,7 @@ class Item:
     rerouted: int = 0  # times another backend was asked after this one gave up
     key: str | None = None
     sample: int = 0  # the k-th independent judgement (its own cache key when > 0)
+    pinned: bool = False  # its request named its backend: never rerouted
     followers: list[Item] = field(default_factory=list)  # identical requests riding along
 
 

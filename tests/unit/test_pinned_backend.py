@@ -172,3 +172,34 @@ def test_a_bad_backend_or_sample_is_refused_naming_it(tmp_path, kwargs, message)
     assert single.startswith(message)
     assert batch.startswith(message.replace("request.", "request[1]."))
     assert ok.ok
+
+
+def test_a_pinned_request_never_rides_on_an_identical_routed_one_that_fails_over(tmp_path):
+    """Identical requests in flight share one call, but not across lanes: the routed one
+    is rerouted to the fallback, the pinned one must answer for the backend it named."""
+
+    async def scenario():
+        core = make_core(tmp_path, fallback=(BackendSpec.parse(OTHER),))
+        _serve(core, SERVING)
+        gate = asyncio.Event()
+
+        async def out_of_quota(prompt):
+            await gate.wait()
+            raise UsageLimitedError("quota reached for today", backend=SERVING)
+
+        for backend in _backend(core, SERVING):
+            backend.handler = out_of_quota
+        routed = asyncio.ensure_future(core.score("q", "same"))
+        await asyncio.sleep(0.05)
+        pinned = asyncio.ensure_future(core.score("q", "same", backend=SERVING))
+        await asyncio.sleep(0.05)
+        deduplicated = core.cache.deduplicated
+        gate.set()
+        verdicts = await asyncio.gather(routed, pinned)
+        await core.aclose()
+        return deduplicated, verdicts
+
+    deduplicated, (routed, pinned) = run(scenario)
+    assert deduplicated == 0
+    assert routed.ok and routed.backend == OTHER
+    assert pinned.status == "usage_limited" and pinned.backend == SERVING
