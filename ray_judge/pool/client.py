@@ -165,7 +165,7 @@ class JudgeClient:
                 item[key] = value
         item.update(extra)
         if _KNOWN.issuperset(item):  # the judge's checks
-            rest, _ = split_options(item, 0)
+            rest, _ = split_options(item, None)
             JudgeRequest(**rest)  # type: ignore[arg-type]
         return [item], True
 

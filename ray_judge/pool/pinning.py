@@ -69,12 +69,14 @@ class Pin:
 NONE = Pin()
 
 
-def split_options(item: object, index: int) -> tuple[object, Pin]:
-    """A ``score_batch`` item without its per-request options, and those options."""
+def split_options(item: object, index: int | None) -> tuple[object, Pin]:
+    """A ``score_batch`` item (``index`` None: a single request) without its
+    per-request options, and those options."""
     if not isinstance(item, Mapping) or not any(k in item for k in OPTIONS):
         return item, NONE
     rest = {k: v for k, v in item.items() if k not in OPTIONS}
-    return rest, Pin.of(item.get("backend"), item.get("sample", 0), f"request[{index}]")
+    where = "request" if index is None else f"request[{index}]"
+    return rest, Pin.of(item.get("backend"), item.get("sample", 0), where)
 
 
 def batch_requests(items: object, judges: JudgeCatalog

@@ -295,7 +295,7 @@ def test_a_client_request_names_its_backend_through_the_real_pool(judge):
         batch = client.score_batch([{"prompt": "Answer.", "response": "answer-L3",
                                      "backend": SHIFTED},
                                     {"prompt": "Answer.", "response": "answer-L3"}])
-        with pytest.raises(ValueError, match="backend: invalid judge backend 'gpt-4o'"):
+        with pytest.raises(ValueError, match=r"^request\.backend: invalid judge backend 'gpt-4o'"):
             client.score("Answer.", "answer-L2", backend="gpt-4o")
     finally:
         client.close()

@@ -203,3 +203,18 @@ def test_a_pinned_request_never_rides_on_an_identical_routed_one_that_fails_over
     assert deduplicated == 0
     assert routed.ok and routed.backend == OTHER
     assert pinned.status == "usage_limited" and pinned.backend == SERVING
+
+
+def test_the_client_checks_backend_and_sample_in_the_callers_process():
+    """JudgeClient's own checks (no cluster needed): the caller whose item it is gets the
+    judge's message before anything is sent."""
+    from ray_judge.pool.client import JudgeClient
+
+    with pytest.raises(ValueError, match=r"^request\.backend: invalid judge backend 'x'"):
+        JudgeClient._single("p", "r", None, rubric=None, metadata=None, extra={"backend": "x"})
+    with pytest.raises(ValueError, match=r"^request\[1\]\.sample must be an integer"):
+        JudgeClient._batch([{"prompt": "p", "response": "r"},
+                            {"prompt": "p", "response": "r", "sample": -2}])
+    items, single = JudgeClient._single("p", "r", None, rubric=None, metadata=None,
+                                        extra={"backend": OTHER})
+    assert items == [{"prompt": "p", "response": "r", "backend": OTHER}] and single
