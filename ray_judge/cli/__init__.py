@@ -3,6 +3,7 @@
 :mod:`.switch` holds the four switch commands (``litellm``, ``ccode``, ``show``,
 ``remove``) on :data:`switch_app`; :mod:`.pool` the pool's own commands (``start``,
 ``stop``, ``status``, ``serve-rm``, ``watch``, ``grafana-dashboard``, ``shift-plot``);
+:mod:`.eval` the judge eval (``eval``, its report in :mod:`.eval_report`);
 :mod:`.status_text` the running judge's status as text. Here, :data:`app` (``ray-judge``)
 mounts them all, and the entry points.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import typer
 
 from . import pool
+from .eval import eval_command
 from .status_text import format_live_status, reward_server_lines, shift_lines
 from .switch import Notifier, notify_running_judge, show, switch_app
 
@@ -37,6 +39,7 @@ app.command("serve-rm")(pool.serve_rm)
 app.command("watch")(pool.watch_judge)
 app.command("grafana-dashboard")(pool.grafana_dashboard)
 app.command("shift-plot")(pool.shift_plot)
+app.command("eval")(eval_command)
 
 
 def main() -> None:

@@ -42,11 +42,12 @@ from ..verdict import JudgeRequest
 from .batcher import Batcher
 from .cluster import connect
 from .entry import Entry
+from .pinning import OPTIONS, split_options
 
 __all__ = ["JudgeClient"]
 
 #: The fields JudgeRequest knows: items with only these are validated before sending.
-_KNOWN = frozenset(("prompt", "response", "reference", "rubric", "metadata"))
+_KNOWN = frozenset(("prompt", "response", "reference", "rubric", "metadata", *OPTIONS))
 
 
 def _number(name: str, value: object, *, low: float, integer: bool = False) -> None:
@@ -113,7 +114,9 @@ class JudgeClient:
               rubric: str | None = None, metadata: Any = None, **extra: Any) -> Any:
         """Grade one response (blocks); returns the judge's Verdict.
 
-        Raises the judge's ``TypeError``/``ValueError`` for malformed arguments.
+        ``backend="litellm:..."`` judges it with that backend, whatever the override file
+        says (an eval, an A/B check; see :mod:`ray_judge.pool.pinning`). Raises the
+        judge's ``TypeError``/``ValueError`` for malformed arguments.
         """
         return self._submit(*self._single(
             prompt, response, reference, rubric=rubric, metadata=metadata, extra=extra)).result()
@@ -160,9 +163,10 @@ class JudgeClient:
                            ("metadata", metadata)):
             if value is not None:
                 item[key] = value
-        if not extra:
-            JudgeRequest(prompt, response, reference, rubric, metadata)  # the judge's check
         item.update(extra)
+        if _KNOWN.issuperset(item):  # the judge's checks
+            rest, _ = split_options(item, None)
+            JudgeRequest(**rest)  # type: ignore[arg-type]
         return [item], True
 
     @staticmethod
@@ -173,7 +177,7 @@ class JudgeClient:
             if isinstance(item, JudgeRequest) or not isinstance(item, Mapping):
                 JudgeRequest.from_mapping(item, index=i)  # raises for a non-dict
             elif _KNOWN.issuperset(item):
-                JudgeRequest.from_mapping(item, index=i)
+                JudgeRequest.from_mapping(split_options(item, i)[0], index=i)
         return list(items)
 
     def _started(self) -> Batcher:

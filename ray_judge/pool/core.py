@@ -41,6 +41,7 @@ from .dispatch import Dispatcher, Request
 from .failover import FailoverChain
 from .hedge_budget import HedgeBudget
 from .metrics import JudgeMetrics
+from .pinning import Pin, batch_requests, submit_pinned
 from .reward_servers import RewardServers
 from .stats import JudgeStats
 from .status import JudgeStatus
@@ -67,19 +68,6 @@ class Workers(Protocol):
 
     async def aclose(self) -> None:
         """Close every worker's backends (kills CLI processes)."""
-
-
-def _batch(items: object, judges: JudgeCatalog) -> list[JudgeRequest | GroupRequest]:
-    if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, (list, tuple)):
-        raise TypeError(f"score_batch expects a list of dicts, got {type(items).__name__}")
-    # An item with "responses" is a group: it gets a list of Verdicts back.
-    requests = [GroupRequest.from_mapping(item, index=i)
-                if isinstance(item, Mapping) and "responses" in item
-                else JudgeRequest.from_mapping(item, index=i) for i, item in enumerate(items)]
-    for i, request in enumerate(requests):
-        if isinstance(request, JudgeRequest):
-            judges.check(request, index=i)
-    return requests
 
 
 def stamped(result: Result, definition: JudgeDefinition) -> tuple[Verdict, ...]:
@@ -158,32 +146,37 @@ class JudgeCore:
     async def score(self, prompt: str | list, response: str | list,
                     reference: str | None = None, rubric: str | None = None,
                     metadata: Any = None, *, judge: str | None = None,
-                    fields: Mapping[str, str] | None = None) -> Verdict:
+                    fields: Mapping[str, str] | None = None, backend: str | None = None,
+                    sample: int = 0) -> Verdict:
         """Grade one response with judge ``judge`` (``None``: default); ``fields`` are
-        the extra inputs its template names. Raises TypeError/ValueError for malformed
-        arguments, an unknown judge or a field the judge needs and lacks."""
+        the extra inputs its template names; ``backend``/``sample`` as in
+        :mod:`.pinning`. Raises TypeError/ValueError for malformed arguments, an unknown
+        judge or a field the judge needs and lacks."""
         request = JudgeRequest(prompt, response, reference, rubric, metadata, judge, fields)
         self.judges_catalog.check(request)
-        (future,) = self.dispatcher.submit([request])
-        return self._served(request, await future)
+        pin = Pin.of(backend, sample)
+        (future,) = self.dispatcher.submit([request], pin.backend, pin.sample)
+        return await future if pin.pinned else self._served(request, await future)
 
     async def score_batch(self, items: list[Mapping[str, Any]]) -> list[Verdict | list[Verdict]]:
         """Grade many responses; Verdicts come back in the order of ``items``.
 
         An item with ``"responses"`` (a list) instead of ``"response"`` is a group, judged
         as :meth:`score_group` does; its place in the answer holds its list of Verdicts.
+        An item's ``backend`` and ``sample`` keys are as in :mod:`.pinning`.
         """
+        requests, pins = batch_requests(items, self.judges_catalog)
         requests = [self._group_judge(r, "group", f"request[{i}]")
-                    if isinstance(r, GroupRequest) else r
-                    for i, r in enumerate(_batch(items, self.judges_catalog))]
+                    if isinstance(r, GroupRequest) else r for i, r in enumerate(requests)]
         if not requests:
             return []
-        return await self._serve(requests)
+        return await self._serve(requests, pins)
 
     async def score_group(self, prompt: str | list, responses: list,
                           reference: str | None = None, *, judge: str | None = None,
                           fields: Mapping[str, str] | None = None,
-                          metadata: Any = None) -> list[Verdict]:
+                          metadata: Any = None, backend: str | None = None,
+                          sample: int = 0) -> list[Verdict]:
         """Grade a group of responses to one prompt in one judge call (per ``max_group``);
         one Verdict per response, in the order of ``responses``. ``judge`` names a judge
         of kind ``group`` (``None``: the built-in ``group``); ``fields`` are extra named
@@ -191,24 +184,27 @@ class JudgeCore:
         group = self._group_judge(GroupRequest(prompt, responses, reference, judge=judge,
                                                metadata=metadata, fields=fields),
                                   "group", "request")
-        (verdicts,) = await self._serve([group])
+        (verdicts,) = await self._serve([group], [Pin.of(backend, sample)])
         return verdicts
 
     async def compare(self, prompt: str | list, a: str | list, b: str | list,
                       reference: str | None = None, *, judge: str | None = None,
-                      fields: Mapping[str, str] | None = None, metadata: Any = None) -> Verdict:
+                      fields: Mapping[str, str] | None = None, metadata: Any = None,
+                      backend: str | None = None, sample: int = 0) -> Verdict:
         """The preference for ``a`` over ``b`` in [0, 1] (1: ``a`` clearly better, 0.5: a
         tie), asked in both orders unless the judge says ``swap = false``. ``judge``
         names a judge of kind ``pairwise`` (``None``: the built-in ``pairwise``)."""
         pair = self._group_judge(GroupRequest(prompt, (a, b), reference, judge=judge,
                                               metadata=metadata, fields=fields),
                                  "pairwise", "request")
+        pin = Pin.of(backend, sample)
         options = self._options(pair.judge)
         first_is_a = first_shown(*(x if isinstance(x, str) else json.dumps(x, sort_keys=True)
                                    for x in (prompt, a, b)), reference)
         calls = pair_requests(pair, swap=options.swap, first_is_a=first_is_a)
         results = [stamped(r, options) for r in
-                   await asyncio.gather(*self.dispatcher.submit(calls))]
+                   await asyncio.gather(*self.dispatcher.submit(calls, pin.backend,
+                                                                pin.sample))]
         verdict = compare_verdict(results, swap=options.swap, first_is_a=first_is_a,
                                   metadata=metadata, counts=self.groups)
         if verdict.ok and options.swap and not verdict.cached:
@@ -311,12 +307,13 @@ class JudgeCore:
         self.failover.report(verdict)
         return not verdict.ok and self.failover.can_reroute(verdict, self.history.primary)
 
-    async def _serve(self, requests: list[JudgeRequest | GroupRequest]
+    async def _serve(self, requests: list[JudgeRequest | GroupRequest], pins: list[Pin]
                      ) -> list[Verdict | list[Verdict]]:
         """Submit singles and groups (split into chunks) at once; results in order."""
         flat: list[Request] = []
+        flat_pins: list[Pin] = []
         plans = []
-        for request in requests:
+        for request, pin in zip(requests, pins, strict=True):
             if isinstance(request, GroupRequest):
                 plan, chunks = chunk_requests(request, self._options(request.judge).max_group)
                 plans.append((request, plan, len(flat), len(chunks)))
@@ -324,11 +321,14 @@ class JudgeCore:
             else:
                 plans.append((request, None, len(flat), 1))
                 flat.append(request)
-        results: list[Result] = list(await asyncio.gather(*self.dispatcher.submit(flat)))
+            flat_pins.extend([pin] * (len(flat) - len(flat_pins)))
+        results: list[Result] = list(await asyncio.gather(
+            *submit_pinned(self.dispatcher, flat, flat_pins)))
         out: list[Verdict | list[Verdict]] = []
         for request, plan, start, n in plans:
             if plan is None:
-                out.append(self._served(request, results[start]))  # type: ignore[arg-type]
+                out.append(results[start] if flat_pins[start].pinned  # type: ignore[arg-type]
+                           else self._served(request, results[start]))  # type: ignore[arg-type]
                 continue
             saved, judged = self.groups.calls_saved, self.groups.groups
             definition = self._options(request.judge)

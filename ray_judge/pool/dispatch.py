@@ -17,6 +17,8 @@ workers, and sends one call per micro-batch. So:
   served again by the next backend instead of reaching the caller;
 * background work (re-judging after a switch) goes through :meth:`Dispatcher.send_spare`,
   which only uses capacity no queued request is waiting for.
+* a request that names its backend waits in that backend's own lane (:mod:`.lanes`),
+  sharing its limits and the cache, never rerouted;
 * a :class:`~ray_judge.verdict.GroupRequest` (several responses judged in one call) is
   one item like any other: one slot, one cache entry, and its result is a tuple of
   Verdicts, one per response.
@@ -33,43 +35,23 @@ import logging
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 
 from ..spec import BackendSpec
-from ..verdict import GroupRequest, JudgeRequest, Status, Verdict
+from ..verdict import JudgeRequest, Status, Verdict
 from .cache import Result, VerdictCache, as_cached, members
 from .coalescing import Coalescing
 from .failure import failure
 from .health import WorkerHealth
-from .limits import BackendLimits, Slots, TokenBudget
+from .items import Item, Request, Route, Send, WorkerLost, check_shape
+from .lanes import Lane, Lanes
+from .limits import BackendLimits, Slots
 
-__all__ = ["Dispatcher", "Slots", "WorkerLost"]
+__all__ = ["Dispatcher", "Request", "Slots", "WorkerLost"]
 
 logger = logging.getLogger(__name__)
 
 #: How often a dispatcher waiting for a slot looks again at which backend is current.
 _RESOLVE_EVERY_S = 0.5
-
-
-class WorkerLost(Exception):
-    """The worker died with the micro-batch; its items go back to the queue."""
-
-
-Request = JudgeRequest | GroupRequest
-
-
-@dataclass
-class _Item:
-    request: Request
-    future: asyncio.Future[Result]
-    lost: int = 0  # times a worker died while holding it
-    rerouted: int = 0  # times another backend was asked after this one gave up
-    key: str | None = None
-    followers: list[_Item] = field(default_factory=list)  # identical requests riding along
-
-
-Send = Callable[[int, str, list[Request]], Awaitable[Sequence[Result]]]
-Route = Callable[[], "BackendSpec | tuple[BackendSpec, int | None]"]
 
 
 class Dispatcher:
@@ -131,12 +113,10 @@ class Dispatcher:
         self.max_reroutes = max_reroutes
         self.limits = BackendLimits(limit_for, rpm_for, tpm_for)
         self.health = WorkerHealth(num_workers, ping, on_up=self._wake_up)
-        self.coalescing = Coalescing(coalesce_s, coalesce_below * num_workers)
-        self._queue: deque[_Item] = deque()
-        self._in_flight_keys: dict[str, _Item] = {}
+        self.lanes = Lanes(route, Coalescing(coalesce_s, coalesce_below * num_workers))
+        self._queue = self.lanes.main.queue
+        self._in_flight_keys: dict[str, Item] = {}
         self._load = [0] * num_workers
-        self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
         self._serving: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
@@ -144,23 +124,30 @@ class Dispatcher:
 
     # -- callers -----------------------------------------------------------------------
 
-    def submit(self, requests: Sequence[Request]) -> list[asyncio.Future[Result]]:
-        """Queue ``requests``; each future resolves to its result (never to an exception)."""
+    def submit(self, requests: Sequence[Request], backend: BackendSpec | None = None,
+               sample: int = 0) -> list[asyncio.Future[Result]]:
+        """Queue ``requests``; each future resolves to its result (never to an exception).
+
+        ``backend`` pins them to that backend (its own lane, no reroute, see
+        :mod:`.lanes`); ``sample`` > 0 makes the k-th independent judgement of the same
+        request, cached under a key of its own.
+        """
         loop = asyncio.get_running_loop()
-        if self._task is None or self._task.done():
-            self._wake = asyncio.Event()
-            self._task = loop.create_task(self._run(), name="ray_judge-dispatcher")
+        lane = self.lanes.of(backend)
+        if lane.task is None or lane.task.done():
+            lane.wake = asyncio.Event()  # of this loop
+            lane.task = loop.create_task(self._run(lane), name="ray_judge-dispatcher")
         futures = []
         for request in requests:
             future: asyncio.Future[Result] = loop.create_future()
-            self._queue.append(_Item(request, future))
+            lane.queue.append(Item(request, future, sample=sample, pinned=lane.pinned))
             futures.append(future)
         self._wake_up()
         return futures
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        return self.lanes.queued
 
     def in_flight(self) -> dict[str, int]:
         return self.limits.in_flight()
@@ -174,7 +161,7 @@ class Dispatcher:
         The slots are held while the call runs (so the global limit holds) and given
         back after. Returns k Verdicts, in order; they bypass the cache and ``on_verdict``.
         """
-        if self._queue or not requests:
+        if self.queued or not requests:
             return []
         slots, rate, budget = self.limits.of(spec)
         if budget.wait_s() > 0:
@@ -208,72 +195,69 @@ class Dispatcher:
     # -- the loop ----------------------------------------------------------------------
 
     def _wake_up(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
+        self.lanes.wake_all()
 
-    def _current(self) -> tuple[BackendSpec, int | None]:
-        routed = self.route()
-        return routed if isinstance(routed, tuple) else (routed, None)
-
-    async def _run(self) -> None:
-        assert self._wake is not None
+    async def _run(self, lane: Lane) -> None:
         while True:
-            if not self._queue:
-                self._wake.clear()
-                await self._wake.wait()
+            if not lane.queue:
+                lane.wake.clear()
+                await lane.wake.wait()
                 continue
             try:
-                spec, cap = self._current()
+                spec, cap = lane.current()
             except Exception:  # the resolver keeps the last good spec; this is a bug guard
                 logger.exception("choosing the backend failed; retrying")
                 await asyncio.sleep(_RESOLVE_EVERY_S)
                 continue
-            await self._round(spec, cap)
+            await self._round(lane, spec, cap)
 
-    async def _round(self, spec: BackendSpec, cap: int | None) -> None:
+    async def _round(self, lane: Lane, spec: BackendSpec, cap: int | None) -> None:
+        queue = lane.queue
         if self.health.all_down:  # every worker restarting: wait for one
-            assert self._wake is not None
-            self._wake.clear()
+            lane.wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), _RESOLVE_EVERY_S)
+                await asyncio.wait_for(lane.wake.wait(), _RESOLVE_EVERY_S)
             return
         slots, rate, budget = self.limits.of(spec)
         wait = budget.wait_s()
         if wait > 0:  # over the tokens-per-minute budget: let it refill
             await asyncio.sleep(min(wait, _RESOLVE_EVERY_S))
             return
-        want = len(self._queue) if cap is None else min(cap, len(self._queue))
+        want = len(queue) if cap is None else min(cap, len(queue))
         n = await slots.take(want, _RESOLVE_EVERY_S)
         if n == 0:
             return
         if cap is None:  # a half-open circuit's probe is not held back
-            n = await self.coalescing.gather(
-                n, lambda n: slots.take(max(0, len(self._queue) - n), 0))
+            n = await lane.coalescing.gather(
+                n, lambda n: slots.take(max(0, len(queue) - n), 0))
         allowed = await rate.take(n, _RESOLVE_EVERY_S)
-        batch = self._pop_misses(spec, allowed)
+        batch = self._pop_misses(queue, spec, allowed)
         slots.give_back(n - len(batch))
         for worker, chunk in self._split(batch):
             task = asyncio.get_running_loop().create_task(
-                self._serve(worker, spec, chunk, slots, budget))
+                self._serve(lane, worker, spec, chunk))
             self._serving.add(task)
             task.add_done_callback(self._serving.discard)
 
-    def _pop_misses(self, spec: BackendSpec, n: int) -> list[_Item]:
+    def _pop_misses(self, queue: deque[Item], spec: BackendSpec, n: int) -> list[Item]:
         """Up to ``n`` items that need a backend call; cache hits and duplicates of a
         request already in flight are settled on the way without using a slot."""
-        batch: list[_Item] = []
-        while self._queue and len(batch) < n:
-            item = self._queue.popleft()
+        batch: list[Item] = []
+        while queue and len(batch) < n:
+            item = queue.popleft()
             if item.future.done():  # the caller went away
                 continue
             if self.cache is not None and self.cache.enabled and self.key_for is not None:
-                item.key = self.key_for(spec, item.request)
+                item.key = self.key_for(spec, item.request) + (
+                    f"#{item.sample}" if item.sample else "")
                 hit = self.cache.get(item.key)
                 if hit is not None:
                     self._deliver(item, as_cached(hit, item.request))
                     continue
                 leader = self._in_flight_keys.get(item.key)
-                if leader is not None:
+                # Only within a lane: a pinned request never rides on one that may be
+                # rerouted, nor a routed one on one that may not.
+                if leader is not None and leader.pinned == item.pinned:
                     leader.followers.append(item)
                     self.cache.deduplicated += 1
                     continue
@@ -281,7 +265,7 @@ class Dispatcher:
             batch.append(item)
         return batch
 
-    def _split(self, items: list[_Item]) -> list[tuple[int, list[_Item]]]:
+    def _split(self, items: list[Item]) -> list[tuple[int, list[Item]]]:
         """Micro-batches of at most ``max_chunk``, each to the least loaded worker."""
         if not items:
             return []
@@ -297,8 +281,9 @@ class Dispatcher:
             out.append((worker, chunk))
         return out
 
-    async def _serve(self, worker: int, spec: BackendSpec, chunk: list[_Item],
-                     slots: Slots, budget: TokenBudget) -> None:
+    async def _serve(self, lane: Lane, worker: int, spec: BackendSpec,
+                     chunk: list[Item]) -> None:
+        slots, _, budget = self.limits.of(spec)
         spec_text = str(spec)
         try:
             verdicts = list(await self.send(worker, spec_text, [it.request for it in chunk]))
@@ -306,12 +291,12 @@ class Dispatcher:
                 raise RuntimeError(f"worker {worker} returned {len(verdicts)} verdicts "
                                    f"for {len(chunk)} requests")
             for item, result in zip(chunk, verdicts, strict=True):
-                _check_shape(item.request, result)
+                check_shape(item.request, result)
         except WorkerLost as exc:
             logger.warning("judge worker %d lost with %d requests; re-queueing them (%s)",
                            worker, len(chunk), exc)
             self.health.mark_down(worker)
-            self._requeue(chunk, spec_text, lost=True)
+            self._requeue(lane, chunk, spec_text, lost=True)
             return
         except Exception as exc:  # every waiting caller gets a Verdict, never a hang
             logger.exception("micro-batch of %d on worker %d failed", len(chunk), worker)
@@ -326,13 +311,14 @@ class Dispatcher:
         for item, verdict in zip(chunk, verdicts, strict=True):
             budget.debit(sum((v.input_tokens or 0) + (v.output_tokens or 0)
                              for v in members(verdict)))
-            if self._reroute(verdict) and item.rerouted < self.max_reroutes:
+            if (not lane.pinned and self._reroute(verdict)
+                    and item.rerouted < self.max_reroutes):
                 item.rerouted += 1
                 again.append(item)
             else:
                 self._settle(item, verdict)
         if again:
-            self._requeue(again, spec_text, lost=False)
+            self._requeue(lane, again, spec_text, lost=False)
 
     def _reroute(self, result: Result) -> bool:
         # A group's members share one call: its first failure (or its first member,
@@ -345,7 +331,7 @@ class Dispatcher:
             logger.exception("deciding on a failover failed; delivering the verdict")
             return False
 
-    def _requeue(self, chunk: list[_Item], spec: str, *, lost: bool) -> None:
+    def _requeue(self, lane: Lane, chunk: list[Item], spec: str, *, lost: bool) -> None:
         for item in reversed(chunk):
             self._forget(item)
             item.lost += int(lost)
@@ -357,15 +343,15 @@ class Dispatcher:
                 continue
             followers, item.followers = item.followers, []
             for follower in reversed(followers):
-                self._queue.appendleft(follower)
-            self._queue.appendleft(item)
+                lane.queue.appendleft(follower)
+            lane.queue.appendleft(item)
         self._wake_up()
 
-    def _forget(self, item: _Item) -> None:
+    def _forget(self, item: Item) -> None:
         if item.key is not None and self._in_flight_keys.get(item.key) is item:
             del self._in_flight_keys[item.key]
 
-    def _settle(self, item: _Item, verdict: Result) -> None:
+    def _settle(self, item: Item, verdict: Result) -> None:
         """Deliver a leader's verdict to it and to the identical requests riding along."""
         self._forget(item)
         if self.cache is not None and item.key is not None:
@@ -375,7 +361,7 @@ class Dispatcher:
             self._deliver(follower, as_cached(verdict, follower.request))
         item.followers = []
 
-    def _deliver(self, item: _Item, verdict: Result) -> None:
+    def _deliver(self, item: Item, verdict: Result) -> None:
         for one in members(verdict):
             try:
                 self.on_verdict(one)
@@ -384,13 +370,3 @@ class Dispatcher:
         if not item.future.done():
             item.future.set_result(verdict)
 
-
-def _check_shape(request: Request, result: object) -> None:
-    if isinstance(request, GroupRequest):
-        if not (isinstance(result, tuple) and len(result) == len(request.responses)):
-            raise RuntimeError(f"a group of {len(request.responses)} came back as "
-                               f"{type(result).__name__} of {len(result)}"
-                               if isinstance(result, (tuple, list)) else
-                               f"a group came back as {type(result).__name__}")
-    elif not isinstance(result, Verdict):
-        raise RuntimeError(f"a request came back as {type(result).__name__}")

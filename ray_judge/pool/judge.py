@@ -129,10 +129,12 @@ class Judge:
     async def score(self, prompt: str | list, response: str | list,
                     reference: str | None = None, rubric: str | None = None,
                     metadata: Any = None, *, judge: str | None = None,
-                    fields: Mapping[str, str] | None = None) -> Verdict:
+                    fields: Mapping[str, str] | None = None, backend: str | None = None,
+                    sample: int = 0) -> Verdict:
         """Grade one response (:meth:`JudgeCore.score`)."""
         return await self.core.score(prompt, response, reference, rubric, metadata,
-                                     judge=judge, fields=fields)
+                                     judge=judge, fields=fields, backend=backend,
+                                     sample=sample)
 
     async def score_batch(self, items: list[Mapping[str, Any]]) -> list[Verdict | list[Verdict]]:
         """Grade many responses and groups, in order (:meth:`JudgeCore.score_batch`)."""
@@ -141,17 +143,20 @@ class Judge:
     async def score_group(self, prompt: str | list, responses: list,
                           reference: str | None = None, *, judge: str | None = None,
                           fields: Mapping[str, str] | None = None,
-                          metadata: Any = None) -> list[Verdict]:
+                          metadata: Any = None, backend: str | None = None,
+                          sample: int = 0) -> list[Verdict]:
         """Grade a group in one judge call (:meth:`JudgeCore.score_group`)."""
         return await self.core.score_group(prompt, responses, reference, judge=judge,
-                                           fields=fields, metadata=metadata)
+                                           fields=fields, metadata=metadata,
+                                           backend=backend, sample=sample)
 
     async def compare(self, prompt: str | list, a: str | list, b: str | list,
                       reference: str | None = None, *, judge: str | None = None,
-                      fields: Mapping[str, str] | None = None, metadata: Any = None) -> Verdict:
+                      fields: Mapping[str, str] | None = None, metadata: Any = None,
+                      backend: str | None = None, sample: int = 0) -> Verdict:
         """The preference for ``a`` over ``b`` (:meth:`JudgeCore.compare`)."""
         return await self.core.compare(prompt, a, b, reference, judge=judge, fields=fields,
-                                       metadata=metadata)
+                                       metadata=metadata, backend=backend, sample=sample)
 
     # -- hedged calls: asked by the workers, on the scoring loop (the limits live there) --
 
