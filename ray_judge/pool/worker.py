@@ -19,7 +19,7 @@ from ..config import JudgeConfig
 from ..errors import JudgeError
 from ..judging.catalog import JudgeCatalog
 from ..judging.definition import JudgeDefinition
-from ..judging.hedging import Hedger, HedgePermits
+from ..judging.hedging import HedgePermits, Hedger
 from ..judging.runner import JudgeRunner
 from ..spec import BackendSpec
 from ..verdict import GroupRequest, JudgeRequest, Status
@@ -37,7 +37,7 @@ class JudgeWorker:
 
     def __init__(self, index: int, env: Mapping[str, str], cwd: str,
                  registry: Mapping[str, str] | None = None,
-                 judges: Sequence[JudgeDefinition] = (),
+                 judges: Sequence[JudgeDefinition] = (), *,
                  permits: HedgePermits | None = None) -> None:
         # Ray starts actors with the raylet's environment, not the driver's: the judge
         # hands over what the person who started it had set.

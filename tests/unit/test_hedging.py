@@ -17,7 +17,7 @@ from ray_judge.backends.fake import FakeBackend
 from ray_judge.config import JudgeConfig
 from ray_judge.errors import RateLimitedError
 from ray_judge.judging.catalog import JudgeCatalog
-from ray_judge.judging.hedging import MIN_SAMPLES, Hedger, HedgeNote, HedgeReport, LatencyWindow
+from ray_judge.judging.hedging import MIN_SAMPLES, Hedger, HedgeReport, LatencyWindow
 from ray_judge.judging.runner import JudgeRunner
 from ray_judge.pool.hedge_budget import HedgeBudget
 from ray_judge.pool.limits import BackendLimits

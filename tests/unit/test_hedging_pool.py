@@ -60,7 +60,8 @@ def test_the_hedge_wins_and_the_slow_call_is_closed(tmp_path, server, monkeypatc
     server.slow("SLOW-ONE", 30.0)  # only the first call of this response is slow
 
     async def scenario():
-        core = make_core(tmp_path, monkeypatch, LLM_JUDGE_HEDGE_AFTER=0.2, LLM_JUDGE_HEDGE_SHARE=1.0)
+        core = make_core(tmp_path, monkeypatch, LLM_JUDGE_HEDGE_AFTER=0.2,
+                         LLM_JUDGE_HEDGE_SHARE=1.0)
         try:
             fast = await core.score_batch([{"prompt": f"q{i}", "response": f"a{i}"}
                                            for i in range(20)])
@@ -85,7 +86,8 @@ def test_the_share_cap_holds_when_every_call_is_slow(tmp_path, server, monkeypat
     server.latency_s = 0.3
 
     async def scenario():
-        core = make_core(tmp_path, monkeypatch, LLM_JUDGE_HEDGE_AFTER=0.05, LLM_JUDGE_HEDGE_SHARE=0.05)
+        core = make_core(tmp_path, monkeypatch, LLM_JUDGE_HEDGE_AFTER=0.05,
+                         LLM_JUDGE_HEDGE_SHARE=0.05)
         try:
             verdicts = await core.score_batch([{"prompt": f"q{i}", "response": f"a{i}"}
                                                for i in range(200)])
@@ -106,7 +108,8 @@ def test_hedges_respect_the_in_flight_limit(tmp_path, server, monkeypatch) -> No
     server.latency_s = 0.3
 
     async def scenario():
-        core = make_core(tmp_path, monkeypatch, LLM_JUDGE_HEDGE_AFTER=0.05, LLM_JUDGE_HEDGE_SHARE=1.0,
+        core = make_core(tmp_path, monkeypatch, LLM_JUDGE_HEDGE_AFTER=0.05,
+                         LLM_JUDGE_HEDGE_SHARE=1.0,
                          LLM_JUDGE_MAX_IN_FLIGHT_LITELLM=4)
         try:
             verdicts = await core.score_batch([{"prompt": f"q{i}", "response": f"a{i}"}
@@ -124,7 +127,8 @@ def test_hedges_respect_the_in_flight_limit(tmp_path, server, monkeypatch) -> No
 
 def test_no_hedge_during_a_429_storm(tmp_path, server, monkeypatch) -> None:
     async def scenario():
-        core = make_core(tmp_path, monkeypatch, LLM_JUDGE_HEDGE_AFTER=0.05, LLM_JUDGE_HEDGE_SHARE=1.0)
+        core = make_core(tmp_path, monkeypatch, LLM_JUDGE_HEDGE_AFTER=0.05,
+                         LLM_JUDGE_HEDGE_SHARE=1.0)
         try:
             server.script(*[Behaviour.error(429, "slow down", retry_after=0)] * 4)
             limited = await core.score_batch([{"prompt": f"q{i}", "response": f"a{i}"}
@@ -143,11 +147,13 @@ def test_no_hedge_during_a_429_storm(tmp_path, server, monkeypatch) -> None:
     assert server.model_calls == 8
 
 
-def test_identical_requests_make_one_call_and_at_most_one_hedge(tmp_path, server, monkeypatch) -> None:
+def test_identical_requests_make_one_call_and_at_most_one_hedge(tmp_path, server,
+                                                               monkeypatch) -> None:
     server.slow("SAME", 30.0)
 
     async def scenario():
-        core = make_core(tmp_path, monkeypatch, LLM_JUDGE_HEDGE_AFTER=0.2, LLM_JUDGE_HEDGE_SHARE=1.0)
+        core = make_core(tmp_path, monkeypatch, LLM_JUDGE_HEDGE_AFTER=0.2,
+                         LLM_JUDGE_HEDGE_SHARE=1.0)
         try:
             await core.score_batch([{"prompt": f"q{i}", "response": f"a{i}"}
                                     for i in range(20)])
