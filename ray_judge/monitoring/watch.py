@@ -184,6 +184,9 @@ def _status_parts(status: JudgeStatus, rate: float | None,
                                        style="bold red" if view.budget.reached else ""))
     if view.hedging:  # late calls sent twice (see Tail latency)
         summary.add_row("hedging", view.hedging.text())
+    for line in view.validation:  # the labelled cases, on every switch
+        summary.add_row("validation", Text(line, style="bold red" if line.startswith(
+            ("refused", "WARNING")) else ""))
     for report in view.shift:
         # How far the reward moved with the latest switch (see Switch-aware rewards).
         name = "" if report.judge is None else f"judge {report.judge}: "
