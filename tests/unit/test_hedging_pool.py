@@ -169,3 +169,27 @@ def test_identical_requests_make_one_call_and_at_most_one_hedge(tmp_path, server
     assert server.model_calls - before == 2  # the first call and its hedge
     assert sum(not v.cached for v in same) == 1
     assert status["hedging"]["sent"] == 1
+
+
+def test_hedges_go_to_the_backend_hedge_to_names(tmp_path, server, monkeypatch) -> None:
+    server.slow("SLOW-TO", 30.0)
+    fast = "litellm:openai/gpt-4.1-nano"
+
+    async def scenario():
+        core = make_core(tmp_path, monkeypatch, LLM_JUDGE_HEDGE_AFTER=0.2,
+                         LLM_JUDGE_HEDGE_SHARE=1.0, LLM_JUDGE_HEDGE_TO=fast)
+        try:
+            await core.score_batch([{"prompt": f"q{i}", "response": f"a{i}"}
+                                    for i in range(20)])
+            slow = await core.score("What is 2+2?", "4 SLOW-TO")
+            return slow, core.status()
+        finally:
+            await core.aclose()
+
+    slow, status = asyncio.run(scenario())
+    assert slow.ok and slow.backend == fast and slow.model == "gpt-4.1-nano"
+    assert slow.extra["hedged"] == {"sent": 1, "won": 1, "after_s": 0.2, "backend": fast,
+                                    "winner": "hedge"}
+    models = [r.body["model"] for r in server.requests if "SLOW-TO" in str(r.body)]
+    assert models == ["gpt-4o-mini", "gpt-4.1-nano"]  # the first call, then its hedge
+    assert status["in_flight"].get(fast, 0) == 0  # the hedge's slot on its own backend
