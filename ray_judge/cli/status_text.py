@@ -20,6 +20,7 @@ from ..monitoring.status_view import (
     reward_servers,
     shift_reports,
 )
+from ..monitoring.quality_view import canary_lines, length_bias_lines
 from ..pool.status import JudgeStatus
 
 __all__ = ["format_live_status", "insecure_text", "reward_server_lines", "shift_lines"]
@@ -54,6 +55,8 @@ def format_live_status(status: JudgeStatus | Mapping[str, Any], *, warnings: boo
     if view.budget:
         lines.append(f"  budget:   {view.budget.text()}")
     lines += _shift_text(view.shift, view.calibration)
+    lines += [f"  canaries: {line.text}" for line in canary_lines(status)]
+    lines += [f"  length:   {line.text}" for line in length_bias_lines(status)]
     if view.override_problem:
         lines.append(f"  problem:  {view.override_problem}")
     if warnings:

@@ -30,6 +30,7 @@ from ..judging.groups.planning import (
     pair_requests,
 )
 from ..judging.rubric import Rubric
+from ..quality.monitors import QualityMonitors
 from ..selection.override_file import permission_warnings
 from ..selection.resolver import BackendResolver
 from ..shift.monitor import DEFAULT_JUDGE, ShiftMonitor, ShiftReport, judge_of
@@ -139,6 +140,8 @@ class JudgeCore:
             store=self.cache, on_report=self._shift_gauges,
             version_of=lambda name: self._options(name).version)
         self.history.on_settled(self.shift.switched)
+        self.quality = QualityMonitors(config, catalog, send_spare=self.dispatcher.send_spare,
+                                       serving=lambda: self.history.settled, metrics=metrics)
         self.route()
 
     def __repr__(self) -> str:
@@ -245,6 +248,7 @@ class JudgeCore:
             reservoir=self.shift.reservoir_snapshot(),
             reward_servers=self.reward_servers.snapshot(),
             budget=self.budget.snapshot(),
+            **self.quality.snapshot(),  # type: ignore[typeddict-item]
             **self.stats.snapshot(),  # type: ignore[typeddict-item]
         )
 
@@ -257,6 +261,7 @@ class JudgeCore:
     async def aclose(self) -> None:
         """Stop the shift monitor, close the cache file, close the workers' backends."""
         await self.shift.aclose()
+        await self.quality.aclose()
         self.cache.close()
         await self.workers.aclose()
 
@@ -274,9 +279,11 @@ class JudgeCore:
         return spec, cap
 
     def _served(self, request: JudgeRequest, verdict: Verdict) -> Verdict:
-        """Sample it for shift measurement, count its score, calibrate it if asked."""
+        """Sample it for shift measurement and the quality monitors, count its score,
+        calibrate it if asked."""
         try:
             self.shift.observe(request, verdict)
+            self.quality.observe(request, verdict)  # canaries, length bias
             self.metrics.record_score(verdict, judge_of(request))
             return self.shift.calibrate(request, verdict)
         except Exception:  # bookkeeping must never cost a caller its verdict

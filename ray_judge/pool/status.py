@@ -48,6 +48,14 @@ class JudgeStatus(TypedDict):
     #: "limit_usd" (the run), "hour_spent_usd" and "hour_limit_usd", "reached" ("run",
     #: "hour" or None), "refill_at" / "refill_in_s", "held", "refused", "persistent"
     budget: dict[str, Any]
+    #: live canaries (:meth:`~ray_judge.quality.canaries.CanaryMonitor.snapshot`): "share",
+    #: "sent", "judged", "passed", "failed", "pending", "dropped", "cost_usd" (apart from
+    #: ``cost_usd`` below), "warnings" and "judges": judge -> backend -> kind -> {"text",
+    #: "sent", "judged", "passed", "rate", "low", "high" (Wilson 95%), "warning"}
+    canaries: dict[str, Any]
+    #: judge -> backend -> {"n", "spearman", "quartiles", "warning", "line", ...}
+    #: (:meth:`~ray_judge.quality.length_bias.LengthBias.snapshot`)
+    length_bias: dict[str, Any]
     # JudgeStats.snapshot()
     total: int
     counts: dict[str, dict[str, int]]

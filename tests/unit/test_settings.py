@@ -141,6 +141,12 @@ GOOD: dict[str, tuple[str, Any]] = {
     "LLM_JUDGE_CALIBRATE": ("Quantile", "quantile"),
     "LLM_JUDGE_CALIBRATION_MIN_PAIRS": ("1", 1),
     "LLM_JUDGE_CALIBRATION_REFERENCE": ("ccode-4-opus", BackendSpec.parse("ccode-4-opus")),
+    "LLM_JUDGE_CANARY_SHARE": ("0", 0.0),
+    "LLM_JUDGE_CANARY_PASS": ("0.4", 0.4),
+    "LLM_JUDGE_CANARY_WARN": ("1", 1.0),
+    "LLM_JUDGE_LENGTH_BIAS_WINDOW": ("0", 0),
+    "LLM_JUDGE_LENGTH_BIAS_WARN": ("-0.5", -0.5),
+    "LLM_JUDGE_LENGTH_BIAS_MIN": ("2", 2),
     "LLM_JUDGE_ACTOR_NAME": ("judge2", "judge2"),
     "LLM_JUDGE_NAMESPACE": ("ns", "ns"),
 }
@@ -177,6 +183,9 @@ BAD = [
     ("LLM_JUDGE_BUDGET_POLICY", "spend", "must be one of fallback, wait, fail, got 'spend'"),
     ("LLM_JUDGE_CALIBRATION_REFERENCE", "litellm:", ": invalid judge backend 'litellm:'"),
     ("LLM_JUDGE_CCODE_MODEL", "ccode-9=x", ": unknown alias 'ccode-9' in 'ccode-9=x'"),
+    ("LLM_JUDGE_CANARY_SHARE", "1.5", "must be within [0, 1], got '1.5'"),
+    ("LLM_JUDGE_CANARY_SHARE", "-0.1", "must be >= 0.0 and finite, got '-0.1'"),
+    ("LLM_JUDGE_LENGTH_BIAS_MIN", "1", "must be >= 2 and finite, got '1'"),
 ]
 
 
