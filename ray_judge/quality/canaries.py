@@ -123,7 +123,7 @@ class CanaryMonitor:
         self._turn: dict[str, int] = {}
         self.pending: deque[tuple[str, str, JudgeRequest]] = deque()
         self.tallies: dict[tuple[str, str, str], Tally] = {}
-        self.dropped = self.failed = 0
+        self.dropped = self.failed = self.judging = 0
         self.cost_usd = 0.0
         self.input_tokens = self.output_tokens = 0
         self._lanes: set[asyncio.Task[None]] = set()
@@ -164,7 +164,7 @@ class CanaryMonitor:
                 "sent": sum(t.sent for t in tallies),
                 "judged": sum(t.judged for t in tallies),
                 "passed": sum(t.passed for t in tallies), "failed": self.failed,
-                "pending": len(self.pending), "dropped": self.dropped,
+                "pending": len(self.pending) + self.judging, "dropped": self.dropped,
                 "cost_usd": round(self.cost_usd, 6), "input_tokens": self.input_tokens,
                 "output_tokens": self.output_tokens, "judges": judges, "warnings": warnings}
 
@@ -197,7 +197,12 @@ class CanaryMonitor:
                     await asyncio.sleep(_POLL_S)
                     continue
                 judge, kind, canary = self.pending.popleft()
-                verdicts = list(await self._send_spare(BackendSpec.parse(serving), [canary]))
+                self.judging += 1
+                try:
+                    verdicts = list(await self._send_spare(BackendSpec.parse(serving),
+                                                           [canary]))
+                finally:
+                    self.judging -= 1
                 if not verdicts:  # training requests are waiting: let them have it
                     self.pending.appendleft((judge, kind, canary))
                     await asyncio.sleep(_POLL_S)

@@ -159,6 +159,8 @@ def judged(cluster, providers, tmp_path_factory):
         assert ray.get(judge.refresh_backend.remote(), timeout=30)["backend"] == HONEST
         served += serve(judge, range(1000, 1000 + N))
         final = canaries_done(judge, N)
+        # The switch re-judges the reservoir on the honest backend too: let it finish.
+        wait_for(lambda: status(judge)["shift"].get("default", {}).get("done"), "the shift")
         yield judge, served, on_gullible, reservoir, final
     finally:
         ray_judge.stop_judge(name="judge_canaries")
