@@ -185,3 +185,40 @@ def test_no_canary_verdict_reaches_a_caller_the_cache_the_reservoir_or_the_count
     # The fake backend's verdicts cost nothing; the canaries' tokens are counted apart.
     assert canaries["input_tokens"] > 0 and status["input_tokens"] > 0
     assert status["length_bias"]["default"]["ccode-4-sonnet"]["n"] == n
+
+
+def test_show_status_and_watch_say_the_same_canary_and_length_lines() -> None:
+    import io
+
+    from rich.console import Console
+
+    from ray_judge.cli import format_live_status
+    from ray_judge.monitoring.watch import View, render
+    from tests.unit.test_status_view import STATUS
+
+    colon = {"text": ":", "sent": 9, "judged": 9, "passed": 7, "rate": 0.7778,
+             "low": 0.4526, "high": 0.9368, "warning": True}
+    caught = {"text": ".", "sent": 9, "judged": 9, "passed": 0, "rate": 0.0, "low": 0.0,
+              "high": 0.2991, "warning": False}
+    status = {**STATUS, "canaries": {
+        "share": 0.01, "sent": 18, "judged": 18, "passed": 7, "cost_usd": 0.0123,
+        "judges": {"default": {"litellm:a": {"colon": colon, "period": caught}}},
+        "warnings": ["judge default on litellm:a passes canary 'colon' (':') 7 of 9 times "
+                     "(78%, 95% interval 45%-94%)"]},
+        "length_bias": {"default": {"litellm:a": {
+            "warning": False, "line": "length vs score Spearman +0.05 on 300 verdicts; mean "
+                                      "score by length quartile (shortest first) 0.50 0.52 "
+                                      "0.49 0.51"}}}}
+    text = format_live_status(status)
+    assert ("  canaries: 18 sent at share 0.01, 18 judged, 7 passed (39%), cost $0.0123; "
+            "most fooled: default on litellm:a 'colon' 7/9 (95% 45%-94%)") in text
+    assert ("  canaries: WARNING: judge default on litellm:a passes canary 'colon' (':') 7 "
+            "of 9 times (78%, 95% interval 45%-94%)") in text
+    assert "  length:   default on litellm:a: length vs score Spearman +0.05 on 300" in text
+    console = Console(file=io.StringIO(), width=300, record=True, color_system=None)
+    console.print(render(View(target="t", status=status, polled_at=1_700_000_005.0)))
+    frame = console.export_text()
+    for line in text.splitlines():
+        if line.startswith(("  canaries: ", "  length:   ")):
+            assert line.split(": ", 1)[1].strip() in frame, line
+    assert "canaries" not in format_live_status(STATUS)  # an older judge: no lines
