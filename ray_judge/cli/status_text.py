@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..monitoring.quality_view import canary_lines, length_bias_lines
 from ..monitoring.status_view import (
     CalibrationState,
     RewardServer,
@@ -20,7 +21,6 @@ from ..monitoring.status_view import (
     reward_servers,
     shift_reports,
 )
-from ..monitoring.quality_view import canary_lines, length_bias_lines
 from ..pool.status import JudgeStatus
 
 __all__ = ["format_live_status", "insecure_text", "reward_server_lines", "shift_lines"]

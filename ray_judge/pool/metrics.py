@@ -174,7 +174,7 @@ class JudgeMetrics:
         if verdict.ok and verdict.score is not None:
             self.score.observe(verdict.score, {"backend": verdict.backend or "?", "judge": judge})
 
-    def record_canary(self, judge: str, backend: str, kind: str, result: str, tally: Any,
+    def record_canary(self, judge: str, backend: str, kind: str, *, result: str, tally: Any,
                       verdict: Verdict) -> None:
         """One canary verdict (``result``: passed, caught or failed) and its kind's tally
         (:class:`~ray_judge.quality.canaries.Tally`)."""

@@ -107,8 +107,9 @@ class CanaryMonitor:
         send_spare: :meth:`Dispatcher.send_spare`.
         serving: the backend new requests go to now (None while a probe decides).
         lanes_for: canaries in flight at once on a backend.
-        on_result: called with (judge, backend, kind, result, tally, verdict) per canary
-            verdict; ``result`` is ``passed`` (the judge was fooled), ``caught`` or ``failed``.
+        on_result: called with (judge, backend, kind, result=, tally=, verdict=) per
+            canary verdict; ``result`` is ``passed`` (the judge was fooled), ``caught``
+            or ``failed``.
     """
 
     def __init__(self, *, share: float, pass_above: float, warn: float,
@@ -242,7 +243,8 @@ class CanaryMonitor:
             elif tally.warned and interval[0] <= self.warn:
                 tally.warned = False
         try:
-            self._on_result(judge, backend, kind, result, tally, verdict)
+            self._on_result(judge, backend, kind, result=result, tally=tally,
+                            verdict=verdict)
         except Exception:  # metrics must never break the bookkeeping
             logger.exception("recording canary metrics failed")
 

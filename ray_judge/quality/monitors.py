@@ -30,8 +30,8 @@ SendSpare = Callable[[BackendSpec, Sequence[JudgeRequest]], Awaitable[Sequence[V
 class QualityMetrics(Protocol):
     """Where the monitors' figures go (:class:`ray_judge.pool.metrics.JudgeMetrics`)."""
 
-    def record_canary(self, judge: str, backend: str, kind: str, result: str, tally: Tally,
-                      verdict: Verdict) -> None: ...
+    def record_canary(self, judge: str, backend: str, kind: str, *, result: str,
+                      tally: Tally, verdict: Verdict) -> None: ...
 
     def set_length_bias(self, judge: str, backend: str, stats: LengthStats) -> None: ...
 

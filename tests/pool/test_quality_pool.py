@@ -17,7 +17,6 @@ is sent.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
@@ -170,7 +169,7 @@ def test_canary_rates_and_intervals_per_kind(judged) -> None:
     judge, _, _, _, canaries = judged
     assert canaries["sent"] == canaries["judged"] == N and canaries["failed"] == 0
     by_backend = canaries["judges"]["default"]
-    top, bottom = wilson(N // 2 // KINDS, N // 2 // KINDS)
+    top = wilson(N // 2 // KINDS, N // 2 // KINDS)[0]
     assert set(by_backend[GULLIBLE]) == set(by_backend[HONEST]) == {
         *MASTER_KEYS, "empty", "prompt_echo"}
     for kind, tally in by_backend[GULLIBLE].items():
@@ -207,7 +206,7 @@ def test_no_canary_verdict_reaches_a_caller_the_cache_the_reservoir_or_the_count
     assert now["cost_usd"] == pytest.approx(caller_cost, rel=1e-6)
     # A real request identical to a canary the honest backend judged is not answered
     # from the cache: it goes to the backend.
-    fooled, strict = providers
+    _, strict = providers
     calls = strict.model_calls
     twin = ray.get(judge.score.remote("Solve task 1000.", ":"), timeout=60)
     assert twin.ok and not twin.cached and twin.score == 0.0
