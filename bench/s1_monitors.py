@@ -1,8 +1,8 @@
 """Scenario 1, the quality monitors on vs all off: what canaries (at the default share),
 length bias and the shift reservoir cost the pool per verdict.
 
-Two judges on the lean transport, started in turn for each repetition (the order
-alternates, so drift in other people's load falls on both): one with every monitor off
+Two judges on the lean transport, started in turn for each of at least three
+repetitions (the order alternates, so drift in other people's load falls on both): one with every monitor off
 (``LLM_JUDGE_CANARY_SHARE=0``, ``LLM_JUDGE_LENGTH_BIAS_WINDOW=0``,
 ``LLM_JUDGE_RESERVOIR_SIZE=0``), one with the defaults (canaries at 0.01, a length window
 of 1,000, a reservoir of 300). Each serves the same number of distinct requests with
@@ -36,10 +36,10 @@ GOAL = 1.10
 def run(ctx: Context, url: str, model: str, level: int) -> None:
     """Measure both judges ``ctx.sizes.s1_reps`` times; add their rows and the target."""
     runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
-    for rep in range(max(2, ctx.sizes.s1_reps)):
+    for rep in range(max(3, ctx.sizes.s1_reps + 1)):
         for case in ("off", "on") if rep % 2 == 0 else ("on", "off"):
             runs[case].append(_measure(ctx, url, model, level, case, f"m{rep}{case}"))
-    n = ctx.sizes.s1_requests
+    n = _requests(ctx)
     med = statistics.median
     off_cpu = [r["cpu"] / n for r in runs["off"]]
     rows = {}
@@ -78,7 +78,7 @@ def _measure(ctx: Context, url: str, model: str, level: int, case: str,
     _drain(cluster, judge)  # the warm-up's canaries are not this measurement's
     before = _canaries(cluster, judge)
     judge_pid, _ = cluster.pids()
-    its = items(ctx.sizes.s1_requests, tag)
+    its = items(_requests(ctx), tag)
     cpu0, judge0 = ctx.pool_cpu(), procs.tree_cpu([judge_pid])
     t0 = time.perf_counter()
     verdicts = asyncio.run(_drive(judge, its, ctx.sizes.s1_batch))
@@ -88,6 +88,12 @@ def _measure(ctx: Context, url: str, model: str, level: int, case: str,
     return {"cpu": cpu, "judge": judge_cpu, "wall": wall,
             "ok": sum(1 for v in verdicts if v.ok),
             "canaries": _canaries(cluster, judge) - before}
+
+
+def _requests(ctx: Context) -> int:
+    # Twice a case's usual size: the difference measured is a few percent, so the fixed
+    # costs of a measurement (status calls, the last batch's tail) should weigh little.
+    return 2 * ctx.sizes.s1_requests
 
 
 def _canaries(cluster: Any, judge: Any) -> int:
