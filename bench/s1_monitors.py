@@ -2,8 +2,8 @@
 length bias and the shift reservoir cost the pool per verdict.
 
 Two judges on the lean transport, started in turn for each of at least three
-repetitions (the order alternates, so drift in other people's load falls on both): one with every monitor off
-(``LLM_JUDGE_CANARY_SHARE=0``, ``LLM_JUDGE_LENGTH_BIAS_WINDOW=0``,
+repetitions (the order alternates, so drift in other people's load falls on both): one
+with every monitor off (``LLM_JUDGE_CANARY_SHARE=0``, ``LLM_JUDGE_LENGTH_BIAS_WINDOW=0``,
 ``LLM_JUDGE_RESERVOIR_SIZE=0``), one with the defaults (canaries at 0.01, a length window
 of 1,000, a reservoir of 300). Each serves the same number of distinct requests with
 ``score_batch``, all submitted at once, and the CPU window closes only when its canaries
