@@ -78,9 +78,14 @@ class QualityMonitors:
     def observe(self, request: JudgeRequest, verdict: Verdict) -> None:
         """A pointwise verdict served to a caller (as its backend gave it)."""
         judge = request.judge or "default"
-        if verdict.ok and verdict.score is not None and verdict.backend and not verdict.cached:
-            self.length_bias.observe(judge, verdict.backend, request.response, verdict.score)
-        self.canaries.offer(judge, request, verdict)
+        try:
+            if verdict.ok and verdict.score is not None and verdict.backend \
+                    and not verdict.cached:
+                self.length_bias.observe(judge, verdict.backend, request.response,
+                                         verdict.score)
+            self.canaries.offer(judge, request, verdict)
+        except Exception:  # a monitor must never cost a caller its verdict or calibration
+            logger.exception("the quality monitors failed on a verdict of judge %s", judge)
 
     def snapshot(self) -> dict[str, Any]:
         """``{"canaries": ..., "length_bias": ...}`` for ``status()``."""
