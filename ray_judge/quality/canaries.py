@@ -34,7 +34,7 @@ from typing import Any
 from ..spec import BackendSpec
 from ..verdict import JudgeRequest, Verdict
 
-__all__ = ["ECHO", "EMPTY", "MASTER_KEYS", "CanaryMonitor", "Tally", "wilson"]
+__all__ = ["ECHO", "EMPTY", "MASTER_KEYS", "CanaryMonitor", "Tally", "warning_line", "wilson"]
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,8 @@ from ..judging.transcript import render_transcript
 from ..messages import is_messages
 from ..shift.stats import spearman
 
-__all__ = ["HYSTERESIS", "LengthBias", "LengthStats", "LengthWindow", "length_of", "quartiles"]
+__all__ = ["HYSTERESIS", "LengthBias", "LengthStats", "LengthWindow", "length_of", "line",
+           "quartiles"]
 
 logger = logging.getLogger(__name__)
 
