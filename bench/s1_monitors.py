@@ -45,6 +45,9 @@ def run(ctx: Context, url: str, model: str, level: int) -> None:
     rows = {}
     for case, label in (("off", "all off"), ("on", "canaries 0.01, length bias, reservoir")):
         measured = runs[case]
+        # x baseline here: throughput against the monitors-off judge of the same repetition
+        speed = [r["ok"] / r["wall"] / (off["ok"] / off["wall"])
+                 for r, off in zip(measured, runs["off"], strict=True)]
         canaries = [r["canaries"] for r in measured]
         # Canary calls cost what a verdict costs: take them out at the off judge's rate.
         cpu = [(r["cpu"] - r["canaries"] * off) / n for r, off in
@@ -53,8 +56,11 @@ def run(ctx: Context, url: str, model: str, level: int) -> None:
             "1", f"pool (lean transport) score_batch x{ctx.sizes.s1_batch}, {level} in "
                  f"flight, monitors {label}", n=n * len(measured),
             ok=sum(int(r["ok"]) for r in measured), wall_s=sum(r["wall"] for r in measured),
-            rate=med(r["ok"] / r["wall"] for r in measured), cpu_s_per_req=med(cpu),
-            note=f"{len(measured)} runs; judge {med(r['judge'] / n for r in measured) * 1e3:.3f}"
+            rate=med(r["ok"] / r["wall"] for r in measured), ratio=med(speed),
+            cpu_s_per_req=med(cpu), p50_s=med(r["p50"] for r in measured),
+            p99_s=med(r["p99"] for r in measured),
+            note=f"{len(measured)} runs, x baseline against the monitors-off judge; latency "
+                 f"per call of a batch; judge {med(r['judge'] / n for r in measured) * 1e3:.3f}"
                  f" ms/verdict; canary calls {', '.join(f'{c:.0f}' for c in canaries)} "
                  f"(excluded, est. {med(canaries) * med(off_cpu) / n * 1e3:.4f} ms/verdict)",
             extra={"in_flight": level, "runs": measured, "canary_calls": canaries,
@@ -81,11 +87,12 @@ def _measure(ctx: Context, url: str, model: str, level: int, case: str,
     its = items(_requests(ctx), tag)
     cpu0, judge0 = ctx.pool_cpu(), procs.tree_cpu([judge_pid])
     t0 = time.perf_counter()
-    verdicts = asyncio.run(_drive(judge, its, ctx.sizes.s1_batch))
+    verdicts, latencies = asyncio.run(_drive(judge, its, ctx.sizes.s1_batch))
     wall = time.perf_counter() - t0
     _drain(cluster, judge)
     cpu, judge_cpu = ctx.pool_cpu() - cpu0, procs.tree_cpu([judge_pid]) - judge0
     return {"cpu": cpu, "judge": judge_cpu, "wall": wall,
+            "p50": procs.percentile(latencies, 0.5), "p99": procs.percentile(latencies, 0.99),
             "ok": sum(1 for v in verdicts if v.ok),
             "canaries": _canaries(cluster, judge) - before}
 
@@ -109,6 +116,16 @@ def _drain(cluster: Any, judge: Any, timeout_s: float = 60.0) -> None:
         time.sleep(0.05)
 
 
-async def _drive(judge: Any, its: list[dict[str, str]], batch: int) -> list[Any]:
-    calls = [judge.score_batch.remote(its[i:i + batch]) for i in range(0, len(its), batch)]
-    return [v for chunk in await asyncio.gather(*calls) for v in chunk]
+async def _drive(judge: Any, its: list[dict[str, str]], batch: int
+                 ) -> tuple[list[Any], list[float]]:
+    """Every batch submitted at once; each latency from submission to its answer."""
+    latencies: list[float] = []
+
+    async def call(chunk: list[dict[str, str]]) -> list[Any]:
+        submitted = time.perf_counter()
+        out = await judge.score_batch.remote(chunk)
+        latencies.append(time.perf_counter() - submitted)
+        return out
+
+    chunks = await asyncio.gather(*(call(its[i:i + batch]) for i in range(0, len(its), batch)))
+    return [v for chunk in chunks for v in chunk], latencies
