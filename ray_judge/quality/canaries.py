@@ -106,7 +106,7 @@ class CanaryMonitor:
             it: not pointwise, ``canaries = false``, or unknown).
         send_spare: :meth:`Dispatcher.send_spare`.
         serving: the backend new requests go to now (None while a probe decides).
-        lanes_for: canaries in flight at once on a backend.
+        lanes_for: canaries in flight at once on a backend (sent in one call).
         on_result: called with (judge, backend, kind, result=, tally=, verdict=) per
             canary verdict; ``result`` is ``passed`` (the judge was fooled), ``caught``
             or ``failed``.
@@ -116,7 +116,7 @@ class CanaryMonitor:
                  answers_of: Callable[[str], dict[str, Any] | None],
                  send_spare: SendSpare, serving: Callable[[], str | None],
                  lanes_for: Callable[[BackendSpec], int] = lambda spec: 1,
-                 on_result: Callable[..., None] = lambda *args: None) -> None:
+                 on_result: Callable[..., None] = lambda *args, **kwargs: None) -> None:
         self.share, self.pass_above, self.warn = share, pass_above, warn
         self._answers_of, self._send_spare, self._serving = answers_of, send_spare, serving
         self._lanes_for, self._on_result = lanes_for, on_result
@@ -127,7 +127,7 @@ class CanaryMonitor:
         self.dropped = self.failed = self.judging = 0
         self.cost_usd = 0.0
         self.input_tokens = self.output_tokens = 0
-        self._lanes: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
 
     def offer(self, judge: str, request: JudgeRequest, verdict: Verdict) -> None:
         """A served verdict: make a canary of its request when its turn has come."""
@@ -150,7 +150,7 @@ class CanaryMonitor:
             self.pending.popleft()
             self.dropped += 1
         self.pending.append((judge, kind, canary))
-        self._start_lanes()
+        self._start()
 
     def snapshot(self) -> dict[str, Any]:
         """``status()["canaries"]``: totals, then judge -> backend -> kind -> tally."""
@@ -170,49 +170,48 @@ class CanaryMonitor:
                 "output_tokens": self.output_tokens, "judges": judges, "warnings": warnings}
 
     async def aclose(self) -> None:
-        for task in list(self._lanes):
-            task.cancel()
+        if self._task is not None:
+            self._task.cancel()
         self.pending.clear()
 
     # -- the background judging ------------------------------------------------------
 
-    def _start_lanes(self) -> None:
-        serving = self._serving()
-        if serving is None:
+    def _start(self) -> None:
+        if self._task is not None and not self._task.done():
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop: nothing is being served
             return
-        lanes = max(1, self._lanes_for(BackendSpec.parse(serving)))
-        while len(self._lanes) < min(lanes, len(self.pending)):
-            task = loop.create_task(self._lane(), name="ray_judge-canary")
-            self._lanes.add(task)
-            task.add_done_callback(self._lanes.discard)
+        self._task = loop.create_task(self._drain(), name="ray_judge-canaries")
 
-    async def _lane(self) -> None:
+    async def _drain(self) -> None:
+        """Send the waiting canaries, as many per call as the backend's background share
+        allows (one call's overhead for many, as the dispatcher's micro-batches), only
+        when no training request is queued."""
         try:
             while self.pending:
                 serving = self._serving()
                 if serving is None:  # a probe decides the backend: wait for it
                     await asyncio.sleep(_POLL_S)
                     continue
-                judge, kind, canary = self.pending.popleft()
-                self.judging += 1
+                spec = BackendSpec.parse(serving)
+                lanes = max(1, self._lanes_for(spec))
+                batch = [self.pending.popleft() for _ in range(min(lanes, len(self.pending)))]
+                self.judging += len(batch)
                 try:
-                    verdicts = list(await self._send_spare(BackendSpec.parse(serving),
-                                                           [canary]))
+                    verdicts = list(await self._send_spare(spec, [c for _, _, c in batch]))
                 finally:
-                    self.judging -= 1
+                    self.judging -= len(batch)
+                for (judge, kind, canary), verdict in zip(batch, verdicts, strict=False):
+                    self._record(judge, serving, kind, canary, verdict)
+                self.pending.extendleft(reversed(batch[len(verdicts):]))
                 if not verdicts:  # training requests are waiting: let them have it
-                    self.pending.appendleft((judge, kind, canary))
                     await asyncio.sleep(_POLL_S)
-                    continue
-                self._record(judge, serving, kind, canary, verdicts[0])
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug here must never touch serving
-            logger.exception("judging a canary failed")
+            logger.exception("judging canaries failed")
 
     def _record(self, judge: str, serving: str, kind: str, canary: JudgeRequest,
                 verdict: Verdict) -> None:

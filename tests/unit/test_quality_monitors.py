@@ -222,3 +222,38 @@ def test_show_status_and_watch_say_the_same_canary_and_length_lines() -> None:
         if line.startswith(("  canaries: ", "  length:   ")):
             assert line.split(": ", 1)[1].strip() in frame, line
     assert "canaries" not in format_live_status(STATUS)  # an older judge: no lines
+
+
+def test_waiting_canaries_go_in_batches_of_the_background_share_and_wait_for_spare_room():
+    """``send_spare`` here plays the dispatcher's contract: nothing while training requests
+    are queued (the first call), then at most 2 of what it is offered (the free slots)."""
+    calls: list[int] = []
+
+    async def send_spare(spec, requests):
+        calls.append(len(requests))
+        if len(calls) == 1:
+            return []
+        return [Verdict(1.0 if r.response == ":" else 0.0, Status.OK, backend=str(spec))
+                for r in requests[:2]]
+
+    async def scenario():
+        monitor = CanaryMonitor(share=1.0, pass_above=0.2, warn=0.05,
+                                answers_of=lambda judge: {"colon": ":", "period": "."},
+                                send_spare=send_spare, serving=lambda: "litellm:fake/x",
+                                lanes_for=lambda spec: 3)
+        for i in range(7):
+            monitor.offer("default", JudgeRequest(f"task {i}", f"answer {i}"), _verdict())
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if monitor.snapshot()["sent"] == 7:
+                break
+        return monitor.snapshot()
+
+    snapshot = asyncio.run(scenario())
+    # 3 offered (none taken: busy), then 3 offered and 2 taken, the third back in line...
+    assert calls == [3, 3, 3, 3, 1], calls
+    kinds = snapshot["judges"]["default"]["litellm:fake/x"]
+    assert (kinds["colon"]["sent"], kinds["colon"]["passed"]) == (4, 4)
+    assert (kinds["period"]["sent"], kinds["period"]["passed"]) == (3, 0)
+    assert snapshot["pending"] == 0 and [w.split(" (")[0] for w in snapshot["warnings"]] == [
+        "judge default on litellm:fake/x passes canary 'colon'"]
