@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..monitoring.quality_view import canary_lines, length_bias_lines
 from ..monitoring.status_view import (
     CalibrationState,
     RewardServer,
@@ -57,6 +58,8 @@ def format_live_status(status: JudgeStatus | Mapping[str, Any], *, warnings: boo
         lines.append(f"  hedging:  {view.hedging.text()}")
     lines += [f"  validation: {line}" for line in view.validation]
     lines += _shift_text(view.shift, view.calibration)
+    lines += [f"  canaries: {line.text}" for line in canary_lines(status)]
+    lines += [f"  length:   {line.text}" for line in length_bias_lines(status)]
     if view.override_problem:
         lines.append(f"  problem:  {view.override_problem}")
     if warnings:
