@@ -15,8 +15,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ..config import JudgeConfig
 from ..judging.catalog import JudgeCatalog
@@ -48,28 +48,11 @@ from .reward_servers import RewardServers
 from .stats import JudgeStats
 from .status import JudgeStatus
 from .switches import SwitchHistory
+from .worker import Workers
 
-__all__ = ["JudgeCore", "Workers", "stamped"]
+__all__ = ["JudgeCore", "stamped"]
 
 logger = logging.getLogger(__name__)
-
-
-class Workers(Protocol):
-    """The worker pool the core sends micro-batches to."""
-
-    def __len__(self) -> int: ...
-
-    async def send(self, worker: int, spec: str, requests: list[Request]) -> list[Result]:
-        """Judge ``requests`` on worker ``worker``; raise :class:`~.dispatch.WorkerLost`
-        when the worker is gone."""
-
-    def ping(self, worker: int) -> Awaitable[object]: ...
-
-    def use_permits(self, permits: HedgeBudget) -> None:
-        """Where the workers ask for hedge permits (actors ask the judge actor instead)."""
-
-    async def aclose(self) -> None:
-        """Close every worker's backends (kills CLI processes)."""
 
 
 def stamped(result: Result, definition: JudgeDefinition) -> tuple[Verdict, ...]:

@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from ..backends import Backend, create_backend
 from ..config import JudgeConfig
@@ -25,9 +26,10 @@ from ..spec import BackendSpec
 from ..verdict import GroupRequest, JudgeRequest, Status
 from . import collector
 from .cache import Result
+from .dispatch import Request
 from .failure import failure
 
-__all__ = ["JudgeWorker", "LocalWorkers"]
+__all__ = ["JudgeWorker", "LocalWorkers", "Workers"]
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +122,24 @@ class JudgeWorker:
                 await runner.backend.aclose()
             except Exception:
                 logger.exception("closing %r failed", runner.backend)
+
+
+class Workers(Protocol):
+    """The worker pool the core sends micro-batches to."""
+
+    def __len__(self) -> int: ...
+
+    async def send(self, worker: int, spec: str, requests: list[Request]) -> list[Result]:
+        """Judge ``requests`` on worker ``worker``; raise :class:`~.dispatch.WorkerLost`
+        when the worker is gone."""
+
+    def ping(self, worker: int) -> Awaitable[object]: ...
+
+    def use_permits(self, permits: HedgePermits) -> None:
+        """Where the workers ask for hedge permits (actors ask the judge actor instead)."""
+
+    async def aclose(self) -> None:
+        """Close every worker's backends (kills CLI processes)."""
 
 
 class LocalWorkers:
