@@ -30,8 +30,8 @@ from ..judging.groups.planning import (
     pair_requests,
 )
 from ..judging.rubric import Rubric
-from ..quality.switch_validation import SwitchValidation
 from ..quality.monitors import QualityMonitors
+from ..quality.switch_validation import SwitchValidation
 from ..selection.override_file import permission_warnings
 from ..selection.resolver import BackendResolver
 from ..shift.monitor import DEFAULT_JUDGE, ShiftMonitor, ShiftReport, judge_of
