@@ -388,6 +388,9 @@ def test_thousands_of_requests_through_every_fault(cluster, servers, tmp_path) -
         "LLM_JUDGE_PROBE_INTERVAL": "2",
         # A 429 storm is weathered with retries here, not failed over.
         "LLM_JUDGE_FAILOVER_RATE_LIMITED": "1000000",
+        # A hang costs its timeout and a retry here: a hedge would answer it sooner (and
+        # take the next scripted fault); hedged calls have their own tests.
+        "LLM_JUDGE_HEDGE": "off",
         "LLM_JUDGE_MAX_IN_FLIGHT_CCODE": "2",
         "CLAUDE_CLI_PATH": CLI,
         "ANTHROPIC_BASE_URL": messages.url,  # the CLI
