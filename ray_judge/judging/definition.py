@@ -34,10 +34,10 @@ from typing import Any
 from ..prompt import JudgePrompt
 from ..verdict import JudgeRequest
 from . import rendering
+from .panel import ESCALATIONS, PANEL_KEYS, Panel, check_panel
 from .parsers import Parser, read_value
 from .rubric import Rubric
 from .template import placeholders
-from .panel import ESCALATIONS, PANEL_KEYS, Panel, check_panel
 from .validation import AGGREGATES, KINDS, validate
 
 __all__ = ["AGGREGATES", "DEFINITION_KEYS", "ESCALATIONS", "KINDS", "JudgeDefinition"]

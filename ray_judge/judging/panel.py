@@ -100,25 +100,29 @@ def check_panel(judge: JudgeDefinition) -> Panel | None:
             1 <= quorum <= len(panel)):
         _fail(judge, "min_members", quorum, f"must be an integer from 1 to {len(panel)} "
               "(the panel's size)")
-    if (judge.escalate_to is None) != (judge.escalate_when is None):
-        given = "escalate_to" if judge.escalate_when is None else "escalate_when"
-        _fail(judge, given, getattr(judge, given),
-              "needs escalate_to and escalate_when both")
-    escalate_to = threshold = None
-    if judge.escalate_to is not None:
-        if judge.escalate_to == CURRENT:
-            _fail(judge, "escalate_to", CURRENT, "must be a backend spec, not @current")
-        escalate_to = _spec(judge, "escalate_to", judge.escalate_to)
-        match = (_WHEN.fullmatch(judge.escalate_when)
-                 if isinstance(judge.escalate_when, str) else None)
-        if match is None or not 0 <= float(match.group(1)) < 1:
-            _fail(judge, "escalate_when", judge.escalate_when,
-                  "must read 'spread > T' with T from 0 to below 1 (scores are on [0, 1])")
-        threshold = float(match.group(1))  # type: ignore[union-attr]
+    escalate_to, threshold = _escalation(judge)
     if judge.escalation not in ESCALATIONS:
         _fail(judge, "escalation", judge.escalation, f"must be one of {', '.join(ESCALATIONS)}")
     return Panel(tuple(panel), tuple(members), judge.aggregate, quorum, escalate_to,
                  threshold, judge.escalation)
+
+
+def _escalation(judge: JudgeDefinition) -> tuple[BackendSpec | None, float | None]:
+    if (judge.escalate_to is None) != (judge.escalate_when is None):
+        given = "escalate_to" if judge.escalate_when is None else "escalate_when"
+        _fail(judge, given, getattr(judge, given),
+              "needs escalate_to and escalate_when both")
+    if judge.escalate_to is None:
+        return None, None
+    if judge.escalate_to == CURRENT:
+        _fail(judge, "escalate_to", CURRENT, "must be a backend spec, not @current")
+    escalate_to = _spec(judge, "escalate_to", judge.escalate_to)
+    match = (_WHEN.fullmatch(judge.escalate_when)
+             if isinstance(judge.escalate_when, str) else None)
+    if match is None or not 0 <= float(match.group(1)) < 1:
+        _fail(judge, "escalate_when", judge.escalate_when,
+              "must read 'spread > T' with T from 0 to below 1 (scores are on [0, 1])")
+    return escalate_to, float(match.group(1))  # type: ignore[union-attr]
 
 
 def _spec(judge: JudgeDefinition, key: str, value: Any) -> BackendSpec:

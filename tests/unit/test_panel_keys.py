@@ -31,7 +31,7 @@ def test_a_three_line_panel_in_a_judges_file(tmp_path) -> None:
 
 
 def test_defaults_quorum_is_a_majority_and_no_escalation() -> None:
-    plan = JudgeDefinition(name="p", panel=TWO + ["litellm:openai/b"]).panel_plan
+    plan = JudgeDefinition(name="p", panel=[*TWO, "litellm:openai/b"]).panel_plan
     assert plan.min_members == 2 and plan.escalate_to is None
     assert not plan.escalates([0.0, 1.0])
     assert JudgeDefinition(name="single").panel_plan is None
@@ -74,12 +74,12 @@ def test_a_judges_file_error_names_the_file(tmp_path) -> None:
 
 
 def test_escalation_fires_only_beyond_the_threshold_or_on_a_tied_vote() -> None:
-    plan = JudgeDefinition(name="p", panel=TWO + ["litellm:openai/b"],
+    plan = JudgeDefinition(name="p", panel=[*TWO, "litellm:openai/b"],
                            escalate_to="litellm:openai/x", escalate_when="spread > 0.3"
                            ).panel_plan
     assert spread([0.4, 0.7]) == 0.3 and not plan.escalates([0.4, 0.7, 0.5])
     assert plan.escalates([0.4, 0.71]) and not plan.escalates([0.9])
-    vote = JudgeDefinition(name="v", panel=TWO + ["litellm:openai/b", "litellm:openai/c"],
+    vote = JudgeDefinition(name="v", panel=[*TWO, "litellm:openai/b", "litellm:openai/c"],
                            aggregate="majority", escalate_to="litellm:openai/x",
                            escalate_when="spread > 0.9").panel_plan
     assert vote.escalates([0.0, 0.0, 0.5, 0.5]) and not vote.escalates([0.0, 0.0, 0.5])
