@@ -41,6 +41,7 @@ from .dispatch import Dispatcher, Request
 from .failover import FailoverChain
 from .hedge_budget import HedgeBudget
 from .metrics import JudgeMetrics
+from .panels import Panels
 from .pinning import Pin, batch_requests, submit_pinned
 from .reward_servers import RewardServers
 from .stats import JudgeStats
@@ -126,6 +127,7 @@ class JudgeCore:
             charge=self.budget.charge_usd, on_release=metrics.record_hedge,
             on_refuse=metrics.record_hedge_refused)
         workers.use_permits(self.hedges)
+        self.panels = Panels(self.dispatcher.submit, catalog)
         reference = config.calibration_reference
         self.shift = ShiftMonitor(
             capacity=config.reservoir_size, share=config.shift_share,
@@ -155,6 +157,8 @@ class JudgeCore:
         request = JudgeRequest(prompt, response, reference, rubric, metadata, judge, fields)
         self.judges_catalog.check(request)
         pin = Pin.of(backend, sample)
+        if self.panels.convenes(request, pin):
+            return await self.panels.judge(request, pin.sample)
         (future,) = self.dispatcher.submit([request], pin.backend, pin.sample)
         return await future if pin.pinned else self._served(request, await future)
 
@@ -251,6 +255,7 @@ class JudgeCore:
             reward_servers=self.reward_servers.snapshot(),
             budget=self.budget.snapshot(),
             hedging=self.hedges.snapshot(),
+            panels=self.panels.snapshot(),
             **self.stats.snapshot(),  # type: ignore[typeddict-item]
         )
 
@@ -322,12 +327,13 @@ class JudgeCore:
                 plans.append((request, None, len(flat), 1))
                 flat.append(request)
             flat_pins.extend([pin] * (len(flat) - len(flat_pins)))
-        results: list[Result] = list(await asyncio.gather(
-            *submit_pinned(self.dispatcher, flat, flat_pins)))
+        results: list[Result] = list(await asyncio.gather(*self.panels.submit(
+            flat, flat_pins, lambda r, p: submit_pinned(self.dispatcher, r, p))))
         out: list[Verdict | list[Verdict]] = []
         for request, plan, start, n in plans:
             if plan is None:
                 out.append(results[start] if flat_pins[start].pinned  # type: ignore[arg-type]
+                           or self.panels.convenes(request, flat_pins[start])
                            else self._served(request, results[start]))  # type: ignore[arg-type]
                 continue
             saved, judged = self.groups.calls_saved, self.groups.groups

@@ -49,6 +49,9 @@ class JudgeStatus(TypedDict):
     #: "hour" or None), "refill_at" / "refill_in_s", "held", "refused", "persistent"
     budget: dict[str, Any]
     hedging: dict[str, Any]  # HedgeBudget.snapshot(): hedges sent, won, refused, their cost
+    #: judge panels (:meth:`~.panels.Panels.snapshot`): per panel judge, its members,
+    #: verdicts, escalation rate, each member's call and cost share, and agreement
+    panels: dict[str, dict[str, Any]]
     # JudgeStats.snapshot()
     total: int
     counts: dict[str, dict[str, int]]
