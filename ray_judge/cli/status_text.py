@@ -55,6 +55,8 @@ def format_live_status(status: JudgeStatus | Mapping[str, Any], *, warnings: boo
         lines.append(f"  budget:   {view.budget.text()}")
     if view.hedging:
         lines.append(f"  hedging:  {view.hedging.text()}")
+    for panel in view.panels:
+        lines += [f"  panel:    {panel.text()}", f"            {panel.members_text()}"]
     lines += _shift_text(view.shift, view.calibration)
     if view.override_problem:
         lines.append(f"  problem:  {view.override_problem}")

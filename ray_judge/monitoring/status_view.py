@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .panel_view import PanelState, panel_states
+
 if TYPE_CHECKING:
     from ..pool.status import JudgeStatus
 
@@ -228,6 +230,7 @@ class StatusView:
     prompt_cache: tuple[PromptCache, ...]  # backends whose provider reported cache use
     budget: BudgetState | None  # None: no spend limit is set
     hedging: HedgingState | None  # None: hedging is off, or nothing was ever hedged
+    panels: tuple[PanelState, ...] = ()  # judge panels (issue 23), by name
 
 
 def read_status(status: JudgeStatus | Mapping[str, Any]) -> StatusView:
@@ -273,6 +276,7 @@ def read_status(status: JudgeStatus | Mapping[str, Any]) -> StatusView:
             if c["read_tokens"] or c["write_tokens"]),
         budget=_budget(status.get("budget")),
         hedging=_hedging(status.get("hedging")),
+        panels=panel_states(status),
     )
 
 

@@ -184,6 +184,8 @@ def _status_parts(status: JudgeStatus, rate: float | None,
                                        style="bold red" if view.budget.reached else ""))
     if view.hedging:  # late calls sent twice (see Tail latency)
         summary.add_row("hedging", view.hedging.text())
+    for panel in view.panels:  # judge panels: agreement, escalation, each member's share
+        summary.add_row("panel", Text(f"{panel.text()}\n{panel.members_text()}"))
     for report in view.shift:
         # How far the reward moved with the latest switch (see Switch-aware rewards).
         name = "" if report.judge is None else f"judge {report.judge}: "

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from ray_judge.cli.status_text import format_live_status
 from ray_judge.config import JudgeConfig
 from ray_judge.judging.catalog import JudgeCatalog
 from ray_judge.judging.rubric import load_rubric
@@ -177,11 +178,12 @@ def test_escalation_fires_exactly_when_the_spread_exceeds_the_threshold(
             decided = [await core.score("Grade it.", f"VALUE-{n}", judge="p") for n in values]
             escalations.append(calls_to(fake, model="gpt-4.1"))
             joined = await core.score("Grade it.", "VALUE-6", judge="j")
-            return decided, joined, core.status()["panels"]
+            return decided, joined, core.status()
         finally:
             await core.aclose()
 
-    decided, joined, panels = asyncio.run(scenario())
+    decided, joined, status = asyncio.run(scenario())
+    panels = status["panels"]
     assert [v.extra["escalated"] for v in decided] == [False, False, True, True, True]
     assert escalations == [3]  # once per escalated request, never otherwise
     assert [v.score for v in decided] == pytest.approx([0.6, 0.5, 0.9, 0.9, 0.9])
@@ -195,6 +197,13 @@ def test_escalation_fires_exactly_when_the_spread_exceeds_the_threshold(
     assert panels["p"]["escalated"] == 3 and panels["p"]["escalation_rate"] == 0.6
     assert panels["p"]["calls"]["escalation"] == 3
     assert sum(panels["p"]["call_share"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert panels["p"]["agreement"]["n"] == 5
+    # B is A + 2 (capped), C is 10 - A: rho(A, B) = 1, rho(A, C) = -1
+    assert panels["p"]["agreement"]["spearman"][f"{A} ~ {B}"] == 1.0
+    assert panels["p"]["agreement"]["spearman"][f"{A} ~ {C}"] == -1.0
+    text = format_live_status(status)
+    assert "panel:    p: 5 verdicts, 0 failed, escalated 3 (60.0%); alpha " in text
+    assert "escalation calls 17% cost " in text  # 3 of 5 * 3 + 3 calls
 
 
 def test_current_follows_a_switch_and_no_old_panel_verdict_is_served(
