@@ -69,7 +69,7 @@ def panel_states(status: Mapping[str, Any]) -> tuple[PanelState, ...]:
 
 def short(member: str) -> str:
     """A member as a view shows it: its model (``litellm:openai/gpt-4o`` -> ``gpt-4o``)."""
-    return member if member.startswith("@") else member.rsplit("/", 1)[-1].split(":")[-1]
+    return member if member.startswith("@") else member.rsplit("/", 1)[-1].rsplit(":", 1)[-1]
 
 
 def _num(value: float | None, digits: int = 2) -> str:
