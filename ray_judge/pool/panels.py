@@ -32,6 +32,7 @@ served. A request with ``backend=`` of a panel judge is judged by that one backe
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -46,9 +47,12 @@ from ..spec import BackendSpec
 from ..verdict import JudgeRequest, Status, Verdict
 from .cache import Result
 from .items import Request
+from .panel_metrics import AGREEMENT_EVERY, PanelMetrics
 from .pinning import Pin
 
 __all__ = ["ESCALATION", "WINDOW", "Panels"]
+
+logger = logging.getLogger(__name__)
 
 #: The rolling window of verdicts per panel judge that agreement is measured over.
 WINDOW = 1000
@@ -67,16 +71,16 @@ class Panels:
     Args:
         submit: the dispatcher's ``submit(requests, backend, sample)``.
         catalog: the judges, to tell a panel judge's request from another.
-        on_verdict: called with (judge name, panel Verdict) for the metrics.
+        metrics: the panel instruments (None: none).
         clock: monotonic seconds (the panel's wall time).
     """
 
     def __init__(self, submit: Submit, catalog: JudgeCatalog, *,
-                 on_verdict: Callable[[str, Verdict], None] | None = None,
+                 metrics: PanelMetrics | None = None,
                  clock: Callable[[], float] = time.monotonic, window: int = WINDOW) -> None:
         self._submit = submit
         self._catalog = catalog
-        self._on_verdict = on_verdict
+        self._metrics = metrics
         self._clock = clock
         self._windows = {d.name: _Window(d.panel_plan, window) for d in catalog
                          if d.panel_plan is not None}
@@ -116,15 +120,27 @@ class Panels:
             escalation = await future
         verdict = _combine(definition, plan, verdicts, escalation, request,
                            latency_s=self._clock() - started)
-        self._windows[definition.name].add(verdicts, escalation, verdict)
-        if self._on_verdict is not None:
-            self._on_verdict(definition.name, verdict)
+        window = self._windows[definition.name]
+        window.add(verdicts, escalation, verdict)
+        if self._metrics is not None:
+            try:
+                self._metrics.record(definition.name, verdict, [
+                    *zip(plan.labels, verdicts, strict=True),
+                    *([] if escalation is None else [(ESCALATION, escalation)])])
+                if window.verdicts % AGREEMENT_EVERY == 1:
+                    self._metrics.set_agreement(definition.name, window.agreement())
+            except Exception:  # metrics must never cost a caller its verdict
+                logger.exception("recording a panel verdict's metrics failed")
         return verdict
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """judge name -> its members, counts, escalation rate, cost and call shares and
         agreement over the window, for ``status()["panels"]``."""
-        return {name: window.snapshot() for name, window in self._windows.items()}
+        out = {name: window.snapshot() for name, window in self._windows.items()}
+        if self._metrics is not None:  # the gauges move whenever someone looks, too
+            for name, snapshot in out.items():
+                self._metrics.set_agreement(name, snapshot["agreement"])
+        return out
 
 
 def _entry(label: str, verdict: Verdict) -> dict[str, Any]:
@@ -222,6 +238,9 @@ class _Window:
                            for k, n in self.calls.items()},
             "cost_share": {k: round(c / cost, 4) if cost else None
                            for k, c in self.cost.items()},
-            "agreement": agreement([r for r, _ in self.rows], [p for _, p in self.rows],
-                                   self.plan.labels),
+            "agreement": self.agreement(),
         }
+
+    def agreement(self) -> dict[str, Any]:
+        return agreement([r for r, _ in self.rows], [p for _, p in self.rows],
+                         self.plan.labels)

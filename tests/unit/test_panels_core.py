@@ -178,11 +178,11 @@ def test_escalation_fires_exactly_when_the_spread_exceeds_the_threshold(
             decided = [await core.score("Grade it.", f"VALUE-{n}", judge="p") for n in values]
             escalations.append(calls_to(fake, model="gpt-4.1"))
             joined = await core.score("Grade it.", "VALUE-6", judge="j")
-            return decided, joined, core.status()
+            return decided, joined, core.status(), core.metrics.panels
         finally:
             await core.aclose()
 
-    decided, joined, status = asyncio.run(scenario())
+    decided, joined, status, metrics = asyncio.run(scenario())
     panels = status["panels"]
     assert [v.extra["escalated"] for v in decided] == [False, False, True, True, True]
     assert escalations == [3]  # once per escalated request, never otherwise
@@ -201,6 +201,12 @@ def test_escalation_fires_exactly_when_the_spread_exceeds_the_threshold(
     # B is A + 2 (capped), C is 10 - A: rho(A, B) = 1, rho(A, C) = -1
     assert panels["p"]["agreement"]["spearman"][f"{A} ~ {B}"] == 1.0
     assert panels["p"]["agreement"]["spearman"][f"{A} ~ {C}"] == -1.0
+    escalated = [tags["escalated"] for _, tags in metrics.verdicts.points
+                 if tags["judge"] == "p"]
+    assert escalated == ["false", "false", "true", "true", "true"]
+    assert sum(n for n, tags in metrics.calls.points
+               if tags == {"judge": "p", "member": "escalation"}) == 3
+    assert {tags["statistic"] for _, tags in metrics.agreement.points} >= {"mean_spearman"}
     text = format_live_status(status)
     assert "panel:    p: 5 verdicts, 0 failed, escalated 3 (60.0%); alpha " in text
     assert "escalation calls 17% cost " in text  # 3 of 5 * 3 + 3 calls
