@@ -90,9 +90,6 @@ def check_panel(judge: JudgeDefinition) -> Panel | None:
     if len(set(map(str, members))) != len(members):
         _fail(judge, "panel", panel, "names a member twice")
     object.__setattr__(judge, "panel", tuple(panel))
-    if judge.kind != "pointwise":
-        _fail(judge, "kind", judge.kind, "must be pointwise for a panel (group and "
-              "pairwise panels are not built yet)")
     quorum = judge.min_members
     if quorum is None:
         quorum = len(panel) // 2 + 1

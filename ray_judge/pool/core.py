@@ -206,6 +206,9 @@ class JudgeCore:
         first_is_a = first_shown(*(x if isinstance(x, str) else json.dumps(x, sort_keys=True)
                                    for x in (prompt, a, b)), reference)
         calls = pair_requests(pair, swap=options.swap, first_is_a=first_is_a)
+        if self.panels.convenes(pair, pin):
+            return await self.panels.compare(pair, calls, first_is_a=first_is_a,
+                                             sample=pin.sample)
         results = [stamped(r, options) for r in
                    await asyncio.gather(*self.dispatcher.submit(calls, pin.backend,
                                                                 pin.sample))]
@@ -319,7 +322,7 @@ class JudgeCore:
         flat_pins: list[Pin] = []
         plans = []
         for request, pin in zip(requests, pins, strict=True):
-            if isinstance(request, GroupRequest):
+            if isinstance(request, GroupRequest) and not self.panels.convenes(request, pin):
                 plan, chunks = chunk_requests(request, self._options(request.judge).max_group)
                 plans.append((request, plan, len(flat), len(chunks)))
                 flat.extend(chunks)

@@ -56,7 +56,8 @@ class PanelMetrics:
             if member.spent_elsewhere:
                 continue
             tags = {"judge": judge, "member": label}
-            self.calls.inc(1, tags)
+            if member.counts_call:  # a group call's members carry it once
+                self.calls.inc(1, tags)
             if member.cost_usd:
                 self.cost.inc(member.cost_usd, tags)
 
