@@ -16,8 +16,9 @@ The panel's Verdict:
   failed member.
 - ``extra["panel"]``: each member's backend, model, score, status, error, cost, latency
   and whether it came from the cache; ``cost_usd``, tokens and attempts sum the members'
-  calls (cache hits cost nothing again). ``latency_s`` is the panel's wall time: its
-  slowest member (plus the escalation call when there was one).
+  calls (cache hits cost nothing again). ``latency_s`` is, as for a single verdict, from
+  dispatch to verdict: the slowest member's (members run at once), plus the escalation
+  call's when there was one.
 - Escalation: when the ok members' scores spread more than ``escalate_when`` (or a
   majority vote ties), ``escalate_to`` judges too and decides (``escalation =
   "decides"``; if it fails, the members' aggregate stands) or joins the aggregate.
@@ -40,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -73,16 +73,13 @@ class Panels:
         submit: the dispatcher's ``submit(requests, backend, sample)``.
         catalog: the judges, to tell a panel judge's request from another.
         metrics: the panel instruments (None: none).
-        clock: monotonic seconds (the panel's wall time).
     """
 
     def __init__(self, submit: Submit, catalog: JudgeCatalog, *,
-                 metrics: PanelMetrics | None = None,
-                 clock: Callable[[], float] = time.monotonic, window: int = WINDOW) -> None:
+                 metrics: PanelMetrics | None = None, window: int = WINDOW) -> None:
         self._submit = submit
         self._catalog = catalog
         self._metrics = metrics
-        self._clock = clock
         self._windows = {d.name: PanelWindow(d.panel_plan, window) for d in catalog
                          if d.panel_plan is not None}
 
@@ -150,22 +147,23 @@ class Panels:
         definition = self._catalog.get(judge)
         plan = definition.panel_plan
         assert plan is not None, f"judge {definition.name!r} is not a panel"
-        started = self._clock()
         answers = await asyncio.gather(*(ask(member) for member in plan.members))
         columns = [list(column) for column in zip(*answers, strict=True)]
         escalation: list[Verdict] | None = None
         if any(len(ok) >= plan.min_members and plan.escalates(ok) for ok in (
                 [v.score for v in column if v.ok] for column in columns)):
             escalation = await ask(plan.escalate_to)
-        latency_s = self._clock() - started
         out = []
         for i, column in enumerate(columns):
             extra = {"position": i} if len(columns) > 1 else None
-            verdict = combine(definition, plan, column,
-                              None if escalation is None else escalation[i],
-                              latency_s=latency_s, metadata=metadata[i], extra=extra)
-            self._record(definition.name, column,
-                         None if escalation is None else escalation[i], verdict)
+            escalated = None if escalation is None else escalation[i]
+            # as a single verdict's: from dispatch to verdict, here of the slowest member
+            # (members run at once), then the escalation call's
+            latency_s = max(v.latency_s for v in column) + (
+                0.0 if escalated is None else escalated.latency_s)
+            verdict = combine(definition, plan, column, escalated, latency_s=latency_s,
+                              metadata=metadata[i], extra=extra)
+            self._record(definition.name, column, escalated, verdict)
             out.append(verdict)
         return out
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,7 @@ PANELS = "".join(f'[judges.{how}]\npanel = {MEMBERS}\naggregate = "{how}"\n'
 
 def test_mean_median_and_majority_of_three_members(tmp_path, monkeypatch, fake, vllm):
     fake.latency_s = vllm.latency_s = 0.3
+    walls: list[float] = []
 
     async def scenario():
         core = make_core(tmp_path, monkeypatch, PANELS)
@@ -100,7 +102,9 @@ def test_mean_median_and_majority_of_three_members(tmp_path, monkeypatch, fake, 
             items = [{"prompt": "Grade it.", "response": f"VALUE-{n}", "judge": how}
                      for how in ("mean", "median", "majority") for n in (1, 4)]
             batch = await core.score_batch(items)
+            started = time.perf_counter()
             alone = await core.score("Grade it.", "VALUE-7", judge="mean")
+            walls.append(time.perf_counter() - started)
             return batch, alone, core.status()["panels"]
         finally:
             await core.aclose()
@@ -120,9 +124,12 @@ def test_mean_median_and_majority_of_three_members(tmp_path, monkeypatch, fake, 
     assert first.attempts == 3 and first.extra["spread"] == pytest.approx(0.8)
     assert first.cost_usd == pytest.approx(sum(m["cost_usd"] or 0
                                                for m in first.extra["panel"]))
-    # concurrent members: the panel takes its slowest member's time, not the sum
-    slowest = max(m["latency_s"] for m in alone.extra["panel"])
-    assert slowest <= alone.latency_s < sum(m["latency_s"] for m in alone.extra["panel"])
+    # concurrent members: the panel takes its slowest member's time, not the sum (each
+    # member call takes the fake's 0.3 s at least: three in a row would take 0.9 s)
+    assert alone.latency_s == pytest.approx(max(m["latency_s"] for m in alone.extra["panel"]),
+                                            abs=1e-4)
+    assert min(m["latency_s"] for m in alone.extra["panel"]) >= 0.3
+    assert walls[0] < sum(m["latency_s"] for m in alone.extra["panel"])
     assert "escalated" not in first.extra  # no escalation configured
     # one call per member, request and panel (a judge's name is part of its cache key)
     assert fake.model_calls + vllm.model_calls == 18 + 3
