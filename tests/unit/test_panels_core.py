@@ -258,3 +258,27 @@ def test_a_pinned_request_of_a_panel_judge_asks_that_backend_alone(
     verdict = asyncio.run(scenario())
     assert verdict.ok and verdict.backend == B and "panel" not in verdict.extra
     assert verdict.score == pytest.approx(0.6) and fake.model_calls == 1
+
+
+def test_the_current_member_fails_over_like_the_serving_backend(tmp_path, monkeypatch, fake,
+                                                               vllm):
+    """The serving backend (judge-c, behind its own fake) hits its usage limit: the
+    ``@current`` member is answered by the fallback, as training traffic would be, while a
+    pinned member is never rerouted."""
+    judges = f'[judges.p]\npanel = ["@current", "{A}"]\naggregate = "mean"\n'
+
+    async def scenario():
+        core = make_core(tmp_path, monkeypatch, judges, LLM_JUDGE_NAME=C,
+                         LLM_JUDGE_FALLBACK="litellm:openai/gpt-4.1-mini")
+        try:
+            vllm.script(Behaviour.usage_limit(2_000_000_000))
+            return await core.score("Grade it.", "VALUE-4", judge="p")
+        finally:
+            await core.aclose()
+
+    verdict = asyncio.run(scenario())
+    current, pinned = verdict.extra["panel"]
+    assert current["backend"] == "litellm:openai/gpt-4.1-mini" and current["score"] == 0.0
+    assert pinned["backend"] == A and pinned["score"] == pytest.approx(0.4)
+    assert verdict.ok and verdict.score == pytest.approx(0.2)
+    assert calls_to(vllm, model="judge-c") == 1  # tried once, then the fallback served
