@@ -127,7 +127,8 @@ class JudgeCore:
             charge=self.budget.charge_usd, on_release=metrics.record_hedge,
             on_refuse=metrics.record_hedge_refused)
         workers.use_permits(self.hedges)
-        self.panels = Panels(self.dispatcher.submit, catalog, metrics=metrics.panels)
+        self.panels = Panels(self.dispatcher.submit, catalog, metrics=metrics.panels,
+                             window=config.panel_window)
         reference = config.calibration_reference
         self.shift = ShiftMonitor(
             capacity=config.reservoir_size, share=config.shift_share,

@@ -15,7 +15,8 @@ from ..verdict import Verdict
 
 __all__ = ["ESCALATION", "WINDOW", "PanelWindow"]
 
-#: The rolling window of verdicts per panel judge that agreement is measured over.
+#: The rolling window of verdicts per panel judge that agreement is measured over
+#: (``LLM_JUDGE_PANEL_WINDOW``).
 WINDOW = 1000
 #: How the escalation backend is named among a panel's members in status().
 ESCALATION = "escalation"
