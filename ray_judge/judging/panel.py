@@ -98,6 +98,9 @@ def check_panel(judge: JudgeDefinition) -> Panel | None:
         _fail(judge, "min_members", quorum, f"must be an integer from 1 to {len(panel)} "
               "(the panel's size)")
     escalate_to, threshold = _escalation(judge)
+    if escalate_to is not None and escalate_to in members:
+        _fail(judge, "escalate_to", judge.escalate_to, "is a member of the panel already "
+              "(its verdict would be the member's, from the cache)")
     if judge.escalation not in ESCALATIONS:
         _fail(judge, "escalation", judge.escalation, f"must be one of {', '.join(ESCALATIONS)}")
     return Panel(tuple(panel), tuple(members), judge.aggregate, quorum, escalate_to,

@@ -56,6 +56,8 @@ def test_defaults_quorum_is_a_majority_and_no_escalation() -> None:
     ({"panel": TWO, "escalate_to": "litellm:openai/x", "escalate_when": "spread > 1.5"},
      "escalate_when", "spread > 1.5"),
     ({"panel": TWO, "escalation": "votes"}, "escalation", "votes"),
+    ({"panel": TWO, "escalate_to": TWO[1], "escalate_when": "spread > 0.3"},
+     "escalate_to", TWO[1]),
 ])
 def test_bad_panel_keys_name_the_judge_key_and_value(keys, key, shown) -> None:
     with pytest.raises(JudgeDefinitionError) as caught:
