@@ -30,7 +30,8 @@ the ``@current`` member is asked afresh and no panel verdict of the old membersh
 served. A request with ``backend=`` of a panel judge is judged by that one backend.
 
 A *group* panel (a ``kind = "group"`` judge with ``panel``) has each member judge the
-whole group (split per ``max_group`` as usual) and combines the members' scores response
+whole group (split per ``max_group`` as usual, shown in a shuffle of its own: the
+worker seeds it with the member's backend) and combines the members' scores response
 by response; when any response's scores spread too far, the escalation backend judges
 the whole group and decides (or joins) every response, its scores being relative to each
 other. A *pairwise* panel combines each member's preference for ``a`` (both orders when

@@ -97,6 +97,14 @@ def test_a_group_panel_maps_every_members_scores_to_the_right_response(
     assert panels["gp"]["verdicts"] == 6 and panels["small"]["escalated"] == 3
     # one call per member per group: three members, two groups of gp
     assert panels["gp"]["calls"] == {A: 2, B: 2, C: 2}
+    # each member saw the first group in an order of its own
+    orders = {}
+    for r in [*fake.requests, *vllm.requests]:
+        text = _user_text(r.body)
+        if "Grade them." in text and len(_BLOCK.findall(text)) == 3:
+            orders.setdefault(r.body["model"], [re.search(r"VALUE-\d+", t).group(0)
+                                                for _, t in _BLOCK.findall(text)])
+    assert len(orders) == 3 and len({tuple(o) for o in orders.values()}) > 1, orders
 
 
 def test_a_pairwise_panel_combines_each_members_preference(tmp_path, monkeypatch, fake,
