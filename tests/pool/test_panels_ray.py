@@ -13,6 +13,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 import ray_judge  # noqa: E402
+from ray_judge.cli import format_live_status  # noqa: E402
 from ray_judge.testing import FakeLLMServer  # noqa: E402
 
 MEMBERS = ["@current", "litellm:openai/judge-b", "litellm:openai/judge-c"]
@@ -66,3 +67,5 @@ def test_a_panel_judges_through_the_judge_actor(cluster, server, judge_name,
     assert (trio["verdicts"], trio["escalated"], trio["calls"]["escalation"]) == (5, 1, 1)
     assert trio["agreement"]["n"] == 5
     assert re.search(r"judge-a", json.dumps(trio)) is None  # members by label, not resolution
+    text = format_live_status(status)  # what show and ray-judge status print
+    assert "  panel:    trio: 5 verdicts, 0 failed, escalated 1 (20.0%)" in text
