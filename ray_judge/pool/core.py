@@ -36,7 +36,7 @@ from ..shift.monitor import DEFAULT_JUDGE, ShiftMonitor, ShiftReport, judge_of
 from ..spec import BackendSpec
 from ..verdict import GroupRequest, JudgeRequest, Verdict
 from .budget import Budget
-from .cache import Result, VerdictCache, cache_key, group_cache_key, members
+from .cache import Result, VerdictCache, cache_key, group_cache_key, stamped
 from .dispatch import Dispatcher, Request
 from .failover import FailoverChain
 from .hedge_budget import HedgeBudget
@@ -69,14 +69,6 @@ class Workers(Protocol):
 
     async def aclose(self) -> None:
         """Close every worker's backends (kills CLI processes)."""
-
-
-def stamped(result: Result, definition: JudgeDefinition) -> tuple[Verdict, ...]:
-    """A group's Verdicts, each naming its judge (a failure the worker could not stamp,
-    such as a lost worker's, too); a fallback Verdict keeps the judge that made it."""
-    return tuple(v if v.judge is not None else
-                 v.with_(judge=definition.name, judge_version=definition.version)
-                 for v in members(result))
 
 
 class JudgeCore:
@@ -127,8 +119,7 @@ class JudgeCore:
             charge=self.budget.charge_usd, on_release=metrics.record_hedge,
             on_refuse=metrics.record_hedge_refused)
         workers.use_permits(self.hedges)
-        self.panels = Panels(self.dispatcher.submit, catalog, metrics=metrics.panels,
-                             window=config.panel_window)
+        self.panels = Panels(self.dispatcher.submit, catalog, config.panel_window, metrics.panels)
         reference = config.calibration_reference
         self.shift = ShiftMonitor(
             capacity=config.reservoir_size, share=config.shift_share,
@@ -157,11 +148,8 @@ class JudgeCore:
         judge or a field the judge needs and lacks."""
         request = JudgeRequest(prompt, response, reference, rubric, metadata, judge, fields)
         self.judges_catalog.check(request)
-        pin = Pin.of(backend, sample)
-        if self.panels.convenes(request, pin):
-            return await self.panels.judge(request, pin.sample)
-        (future,) = self.dispatcher.submit([request], pin.backend, pin.sample)
-        return await future if pin.pinned else self._served(request, await future)
+        (verdict,) = await self._serve([request], [Pin.of(backend, sample)])
+        return verdict  # type: ignore[return-value]
 
     async def score_batch(self, items: list[Mapping[str, Any]]) -> list[Verdict | list[Verdict]]:
         """Grade many responses; Verdicts come back in the order of ``items``.
@@ -207,9 +195,8 @@ class JudgeCore:
         first_is_a = first_shown(*(x if isinstance(x, str) else json.dumps(x, sort_keys=True)
                                    for x in (prompt, a, b)), reference)
         calls = pair_requests(pair, swap=options.swap, first_is_a=first_is_a)
-        if self.panels.convenes(pair, pin):
-            return await self.panels.compare(pair, calls, first_is_a=first_is_a,
-                                             sample=pin.sample)
+        if self.panels.convenes(pair, pin):  # a pairwise panel
+            return await self.panels.compare(pair, calls, first_is_a=first_is_a, sample=pin.sample)
         results = [stamped(r, options) for r in
                    await asyncio.gather(*self.dispatcher.submit(calls, pin.backend,
                                                                 pin.sample))]
@@ -336,8 +323,8 @@ class JudgeCore:
         out: list[Verdict | list[Verdict]] = []
         for request, plan, start, n in plans:
             if plan is None:
-                out.append(results[start] if flat_pins[start].pinned  # type: ignore[arg-type]
-                           or self.panels.convenes(request, flat_pins[start])
+                as_is = self.panels.as_is(request, flat_pins[start])  # pinned, or a panel's
+                out.append(results[start] if as_is  # type: ignore[arg-type]
                            else self._served(request, results[start]))  # type: ignore[arg-type]
                 continue
             saved, judged = self.groups.calls_saved, self.groups.groups

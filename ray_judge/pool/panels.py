@@ -46,11 +46,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ..judging.catalog import JudgeCatalog
-from ..judging.definition import JudgeDefinition
 from ..judging.groups.planning import assemble, chunk_requests, compare_verdict
 from ..spec import BackendSpec
 from ..verdict import GroupRequest, JudgeRequest, Verdict
-from .cache import Result, members
+from .cache import Result, stamped
 from .items import Request
 from .panel_metrics import AGREEMENT_EVERY, PanelMetrics
 from .panel_verdict import combine
@@ -73,11 +72,12 @@ class Panels:
     Args:
         submit: the dispatcher's ``submit(requests, backend, sample)``.
         catalog: the judges, to tell a panel judge's request from another.
+        window: verdicts per panel judge that agreement is computed over.
         metrics: the panel instruments (None: none).
     """
 
-    def __init__(self, submit: Submit, catalog: JudgeCatalog, *,
-                 metrics: PanelMetrics | None = None, window: int = WINDOW) -> None:
+    def __init__(self, submit: Submit, catalog: JudgeCatalog, window: int = WINDOW,
+                 metrics: PanelMetrics | None = None) -> None:
         self._submit = submit
         self._catalog = catalog
         self._metrics = metrics
@@ -87,6 +87,11 @@ class Panels:
     def convenes(self, request: Request, pin: Pin) -> bool:
         """Whether ``request`` is judged by a panel (a panel judge's, not pinned)."""
         return not pin.pinned and request.judge in self._windows
+
+    def as_is(self, request: Request, pin: Pin) -> bool:
+        """Whether a result goes back as it came: a pinned request's or a panel's (no
+        shift sampling, no calibration: neither is the serving backend's own reward)."""
+        return pin.pinned or self.convenes(request, pin)
 
     def submit(self, requests: Sequence[Request], pins: Sequence[Pin],
                others: SubmitPinned) -> list[Awaitable[Result]]:
@@ -122,7 +127,7 @@ class Panels:
 
         async def ask(member: BackendSpec | None) -> list[Verdict]:
             results = await asyncio.gather(*self._submit(chunks, member, sample))
-            return assemble(group, split, [_stamped(r, definition) for r in results])
+            return assemble(group, split, [stamped(r, definition) for r in results])
 
         return await self._convene(group.judge, ask, [group.metadata] * len(group.responses))
 
@@ -134,7 +139,7 @@ class Panels:
 
         async def ask(member: BackendSpec | None) -> list[Verdict]:
             results = await asyncio.gather(*self._submit(calls, member, sample))
-            return [compare_verdict([_stamped(r, definition) for r in results],
+            return [compare_verdict([stamped(r, definition) for r in results],
                                     swap=definition.swap, first_is_a=first_is_a,
                                     metadata=pair.metadata)]
 
@@ -192,9 +197,3 @@ class Panels:
                 self._metrics.set_agreement(name, snapshot["agreement"])
         return out
 
-
-def _stamped(result: Result, definition: JudgeDefinition) -> list[Verdict]:
-    """A group call's Verdicts, each naming its judge (as the core's ``stamped``)."""
-    return [v if v.judge is not None else
-            v.with_(judge=definition.name, judge_version=definition.version)
-            for v in members(result)]
