@@ -101,6 +101,8 @@ class JudgeConfig:
     calibrate: str = "none"
     calibration_min_pairs: int = 100
     calibration_reference: BackendSpec | None = None
+    validation_file: Path | None = None
+    validation_gate: str | None = None  # bounds, checked against the eval's figures
     actor_name: str = "judge"
     namespace: str = "ray_judge"
 

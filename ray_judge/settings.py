@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,18 @@ def on_off(text: str, _base: Path) -> bool:
     if text.lower() not in ("on", "off"):
         raise ValueError("must be on or off")
     return text.lower() == "on"
+
+
+def bounds(text: str, _base: Path) -> str:
+    """``METRIC>=VALUE,...``: the shape here; the figures' names where they are known
+    (:mod:`ray_judge.quality.gate`, when the judge starts)."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts or not all(_BOUND.match(part) for part in parts):
+        raise ValueError("must be bounds such as spearman>=0.6,in_range>=0.8")
+    return ",".join(parts)
+
+
+_BOUND = re.compile(r"^[A-Za-z_0-9]+\s*(>=|<=|=)\s*-?[0-9.]+(e-?[0-9]+)?$")
 
 
 def spec(text: str, _base: Path) -> BackendSpec:
@@ -276,6 +289,14 @@ SETTINGS: tuple[Setting, ...] = (
             "re-judged pairs needed before calibrating"),
     Setting("LLM_JUDGE_CALIBRATION_REFERENCE", "calibration_reference", spec,
             "first backend of the run", "backend whose score scale calibration maps onto"),
+    Setting("LLM_JUDGE_VALIDATION_FILE", "validation_file", path, "unset (no validation)",
+            "a labelled cases file (as `ray-judge eval` reads): every change of the serving "
+            "backend validates the new one on it, on spare capacity; see "
+            "[Evaluating a judge](eval.md#validation-on-every-switch)"),
+    Setting("LLM_JUDGE_VALIDATION_GATE", "validation_gate", bounds, "unset (no gate)",
+            "bounds such as `spearman>=0.6,in_range>=0.8`: a switch by a person or the "
+            "override file waits until the new backend meets them, and is refused when it "
+            "falls short (a failover proceeds, flagged)"),
     Setting("LLM_JUDGE_ACTOR_NAME", "actor_name", plain, "`judge`",
             "name of the singleton actor"),
     Setting("LLM_JUDGE_NAMESPACE", "namespace", plain, "`ray_judge`",

@@ -55,6 +55,7 @@ def format_live_status(status: JudgeStatus | Mapping[str, Any], *, warnings: boo
         lines.append(f"  budget:   {view.budget.text()}")
     if view.hedging:
         lines.append(f"  hedging:  {view.hedging.text()}")
+    lines += [f"  validation: {line}" for line in view.validation]
     for panel in view.panels:
         lines += [f"  panel:    {panel.text()}", f"            {panel.members_text()}"]
     lines += _shift_text(view.shift, view.calibration)

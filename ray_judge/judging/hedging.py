@@ -88,9 +88,9 @@ class HedgeReport:
 
     ``spec`` is the backend the hedge went to (its permit); ``winner`` is ``"first"``,
     ``"hedge"``, ``"none"`` (both failed) or ``"unsent"`` (the first call answered while
-    the permit was being asked for: the permit comes back unused). The losing call's tokens and cost count when
-    the provider finished it anyway (``loser_spec`` says whose they are); a loser that
-    was cancelled in time cost nothing we can see (``cancelled``).
+    the permit was being asked for: the permit comes back unused). The losing call's
+    tokens and cost count when the provider finished it anyway (``loser_spec`` says
+    whose they are); a loser cancelled in time cost nothing we can see (``cancelled``).
     """
 
     spec: str
@@ -192,7 +192,8 @@ class Hedger:
 
     def _warming(self, judge: str, spec: str) -> bool:
         """Adaptive hedging that waits only for latencies to be known."""
-        return (self.enabled and self.fixed is None and len(self.window(judge, spec)) < MIN_SAMPLES
+        return (self.enabled and self.fixed is None
+                and len(self.window(judge, spec)) < MIN_SAMPLES
                 and self._clock() >= self._throttled.get(spec, 0.0))
 
     def throttle(self, spec: str, error: BaseException | None) -> None:
@@ -246,8 +247,8 @@ class Hedger:
         assert delay is not None
         note.sent += 1
         note.after_s = round(delay, 3)
-        return await self._race(judge, (backend, first, start), other, attempt,
-                                timeout - (self._clock() - start), note)
+        return await self._race(judge, (backend, first, start), other, attempt=attempt,
+                                left=timeout - (self._clock() - start), note=note)
 
     async def _hedge_to(self, backend: Backend) -> Backend | None:
         """The backend a hedge of a call on ``backend`` goes to, holding its permit;
@@ -263,7 +264,7 @@ class Hedger:
         return None
 
     async def _race(self, judge: str, first_call: tuple[Backend, asyncio.Task[Completion], float],
-                    other: Backend, attempt: Attempt, left: float,
+                    other: Backend, *, attempt: Attempt, left: float,
                     note: HedgeNote) -> Completion:
         backend, first, start = first_call
         spec, other_spec = str(backend.spec), str(other.spec)
@@ -285,14 +286,7 @@ class Hedger:
                 self._losers.add(task)
                 task.add_done_callback(self._forget_loser)
         report = self._report(calls, winner, cancelled=bool(pending))
-        for task, (task_spec, began) in calls.items():
-            if task.done() and not task.cancelled():
-                if task.exception() is None:
-                    self.window(judge, task_spec).add(self._clock() - began)
-                else:
-                    self.throttle(task_spec, task.exception())
-            elif task is first:  # cancelled while still running: a lower bound
-                self.window(judge, spec).add(self._clock() - began)
+        self._learn(judge, calls, first)
         self._release(report)
         if winner is None:
             error = first.exception() if not first.cancelled() else second.exception()
@@ -303,6 +297,19 @@ class Hedger:
             if other_spec != spec:
                 note.backend = other_spec
         return winner.result()
+
+    def _learn(self, judge: str, calls: dict[asyncio.Task[Completion], tuple[str, float]],
+               first: asyncio.Task[Completion]) -> None:
+        """The race's latencies (a first call cancelled while running: a lower bound)
+        and its rate-limit answers."""
+        for task, (task_spec, began) in calls.items():
+            if task.done() and not task.cancelled():
+                if task.exception() is None:
+                    self.window(judge, task_spec).add(self._clock() - began)
+                else:
+                    self.throttle(task_spec, task.exception())
+            elif task is first:
+                self.window(judge, task_spec).add(self._clock() - began)
 
     def _release(self, report: HedgeReport) -> None:
         assert self.permits is not None

@@ -33,7 +33,7 @@ from ..verdict import GroupRequest, JudgeRequest, Status, Verdict
 from .catalog import JudgeCatalog
 from .definition import JudgeDefinition
 from .groups.judgement import judge_group
-from .hedging import Hedger, HedgeNote
+from .hedging import HedgeNote, Hedger
 from .judgement import Outcome, judge_request
 from .rubric import Rubric, load_rubric
 

@@ -230,6 +230,7 @@ class StatusView:
     prompt_cache: tuple[PromptCache, ...]  # backends whose provider reported cache use
     budget: BudgetState | None  # None: no spend limit is set
     hedging: HedgingState | None  # None: hedging is off, or nothing was ever hedged
+    validation: tuple[str, ...]  # lines: each validated backend, a held or refused switch
     panels: tuple[PanelState, ...] = ()  # judge panels (issue 23), by name
 
 
@@ -276,8 +277,29 @@ def read_status(status: JudgeStatus | Mapping[str, Any]) -> StatusView:
             if c["read_tokens"] or c["write_tokens"]),
         budget=_budget(status.get("budget")),
         hedging=_hedging(status.get("hedging")),
+        validation=validation_lines(status.get("validation")),
         panels=panel_states(status),
     )
+
+
+def validation_lines(validation: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The serving backend's validation, the previous one's beside it, a switch held or
+    refused by the gate, failovers that serve though they fell short."""
+    if not validation:
+        return ()
+    lines = []
+    for role in ("serving", "previous"):
+        name = validation.get(role)
+        record = (validation.get("backends") or {}).get(name)
+        if record is not None:
+            lines.append(f"{name} ({role}): {record['line']}")
+    pending = validation.get("pending")
+    if pending is not None:
+        lines.append(f"switch to {pending['backend']} held: {pending['line']}")
+    if validation.get("refused"):
+        lines.append(str(validation["refused"]))
+    lines += [f"WARNING: {flag}" for flag in validation.get("flagged") or []]
+    return tuple(lines)
 
 
 def _hedging(hedging: Mapping[str, Any] | None) -> HedgingState | None:

@@ -184,6 +184,9 @@ def _status_parts(status: JudgeStatus, rate: float | None,
                                        style="bold red" if view.budget.reached else ""))
     if view.hedging:  # late calls sent twice (see Tail latency)
         summary.add_row("hedging", view.hedging.text())
+    for line in view.validation:  # the labelled cases, on every switch
+        summary.add_row("validation", Text(line, style="bold red" if line.startswith(
+            ("refused", "WARNING")) else ""))
     for panel in view.panels:  # judge panels: agreement, escalation, each member's share
         summary.add_row("panel", Text(f"{panel.text()}\n{panel.members_text()}"))
     for report in view.shift:

@@ -15,8 +15,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ..config import JudgeConfig
 from ..judging.catalog import JudgeCatalog
@@ -30,6 +30,7 @@ from ..judging.groups.planning import (
     pair_requests,
 )
 from ..judging.rubric import Rubric
+from ..quality.switch_validation import SwitchValidation
 from ..selection.override_file import permission_warnings
 from ..selection.resolver import BackendResolver
 from ..shift.monitor import DEFAULT_JUDGE, ShiftMonitor, ShiftReport, judge_of
@@ -47,28 +48,11 @@ from .reward_servers import RewardServers
 from .stats import JudgeStats
 from .status import JudgeStatus
 from .switches import SwitchHistory
+from .worker import Workers
 
-__all__ = ["JudgeCore", "Workers", "stamped"]
+__all__ = ["JudgeCore", "stamped"]
 
 logger = logging.getLogger(__name__)
-
-
-class Workers(Protocol):
-    """The worker pool the core sends micro-batches to."""
-
-    def __len__(self) -> int: ...
-
-    async def send(self, worker: int, spec: str, requests: list[Request]) -> list[Result]:
-        """Judge ``requests`` on worker ``worker``; raise :class:`~.dispatch.WorkerLost`
-        when the worker is gone."""
-
-    def ping(self, worker: int) -> Awaitable[object]: ...
-
-    def use_permits(self, permits: HedgeBudget) -> None:
-        """Where the workers ask for hedge permits (actors ask the judge actor instead)."""
-
-    async def aclose(self) -> None:
-        """Close every worker's backends (kills CLI processes)."""
 
 
 class JudgeCore:
@@ -130,6 +114,12 @@ class JudgeCore:
             store=self.cache, on_report=self._shift_gauges,
             version_of=lambda name: self._options(name).version)
         self.history.on_settled(self.shift.switched)
+        self.validation = SwitchValidation.of(  # LLM_JUDGE_VALIDATION_FILE: None unset
+            config, catalog, send_spare=self.dispatcher.send_spare,
+            lanes_for=lambda spec: max(1, int(config.shift_share * config.max_in_flight(spec))),
+            on_result=metrics.record_validation, clock=clock)
+        if self.validation is not None:
+            self.history.on_settled(self.validation.settled, initial=True)
         self.route()
 
     def __repr__(self) -> str:
@@ -246,6 +236,7 @@ class JudgeCore:
             reward_servers=self.reward_servers.snapshot(),
             budget=self.budget.snapshot(),
             hedging=self.hedges.snapshot(),
+            validation=None if self.validation is None else self.validation.snapshot(),
             panels=self.panels.snapshot(),
             **self.stats.snapshot(),  # type: ignore[typeddict-item]
         )
@@ -257,8 +248,11 @@ class JudgeCore:
                 "override_file": str(resolution.path), "problem": resolution.problem}
 
     async def aclose(self) -> None:
-        """Stop the shift monitor, close the cache file, close the workers' backends."""
+        """Stop the shift monitor and validations, close the cache file and the workers'
+        backends."""
         await self.shift.aclose()
+        if self.validation is not None:
+            await self.validation.aclose()
         self.cache.close()
         await self.workers.aclose()
 
@@ -268,6 +262,8 @@ class JudgeCore:
         """The backend for the next request and its cap (1 for a half-open probe), noting
         a switch, a failover or a return in the history."""
         primary = self.resolver.resolve().spec
+        if self.validation is not None:  # a gated switch waits for its validation
+            primary = self.validation.primary(primary)
         before = self.failover.failovers
         spec, cap = self.failover.route(primary)
         if self.failover.failovers != before:

@@ -61,7 +61,7 @@ class RayWorkers:
     """
 
     def __init__(self, config: JudgeConfig, env: Mapping[str, str], cwd: str,
-                 registry: Mapping[str, str], judges: list[JudgeDefinition],
+                 registry: Mapping[str, str], judges: list[JudgeDefinition], *,
                  judge: Any = None) -> None:
         permits = None if judge is None else ActorPermits(judge)
         placement = NodeAffinitySchedulingStrategy(
@@ -70,7 +70,7 @@ class RayWorkers:
             _WorkerActor.options(
                 num_cpus=config.worker_cpus, max_restarts=-1, max_task_retries=0,
                 max_concurrency=100_000, scheduling_strategy=placement,
-            ).remote(i, dict(env), cwd, dict(registry), judges, permits)
+            ).remote(i, dict(env), cwd, dict(registry), judges, permits=permits)
             for i in range(config.num_workers)
         ]
 

@@ -128,6 +128,13 @@ class JudgeMetrics:
         self.hedge_loser_cost = metrics.Counter(
             "judge_hedge_loser_cost_usd_total", "What hedges' losing calls cost when the "
             "provider finished them anyway, in USD (not in judge_cost_usd_total).")
+        self.validation = metrics.Gauge(
+            "judge_validation_metric", "The latest validation of a backend on the labelled "
+            "cases (LLM_JUDGE_VALIDATION_FILE), by backend and figure.",
+            tag_keys=("backend", "metric"))
+        self.validation_passed = metrics.Gauge(
+            "judge_validation_passed", "1 when a backend's latest validation met the gate "
+            "(or had none), 0 when it fell short.", tag_keys=("backend",))
         for counter in (self.switches, self.failovers, self.cache_hits,
                         self.group_calls_saved, self.groups_split, self.position_inconsistent,
                         self.hedge_loser_cost):
@@ -197,6 +204,17 @@ class JudgeMetrics:
         self.hedges.inc(1, {"backend": report.spec, "winner": report.winner})
         if report.loser_cost_usd:
             self.hedge_loser_cost.inc(report.loser_cost_usd)
+
+    def record_validation(self, validation: Any) -> None:
+        """A finished validation (:class:`~ray_judge.quality.switch_validation.Validation`)."""
+        for name in ("ok", "spearman", "pearson", "mae", "in_range", "accuracy", "kappa",
+                     "kendall_tau"):
+            value = validation.metrics.get(name)
+            if isinstance(value, (int, float)):
+                self._set(self.validation, value, {"backend": validation.backend,
+                                                   "metric": name})
+        self._set(self.validation_passed, float(validation.state != "failed"),
+                  {"backend": validation.backend})
 
     def record_hedge_refused(self, reason: str) -> None:
         self.hedges_refused.inc(1, {"reason": reason})

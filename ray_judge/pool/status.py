@@ -48,6 +48,7 @@ class JudgeStatus(TypedDict):
     #: "limit_usd" (the run), "hour_spent_usd" and "hour_limit_usd", "reached" ("run",
     #: "hour" or None), "refill_at" / "refill_in_s", "held", "refused", "persistent"
     budget: dict[str, Any]
+    validation: dict[str, Any] | None  # SwitchValidation.snapshot(); None: no cases file
     hedging: dict[str, Any]  # HedgeBudget.snapshot(): hedges sent, won, refused, their cost
     #: judge panels (:meth:`~.panels.Panels.snapshot`): per panel judge, its members,
     #: verdicts, escalation rate, each member's call and cost share, and agreement

@@ -34,19 +34,23 @@ class SwitchHistory:
                  on_current: Callable[..., None] = lambda backend, *, switched: None) -> None:
         self._clock = clock
         self._on_current = on_current
-        self._settled_listeners: list[Callable[[str, str], None]] = []
+        self._settled_listeners: list[tuple[Callable[..., None], bool]] = []
         self.current: str | None = None
         self.settled: str | None = None  # serving outside a half-open circuit's probe
         self.primary: BackendSpec | None = None
         self.switches = 0
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_SWITCHES)
+        self.why = "start"  # of the latest change
+
 
     def __repr__(self) -> str:
         return f"SwitchHistory(current={self.current!r}, switches={self.switches})"
 
-    def on_settled(self, listener: Callable[[str, str], None]) -> None:
-        """Call ``listener(old, new)`` whenever the settled backend changes."""
-        self._settled_listeners.append(listener)
+    def on_settled(self, listener: Callable[..., None], *, initial: bool = False) -> None:
+        """Call ``listener(old, new)`` whenever the settled backend changes; with
+        ``initial``, for the first settled backend too (``old`` None) and with the
+        change's ``why`` (``start``, ``switch``, ``failover``, ``back to primary``)."""
+        self._settled_listeners.append((listener, initial))
 
     def note(self, spec: BackendSpec, primary: BackendSpec, cap: int | None) -> None:
         """This round serves ``spec``; the person's choice is ``primary``; ``cap`` is 1
@@ -62,10 +66,13 @@ class SwitchHistory:
                        else "probe" if cap == 1 else "back to primary")
                 self.recent.append({"at": self._clock(), "from": self.current, "to": text,
                                     "why": why})
+                self.why = why
             self.current = text
             self._on_current(text, switched=switched)
         if cap is None and text != self.settled:
             old, self.settled = self.settled, text
-            if old is not None:
-                for listener in self._settled_listeners:
+            for listener, initial in self._settled_listeners:
+                if initial:
+                    listener(old, text, "start" if old is None else self.why)
+                elif old is not None:
                     listener(old, text)

@@ -13,21 +13,23 @@ import logging
 import os
 from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from ..backends import Backend, create_backend
 from ..config import JudgeConfig
 from ..errors import JudgeError
 from ..judging.catalog import JudgeCatalog
 from ..judging.definition import JudgeDefinition
-from ..judging.hedging import Hedger, HedgePermits
+from ..judging.hedging import HedgePermits, Hedger
 from ..judging.runner import JudgeRunner
 from ..spec import BackendSpec
 from ..verdict import GroupRequest, JudgeRequest, Status
 from . import collector
 from .cache import Result
+from .dispatch import Request
 from .failure import failure
 
-__all__ = ["JudgeWorker", "LocalWorkers"]
+__all__ = ["JudgeWorker", "LocalWorkers", "Workers"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ class JudgeWorker:
 
     def __init__(self, index: int, env: Mapping[str, str], cwd: str,
                  registry: Mapping[str, str] | None = None,
-                 judges: Sequence[JudgeDefinition] = (),
+                 judges: Sequence[JudgeDefinition] = (), *,
                  permits: HedgePermits | None = None) -> None:
         # Ray starts actors with the raylet's environment, not the driver's: the judge
         # hands over what the person who started it had set.
@@ -120,6 +122,24 @@ class JudgeWorker:
                 await runner.backend.aclose()
             except Exception:
                 logger.exception("closing %r failed", runner.backend)
+
+
+class Workers(Protocol):
+    """The worker pool the core sends micro-batches to."""
+
+    def __len__(self) -> int: ...
+
+    async def send(self, worker: int, spec: str, requests: list[Request]) -> list[Result]:
+        """Judge ``requests`` on worker ``worker``; raise :class:`~.dispatch.WorkerLost`
+        when the worker is gone."""
+
+    def ping(self, worker: int) -> Awaitable[object]: ...
+
+    def use_permits(self, permits: HedgePermits) -> None:
+        """Where the workers ask for hedge permits (actors ask the judge actor instead)."""
+
+    async def aclose(self) -> None:
+        """Close every worker's backends (kills CLI processes)."""
 
 
 class LocalWorkers:

@@ -1,7 +1,8 @@
 """The fake provider's control API, through which a FakeLLMProcess scripts it by URL.
 
 ``POST /_fake/script`` (a JSON list of behaviours), ``POST /_fake/default``,
-``POST /_fake/slow`` (``{"marker", "delay_s", "times"}``), ``POST /_fake/reset``, ``GET /_fake/requests`` and ``GET /_fake/stats``: the same
+``POST /_fake/slow`` (``{"marker", "delay_s", "times"}``),
+``POST /_fake/reset``, ``GET /_fake/requests`` and ``GET /_fake/stats``: the same
 controls :class:`~ray_judge.testing.FakeLLMServer` offers in process. Control
 calls are not recorded.
 """

@@ -31,7 +31,7 @@ class Latency:
         self.base_s = self._initial_s = base_s
         self.tail_p = tail_p
         self.tail_s = tail_s
-        self._rng = random.Random(seed)
+        self._rng = random.Random(seed)  # noqa: S311 - a repeatable fake latency, not a secret
         self._lock = threading.Lock()
         self._slow: list[list[Any]] = []  # [marker, delay_s, times left]
         self.tails = 0  # calls that drew the tail

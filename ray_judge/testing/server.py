@@ -281,13 +281,7 @@ class FakeLLMServer:
         if body is None:
             return error(fmt, 400, "request body must be a JSON object")
         behaviour = self._next()
-        delay = self.latency.of(body) + behaviour.delay_s
-        if delay > 0:
-            try:
-                await asyncio.sleep(delay)
-            except asyncio.CancelledError:  # handler_cancellation: the client left
-                self.latency.left()
-                raise
+        await self._wait(self.latency.of(body) + behaviour.delay_s)
         if behaviour.hang:
             await self._hang()
         if behaviour.drop:
@@ -323,6 +317,15 @@ class FakeLLMServer:
         if behaviour.cut or behaviour.stall:
             return await self._half_body(request, payload, behaviour, headers)
         return json_response(payload, behaviour.status, headers)
+
+    async def _wait(self, delay: float) -> None:
+        if delay <= 0:
+            return
+        try:
+            await asyncio.sleep(delay)
+        except asyncio.CancelledError:  # handler_cancellation: the client left
+            self.latency.left()
+            raise
 
     async def _half_body(self, request: web.Request, payload: bytes, behaviour: Behaviour,
                          headers: Mapping[str, str]) -> web.StreamResponse:

@@ -191,9 +191,14 @@ def judge(cluster, provider, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def hedging_judge(cluster, tmp_path_factory):
-    """A second judge (metrics add up across judges) whose late calls are hedged."""
+    """A second judge (metrics add up across judges) whose late calls are hedged, and
+    which validates its backend on labelled cases when it starts."""
+    cases = tmp_path_factory.mktemp("cases") / "cases.jsonl"
+    cases.write_text("".join(json.dumps({"prompt": f"q{i}", "response": f"a{i}",
+                                         "pass": i % 2 == 0}) + "\n" for i in range(4)))
     with FakeLLMServer() as server:
         env = {"LLM_JUDGE_NAME": D, "LLM_JUDGE_NUM_WORKERS": "1",
+               "LLM_JUDGE_VALIDATION_FILE": str(cases),
                "LLM_JUDGE_BACKEND_FILE": str(tmp_path_factory.mktemp("hedge") / ".jb"),
                "LLM_JUDGE_HEDGE_AFTER": "0.5", "LLM_JUDGE_HEDGE_SHARE": "1",
                "LLM_JUDGE_MAX_IN_FLIGHT_LITELLM": "2", "LLM_JUDGE_MAX_ATTEMPTS": "1",
@@ -458,6 +463,11 @@ def test_every_dashboard_query_returns_what_the_run_caused(judge, provider, prom
     assert peak(results[("Hedged calls per minute", "B")], reason="in_flight") > 0
     assert 0 < peak(results[("Hedge share and what losing calls cost", "A")]) <= 1
     assert peak(results[("Hedge share and what losing calls cost", "B")]) >= 0
+    # D's validation on the labelled cases when it started (the fake passes every case).
+    figures = results[("Validation figures by backend", "A")]
+    assert peak(figures, backend=D, metric="ok") == 1
+    assert peak(figures, backend=D, metric="accuracy") == 0.5
+    assert peak(results[("Validation passed (1) or fell short (0)", "A")], backend=D) == 1
 
     assert peak(results[("annotation: Backend changes", "")]) > 0
     assert peak(results[("annotation: Failovers", "")]) > 0

@@ -17,7 +17,7 @@ from ray_judge.backends.fake import FakeBackend
 from ray_judge.config import JudgeConfig
 from ray_judge.errors import RateLimitedError
 from ray_judge.judging.catalog import JudgeCatalog
-from ray_judge.judging.hedging import MIN_SAMPLES, Hedger, HedgeNote, HedgeReport, LatencyWindow
+from ray_judge.judging.hedging import MIN_SAMPLES, Hedger, HedgeReport, LatencyWindow
 from ray_judge.judging.runner import JudgeRunner
 from ray_judge.pool.hedge_budget import HedgeBudget
 from ray_judge.pool.limits import BackendLimits
@@ -124,7 +124,7 @@ def test_rate_limited_backends_are_not_hedged_for_a_while() -> None:
 
 # -- Hedger.call through JudgeRunner ----------------------------------------------------------
 
-def slow_then_fast(delays: list[float]) -> FakeBackend:
+def slow_then_fast(delays: list[float], answer: str = "Fine.\nSCORE: 7") -> FakeBackend:
     """A fake transport whose n-th call sleeps delays[n] (0.01 after the list)."""
     seq = itertools.chain(delays, itertools.repeat(0.01))
     calls = {"started": 0, "cancelled": 0, "finished": 0}
@@ -137,7 +137,7 @@ def slow_then_fast(delays: list[float]) -> FakeBackend:
             calls["cancelled"] += 1
             raise
         calls["finished"] += 1
-        return "Fine.\nSCORE: 7"
+        return answer
 
     config = JudgeConfig(hedge_after_s=0.05, max_attempts=1)
     backend = FakeBackend(BackendSpec.parse(SPEC), config, handler=handler)
@@ -383,3 +383,21 @@ def test_a_call_that_started_before_latencies_were_known_is_hedged_once_they_are
     slow, *fast = asyncio.run(asyncio.wait_for(scenario(), 10))
     assert slow.ok and slow.extra["hedged"]["winner"] == "hedge"
     assert all(v.ok and "hedged" not in v.extra for v in fast)
+
+
+def test_a_group_call_is_hedged_like_any_call() -> None:
+    from ray_judge.verdict import GroupRequest
+
+    async def scenario():
+        backend = slow_then_fast([30.0], answer='Graded.\n{"scores": [7, 3, 9]}')
+        runner = JudgeRunner(backend, JudgeCatalog.build(backend.config),
+                             hedger=Hedger(backend.config, Permits()))
+        group = GroupRequest("Solve it.", ("one", "two", "three"), judge="group")
+        return await runner.judge_group(group), backend.counts
+
+    verdicts, counts = asyncio.run(scenario())
+    # the group is shown shuffled: the answer's scores land on the responses shown
+    assert sorted(v.score for v in verdicts) == pytest.approx([0.3, 0.7, 0.9])
+    assert counts["started"] == 2 and counts["cancelled"] == 1
+    assert [v.extra["hedged"]["winner"] for v in verdicts] == ["hedge"] * 3
+    assert sum(v.attempts for v in verdicts if v.counts_call) == 2

@@ -16,15 +16,10 @@ from typing import Any
 
 import pytest
 
-from ray_judge.config import JudgeConfig
-from ray_judge.judging.catalog import JudgeCatalog
-from ray_judge.judging.rubric import load_rubric
 from ray_judge.pool.core import JudgeCore
-from ray_judge.pool.metrics import JudgeMetrics
-from ray_judge.pool.worker import JudgeWorker, LocalWorkers
 from ray_judge.testing import Behaviour
 
-from .test_judge_core import Instruments
+from .test_judge_core import core_from_env
 
 pytestmark = pytest.mark.usefixtures("provider_env")
 
@@ -36,15 +31,7 @@ def make_core(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **env: Any) -> Ju
     env = {"LLM_JUDGE_MAX_ATTEMPTS": 1, "LLM_JUDGE_BACKOFF": 0, "LLM_JUDGE_NUM_WORKERS": 2,
            "LLM_JUDGE_SHIFT_SHARE": 1, "LLM_JUDGE_RESERVOIR_SIZE": 0, "LLM_JUDGE_NAME": SPEC,
            "LLM_JUDGE_BACKEND_FILE": tmp_path / ".judge_backend", **env}
-    for name, value in env.items():
-        monkeypatch.setenv(name, str(value))
-    config = JudgeConfig.from_env()
-    rubric = load_rubric(config)
-    catalog = JudgeCatalog.build(config, rubric=rubric)
-    workers = LocalWorkers([JudgeWorker(i, {}, str(tmp_path), None, list(catalog))
-                            for i in range(config.num_workers)])
-    return JudgeCore(config, catalog, rubric=rubric, workers=workers,
-                     metrics=JudgeMetrics(None, instruments=Instruments()))
+    return core_from_env(tmp_path, monkeypatch, env)
 
 
 def eventually(predicate, timeout_s: float = 10.0) -> bool:
@@ -60,7 +47,8 @@ def test_the_hedge_wins_and_the_slow_call_is_closed(tmp_path, server, monkeypatc
     server.slow("SLOW-ONE", 30.0)  # only the first call of this response is slow
 
     async def scenario():
-        core = make_core(tmp_path, monkeypatch, LLM_JUDGE_HEDGE_AFTER=0.2, LLM_JUDGE_HEDGE_SHARE=1.0)
+        core = make_core(tmp_path, monkeypatch, LLM_JUDGE_HEDGE_AFTER=0.2,
+                         LLM_JUDGE_HEDGE_SHARE=1.0)
         try:
             fast = await core.score_batch([{"prompt": f"q{i}", "response": f"a{i}"}
                                            for i in range(20)])
@@ -85,7 +73,8 @@ def test_the_share_cap_holds_when_every_call_is_slow(tmp_path, server, monkeypat
     server.latency_s = 0.3
 
     async def scenario():
-        core = make_core(tmp_path, monkeypatch, LLM_JUDGE_HEDGE_AFTER=0.05, LLM_JUDGE_HEDGE_SHARE=0.05)
+        core = make_core(tmp_path, monkeypatch, LLM_JUDGE_HEDGE_AFTER=0.05,
+                         LLM_JUDGE_HEDGE_SHARE=0.05)
         try:
             verdicts = await core.score_batch([{"prompt": f"q{i}", "response": f"a{i}"}
                                                for i in range(200)])
@@ -106,7 +95,8 @@ def test_hedges_respect_the_in_flight_limit(tmp_path, server, monkeypatch) -> No
     server.latency_s = 0.3
 
     async def scenario():
-        core = make_core(tmp_path, monkeypatch, LLM_JUDGE_HEDGE_AFTER=0.05, LLM_JUDGE_HEDGE_SHARE=1.0,
+        core = make_core(tmp_path, monkeypatch, LLM_JUDGE_HEDGE_AFTER=0.05,
+                         LLM_JUDGE_HEDGE_SHARE=1.0,
                          LLM_JUDGE_MAX_IN_FLIGHT_LITELLM=4)
         try:
             verdicts = await core.score_batch([{"prompt": f"q{i}", "response": f"a{i}"}
@@ -124,7 +114,8 @@ def test_hedges_respect_the_in_flight_limit(tmp_path, server, monkeypatch) -> No
 
 def test_no_hedge_during_a_429_storm(tmp_path, server, monkeypatch) -> None:
     async def scenario():
-        core = make_core(tmp_path, monkeypatch, LLM_JUDGE_HEDGE_AFTER=0.05, LLM_JUDGE_HEDGE_SHARE=1.0)
+        core = make_core(tmp_path, monkeypatch, LLM_JUDGE_HEDGE_AFTER=0.05,
+                         LLM_JUDGE_HEDGE_SHARE=1.0)
         try:
             server.script(*[Behaviour.error(429, "slow down", retry_after=0)] * 4)
             limited = await core.score_batch([{"prompt": f"q{i}", "response": f"a{i}"}
@@ -143,11 +134,13 @@ def test_no_hedge_during_a_429_storm(tmp_path, server, monkeypatch) -> None:
     assert server.model_calls == 8
 
 
-def test_identical_requests_make_one_call_and_at_most_one_hedge(tmp_path, server, monkeypatch) -> None:
+def test_identical_requests_make_one_call_and_at_most_one_hedge(tmp_path, server,
+                                                               monkeypatch) -> None:
     server.slow("SAME", 30.0)
 
     async def scenario():
-        core = make_core(tmp_path, monkeypatch, LLM_JUDGE_HEDGE_AFTER=0.2, LLM_JUDGE_HEDGE_SHARE=1.0)
+        core = make_core(tmp_path, monkeypatch, LLM_JUDGE_HEDGE_AFTER=0.2,
+                         LLM_JUDGE_HEDGE_SHARE=1.0)
         try:
             await core.score_batch([{"prompt": f"q{i}", "response": f"a{i}"}
                                     for i in range(20)])
@@ -163,3 +156,27 @@ def test_identical_requests_make_one_call_and_at_most_one_hedge(tmp_path, server
     assert server.model_calls - before == 2  # the first call and its hedge
     assert sum(not v.cached for v in same) == 1
     assert status["hedging"]["sent"] == 1
+
+
+def test_hedges_go_to_the_backend_hedge_to_names(tmp_path, server, monkeypatch) -> None:
+    server.slow("SLOW-TO", 30.0)
+    fast = "litellm:openai/gpt-4.1-nano"
+
+    async def scenario():
+        core = make_core(tmp_path, monkeypatch, LLM_JUDGE_HEDGE_AFTER=0.2,
+                         LLM_JUDGE_HEDGE_SHARE=1.0, LLM_JUDGE_HEDGE_TO=fast)
+        try:
+            await core.score_batch([{"prompt": f"q{i}", "response": f"a{i}"}
+                                    for i in range(20)])
+            slow = await core.score("What is 2+2?", "4 SLOW-TO")
+            return slow, core.status()
+        finally:
+            await core.aclose()
+
+    slow, status = asyncio.run(scenario())
+    assert slow.ok and slow.backend == fast and slow.model == "gpt-4.1-nano"
+    assert slow.extra["hedged"] == {"sent": 1, "won": 1, "after_s": 0.2, "backend": fast,
+                                    "winner": "hedge"}
+    models = [r.body["model"] for r in server.requests if "SLOW-TO" in str(r.body)]
+    assert models == ["gpt-4o-mini", "gpt-4.1-nano"]  # the first call, then its hedge
+    assert status["in_flight"].get(fast, 0) == 0  # the hedge's slot on its own backend

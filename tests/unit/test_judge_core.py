@@ -67,6 +67,24 @@ def make_core(tmp_path: Path, clock: Clock | None = None, *,
                      node_id="node-1", clock=clock or Clock())
 
 
+def core_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                  env: dict[str, Any]) -> JudgeCore:
+    """A core and its in-process workers configured as a judge is, from the environment
+    (``env`` set on it; None unsets a name), with the real backends its specs name."""
+    for name, value in env.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, str(value))
+    config = JudgeConfig.from_env()
+    rubric = load_rubric(config)
+    catalog = JudgeCatalog.build(config, rubric=rubric)
+    workers = LocalWorkers([JudgeWorker(i, {}, str(tmp_path), None, list(catalog))
+                            for i in range(config.num_workers)])
+    return JudgeCore(config, catalog, rubric=rubric, workers=workers,
+                     metrics=JudgeMetrics(None, instruments=Instruments()))
+
+
 def run(coro_fn):
     """Run ``coro_fn()`` on a fresh loop (the core's dispatcher lives on it)."""
     return asyncio.run(coro_fn())

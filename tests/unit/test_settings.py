@@ -147,6 +147,8 @@ GOOD: dict[str, tuple[str, Any]] = {
     "LLM_JUDGE_CALIBRATE": ("Quantile", "quantile"),
     "LLM_JUDGE_CALIBRATION_MIN_PAIRS": ("1", 1),
     "LLM_JUDGE_CALIBRATION_REFERENCE": ("ccode-4-opus", BackendSpec.parse("ccode-4-opus")),
+    "LLM_JUDGE_VALIDATION_FILE": ("cases.jsonl", Path("/base/cases.jsonl")),
+    "LLM_JUDGE_VALIDATION_GATE": (" spearman>=0.6 , in_range=0.8", "spearman>=0.6,in_range=0.8"),
     "LLM_JUDGE_ACTOR_NAME": ("judge2", "judge2"),
     "LLM_JUDGE_NAMESPACE": ("ns", "ns"),
 }
@@ -187,6 +189,8 @@ BAD = [
     ("LLM_JUDGE_HEDGE_AFTER", "-1", "must be >= 0.0 and finite, got '-1'"),
     ("LLM_JUDGE_HEDGE_SHARE", "0", "must be within (0, 1], got '0'"),
     ("LLM_JUDGE_HEDGE_TO", "litellm:", ": invalid judge backend 'litellm:'"),
+    ("LLM_JUDGE_VALIDATION_GATE", "spearman high", "must be bounds such as spearman>=0.6,"
+     "in_range>=0.8, got 'spearman high'"),
 ]
 
 
