@@ -15,8 +15,9 @@ level C, all requests are submitted at once and at most C are in flight:
 Latency is from submission to the caller seeing the verdict (queueing included), the
 same clock for all. CPU per verdict counts every process of the pool (driver, judge,
 workers, Ray's daemons) or the baseline process, never the fake provider, whose CPU is
-reported apart. Finally the baseline, the ceiling and the lean pool run once more at the
-highest level while a busy loop (another process) keeps one core busy.
+reported apart. Then the lean pool with the quality monitors on and all off
+(:mod:`bench.s1_monitors`). Finally the baseline, the ceiling and the lean pool run once
+more at the highest level while a busy loop (another process) keeps one core busy.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from bench import procs
+from bench import procs, s1_monitors
 from bench.cluster import API_KEY, RAY_ENV, REPO, items, litellm_env
 from bench.context import Context
 from bench.report import Row, Target
@@ -75,6 +76,8 @@ def run(ctx: Context) -> None:
                 for key, _ in LEAN_CASES if key in runs}
         if level == top:
             _targets(ctx, level, base, raw, rows, runs)
+    # What the quality monitors (canaries, length bias, the shift reservoir) cost.
+    s1_monitors.run(ctx, fake.url, MODEL, top)
     if ctx.sizes.s1_busy:
         _busy_run(ctx, fake.url, n, top)
     # The last judge stays up: scenario 3 switches it under load (workers already warm).

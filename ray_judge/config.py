@@ -103,6 +103,12 @@ class JudgeConfig:
     calibration_reference: BackendSpec | None = None
     validation_file: Path | None = None
     validation_gate: str | None = None  # bounds, checked against the eval's figures
+    canary_share: float = 0.01
+    canary_pass: float = 0.2
+    canary_warn: float = 0.05
+    length_bias_window: int = 1000
+    length_bias_warn: float = 0.3
+    length_bias_min: int = 200
     actor_name: str = "judge"
     namespace: str = "ray_judge"
 

@@ -82,6 +82,13 @@ def share(text: str, _base: Path) -> float:
     return value
 
 
+def fraction(text: str, _base: Path) -> float:
+    value = _bounded(float, "a number", text, 0.0)
+    if value > 1.0:
+        raise ValueError("must be within [0, 1]")
+    return value
+
+
 def choice(choices: tuple[str, ...]) -> Parse:
     def parse(text: str, _base: Path) -> str:
         if text.lower() not in choices:
@@ -297,6 +304,21 @@ SETTINGS: tuple[Setting, ...] = (
             "bounds such as `spearman>=0.6,in_range>=0.8`: a switch by a person or the "
             "override file waits until the new backend meets them, and is refused when it "
             "falls short (a failover proceeds, flagged)"),
+    Setting("LLM_JUDGE_CANARY_SHARE", "canary_share", fraction, "0.01",
+            "share of pointwise requests copied with a known-bad answer and judged in the "
+            "background on spare capacity (0: off); see [Trust](trust.md)"),
+    Setting("LLM_JUDGE_CANARY_PASS", "canary_pass", fraction, "0.2",
+            "a canary whose score (on [0, 1]) is above this fooled the judge: the bottom "
+            "fifth of the judge's scale"),
+    Setting("LLM_JUDGE_CANARY_WARN", "canary_warn", fraction, "0.05",
+            "Wilson 95% lower bound of a canary kind's pass rate that is logged as WARNING"),
+    Setting("LLM_JUDGE_LENGTH_BIAS_WINDOW", "length_bias_window", integer(0), "1000",
+            "latest ok verdicts per judge and backend in which length and score are "
+            "correlated (0: off)"),
+    Setting("LLM_JUDGE_LENGTH_BIAS_WARN", "length_bias_warn", number(-1.0), "0.3",
+            "Spearman correlation of response length and score that is logged as WARNING"),
+    Setting("LLM_JUDGE_LENGTH_BIAS_MIN", "length_bias_min", integer(2), "200",
+            "verdicts in the window before a length-bias WARNING may come"),
     Setting("LLM_JUDGE_ACTOR_NAME", "actor_name", plain, "`judge`",
             "name of the singleton actor"),
     Setting("LLM_JUDGE_NAMESPACE", "namespace", plain, "`ray_judge`",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..monitoring.quality_view import canary_lines, length_bias_lines
 from ..monitoring.status_view import (
     CalibrationState,
     RewardServer,
@@ -59,6 +60,8 @@ def format_live_status(status: JudgeStatus | Mapping[str, Any], *, warnings: boo
     for panel in view.panels:
         lines += [f"  panel:    {panel.text()}", f"            {panel.members_text()}"]
     lines += _shift_text(view.shift, view.calibration)
+    lines += [f"  canaries: {line.text}" for line in canary_lines(status)]
+    lines += [f"  length:   {line.text}" for line in length_bias_lines(status)]
     if view.override_problem:
         lines.append(f"  problem:  {view.override_problem}")
     if warnings:

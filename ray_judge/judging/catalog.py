@@ -22,6 +22,7 @@ there rather than in an actor.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -177,9 +178,37 @@ def definition_from_table(name: str, table: Mapping[str, Any], *, base: Path | N
                     f"{source}: judge {name!r}: give {key} or {path_key}, not both",
                     judge=name, key=path_key, value=values[path_key], path=source)
             values[key] = _read(name, path_key, values.pop(path_key), base, source)
+    if "canaries_file" in values:
+        values["canary_answers"] = read_canaries(
+            name, values.pop("canaries_file"), base, source)
     if isinstance(values.get("scale"), list):
         values["scale"] = tuple(values["scale"])
     return JudgeDefinition(name=name, source=source, **values)
+
+
+def read_canaries(name: str, path: Any, base: Path | None, source: str) -> tuple[Any, ...]:
+    """A judge's ``canaries_file``: one known-bad answer per line, or (``.jsonl``) one
+    JSON value per line: a text or a list of chat messages (a trajectory)."""
+    text = _read(name, "canaries_file", path, base, source)
+    answers: list[Any] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        if not str(path).endswith(".jsonl"):
+            answers.append(line)
+            continue
+        try:
+            answers.append(json.loads(line))
+        except ValueError as exc:
+            raise JudgeDefinitionError(
+                f"{source}: judge {name!r}: canaries_file {path!r} line {number} is not "
+                f"JSON: {exc}", judge=name, key="canaries_file", value=line[:80],
+                path=source) from None
+    if not answers:
+        raise JudgeDefinitionError(f"{source}: judge {name!r}: canaries_file {path!r} holds "
+                                   "no answers", judge=name, key="canaries_file", value=path,
+                                   path=source)
+    return tuple(answers)
 
 
 def _read(name: str, key: str, path: Any, base: Path | None, source: str) -> str:

@@ -46,7 +46,8 @@ __all__ = ["AGGREGATES", "DEFINITION_KEYS", "ESCALATIONS", "KINDS", "JudgeDefini
 DEFINITION_KEYS = ("system", "system_file", "user", "user_file", "parser", "scale", "labels",
                    "schema", "correction_turns", "samples", "aggregate", "max_input_chars",
                    "temperature", "max_tokens", "frame", "kind", "max_group", "shuffle",
-                   "fallback", "swap", "calibrate", *PANEL_KEYS)
+                   "fallback", "swap", "calibrate", "canaries", "canaries_file",
+                   *PANEL_KEYS)
 _DATA = ("prompt", "response")
 # Bumped when ray_judge changes how a judge is rendered or read, so versions move too.
 _RENDERING = 2  # 2: look-alike and >>> marker runs neutralised (issue 25)
@@ -91,6 +92,11 @@ class JudgeDefinition:
             ``"none"``: never; ``None``: ``LLM_JUDGE_CALIBRATE`` for ``default``, else
             never. Not part of the version: it maps the served score, the judgement and
             the cached verdict stay the backend's own.
+        canaries: ``False``: never send this judge canaries (known-bad answers judged in
+            the background, :mod:`ray_judge.quality.canaries`). Not part of the version.
+        canary_answers: the judge's own known-bad answers (texts or message lists), sent
+            as canaries beside the built-in ones; a judges file's ``canaries_file`` fills
+            it. Not part of the version.
         panel: backend specs (and ``"@current"``, the serving backend) that each judge
             every request; their ok scores are combined by ``aggregate``
             (:mod:`ray_judge.pool.panels`). ``None``: not a panel.
@@ -125,6 +131,8 @@ class JudgeDefinition:
     fallback: str | None = None
     swap: bool = True
     calibrate: str | None = None
+    canaries: bool = True
+    canary_answers: tuple[Any, ...] = field(default=(), compare=False)
     panel: tuple[str, ...] | None = None
     min_members: int | None = None
     escalate_to: str | None = None

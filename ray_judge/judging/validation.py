@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import CALIBRATIONS
 from ..errors import JudgeDefinitionError, shown
+from ..messages import check_messages, is_messages
 from .json_schema import schema_problem
 from .rubric import Rubric
 from .template import placeholders
@@ -77,6 +78,7 @@ def validate(judge: JudgeDefinition) -> None:
     if judge.calibrate is not None and judge.calibrate not in CALIBRATIONS:
         _fail(judge, "calibrate", judge.calibrate,
               f"must be one of {', '.join(CALIBRATIONS)}")
+    _canaries(judge)
     if judge.system is None and judge.kind == "pointwise":
         _rubric_layout(judge)
     if judge.rubric is not None and not isinstance(judge.rubric, Rubric):
@@ -135,6 +137,27 @@ def _kind(judge: JudgeDefinition) -> None:
         _fail(judge, "samples", judge.samples, f"must be 1 for a {judge.kind} judge")
     if judge.parser == "score_line":  # the pointwise default: this kind's own answer
         object.__setattr__(judge, "parser", _KIND_PARSERS[judge.kind])
+
+
+def _canaries(judge: JudgeDefinition) -> None:
+    if not isinstance(judge.canaries, bool):
+        _fail(judge, "canaries", judge.canaries, "must be true or false")
+    answers = judge.canary_answers
+    if isinstance(answers, (str, bytes)) or not isinstance(answers, (list, tuple)):
+        _fail(judge, "canary_answers", answers, "must be a list of answers (texts or "
+              "message lists)")
+    if answers and judge.kind != "pointwise":
+        _fail(judge, "canaries_file", answers, f"is for pointwise judges; a {judge.kind} "
+              "judge gets no canaries")
+    for i, answer in enumerate(answers):
+        if isinstance(answer, str):
+            continue
+        if not is_messages(answer):
+            _fail(judge, f"canary_answers[{i}]", answer, "must be a text or a list of chat "
+                  "messages")
+        _check(judge, lambda answer=answer, i=i: check_messages(f"canary_answers[{i}]", answer),
+               f"canary_answers[{i}]", answer)
+    object.__setattr__(judge, "canary_answers", tuple(answers))
 
 
 def _text(judge: JudgeDefinition, key: str) -> None:

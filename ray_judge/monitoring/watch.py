@@ -27,6 +27,7 @@ from rich.text import Text
 
 from ..config import JudgeConfig
 from ..pool.status import JudgeStatus
+from .quality_view import canary_lines, length_bias_lines
 from .status_view import (
     FailoverState,
     Switch,
@@ -193,6 +194,9 @@ def _status_parts(status: JudgeStatus, rate: float | None,
         # How far the reward moved with the latest switch (see Switch-aware rewards).
         name = "" if report.judge is None else f"judge {report.judge}: "
         summary.add_row("shift", f"{name}{report.line}")
+    for row, lines in (("canaries", canary_lines(status)), ("length", length_bias_lines(status))):
+        for line in lines:  # is the reward right (see Trust)
+            summary.add_row(row, Text(line.text, style="bold red" if line.alarm else ""))
     problems = []
     if view.override_problem:
         problems.append(Text(view.override_problem, style="red"))

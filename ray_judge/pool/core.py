@@ -30,6 +30,7 @@ from ..judging.groups.planning import (
     pair_requests,
 )
 from ..judging.rubric import Rubric
+from ..quality.monitors import QualityMonitors
 from ..quality.switch_validation import SwitchValidation
 from ..selection.override_file import permission_warnings
 from ..selection.resolver import BackendResolver
@@ -120,6 +121,8 @@ class JudgeCore:
             on_result=metrics.record_validation, clock=clock)
         if self.validation is not None:
             self.history.on_settled(self.validation.settled, initial=True)
+        self.quality = QualityMonitors(config, catalog, send_spare=self.dispatcher.send_spare,
+                                       serving=lambda: self.history.settled, metrics=metrics)
         self.route()
 
     def __repr__(self) -> str:
@@ -237,6 +240,7 @@ class JudgeCore:
             budget=self.budget.snapshot(),
             hedging=self.hedges.snapshot(),
             validation=None if self.validation is None else self.validation.snapshot(),
+            **self.quality.snapshot(),  # type: ignore[typeddict-item]
             panels=self.panels.snapshot(),
             **self.stats.snapshot(),  # type: ignore[typeddict-item]
         )
@@ -253,6 +257,7 @@ class JudgeCore:
         await self.shift.aclose()
         if self.validation is not None:
             await self.validation.aclose()
+        await self.quality.aclose()
         self.cache.close()
         await self.workers.aclose()
 
@@ -272,9 +277,11 @@ class JudgeCore:
         return spec, cap
 
     def _served(self, request: JudgeRequest, verdict: Verdict) -> Verdict:
-        """Sample it for shift measurement, count its score, calibrate it if asked."""
+        """Sample it for shift measurement and the quality monitors, count its score,
+        calibrate it if asked."""
         try:
             self.shift.observe(request, verdict)
+            self.quality.observe(request, verdict)  # canaries, length bias
             self.metrics.record_score(verdict, judge_of(request))
             return self.shift.calibrate(request, verdict)
         except Exception:  # bookkeeping must never cost a caller its verdict

@@ -135,6 +135,24 @@ class JudgeMetrics:
         self.validation_passed = metrics.Gauge(
             "judge_validation_passed", "1 when a backend's latest validation met the gate "
             "(or had none), 0 when it fell short.", tag_keys=("backend",))
+        # Is the reward right (ray_judge.quality): canaries and length bias.
+        self.canaries = metrics.Counter(
+            "judge_canaries_total", "Canaries (known-bad answers) judged in the background, "
+            "by judge, backend, kind and result: passed (the judge was fooled), caught, "
+            "failed (no score).", tag_keys=("judge", "backend", "kind", "result"))
+        self.canary_rate = metrics.Gauge(
+            "judge_canary_pass_rate", "Share of a canary kind's judged canaries that passed "
+            "(bound=rate) and its Wilson 95% interval (bound=low, high).",
+            tag_keys=("judge", "backend", "kind", "bound"))
+        self.canary_cost = metrics.Counter(
+            "judge_canary_cost_usd_total", "What canary calls cost, in USD (not in "
+            "judge_cost_usd_total).", tag_keys=("backend",))
+        self.length_correlation = metrics.Gauge(
+            "judge_length_score_correlation", "Spearman correlation of response length and "
+            "score over the latest ok verdicts.", tag_keys=("judge", "backend"))
+        self.length_quartile = metrics.Gauge(
+            "judge_length_quartile_score", "Mean score of the latest ok verdicts by length "
+            "quartile (1: shortest).", tag_keys=("judge", "backend", "quartile"))
         for counter in (self.switches, self.failovers, self.cache_hits,
                         self.group_calls_saved, self.groups_split, self.position_inconsistent,
                         self.hedge_loser_cost):
@@ -177,6 +195,29 @@ class JudgeMetrics:
     def record_score(self, verdict: Verdict, judge: str) -> None:
         if verdict.ok and verdict.score is not None:
             self.score.observe(verdict.score, {"backend": verdict.backend or "?", "judge": judge})
+
+    def record_canary(self, judge: str, backend: str, kind: str, *, result: str, tally: Any,
+                      verdict: Verdict) -> None:
+        """One canary verdict (``result``: passed, caught or failed) and its kind's tally
+        (:class:`~ray_judge.quality.canaries.Tally`)."""
+        tags = {"judge": judge, "backend": backend, "kind": kind}
+        self.canaries.inc(1, {**tags, "result": result})
+        if verdict.cost_usd:
+            self.canary_cost.inc(verdict.cost_usd, {"backend": backend})
+        interval = tally.interval
+        if interval is not None:
+            self._set(self.canary_rate, tally.passed / tally.judged, {**tags, "bound": "rate"})
+            self._set(self.canary_rate, interval[0], {**tags, "bound": "low"})
+            self._set(self.canary_rate, interval[1], {**tags, "bound": "high"})
+
+    def set_length_bias(self, judge: str, backend: str, stats: Any) -> None:
+        """A length window's figures (:class:`~ray_judge.quality.length_bias.LengthStats`)."""
+        tags = {"judge": judge, "backend": backend}
+        if stats.spearman is not None:
+            self._set(self.length_correlation, stats.spearman, tags)
+        for q in stats.quartiles:
+            self._set(self.length_quartile, q["mean_score"],
+                      {**tags, "quartile": str(q["quartile"])})
 
     def set_shift(self, judge: str, mean: float | None, spearman: float | None) -> None:
         if mean is not None:

@@ -50,6 +50,14 @@ class JudgeStatus(TypedDict):
     budget: dict[str, Any]
     validation: dict[str, Any] | None  # SwitchValidation.snapshot(); None: no cases file
     hedging: dict[str, Any]  # HedgeBudget.snapshot(): hedges sent, won, refused, their cost
+    #: live canaries (:meth:`~ray_judge.quality.canaries.CanaryMonitor.snapshot`): "share",
+    #: "sent", "judged", "passed", "failed", "pending", "dropped", "cost_usd" (apart from
+    #: ``cost_usd`` below), "warnings" and "judges": judge -> backend -> kind -> {"text",
+    #: "sent", "judged", "passed", "rate", "low", "high" (Wilson 95%), "warning"}
+    canaries: dict[str, Any]
+    #: judge -> backend -> {"n", "spearman", "quartiles", "warning", "line", ...}
+    #: (:meth:`~ray_judge.quality.length_bias.LengthBias.snapshot`)
+    length_bias: dict[str, Any]
     #: judge panels (:meth:`~.panels.Panels.snapshot`): per panel judge, its members,
     #: verdicts, escalation rate, each member's call and cost share, and agreement
     panels: dict[str, dict[str, Any]]

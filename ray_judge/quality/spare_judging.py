@@ -21,7 +21,7 @@ from ..judging.catalog import JudgeCatalog
 from ..judging.groups.pairwise import first_is_a as first_shown
 from ..judging.groups.planning import assemble, chunk_requests, compare_verdict, pair_requests
 from ..spec import BackendSpec
-from ..verdict import GroupRequest, JudgeRequest, Verdict
+from ..verdict import GroupRequest, JudgeRequest
 from .cases import Case
 
 __all__ = ["POLL_S", "SendSpare", "judge_on_spare"]

@@ -92,7 +92,8 @@ def test_smoke_run_of_scenarios_1_to_4_writes_well_formed_json(tmp_path):
             assert row["cpu_s_per_req"] > 0 and row["p50_s"] <= row["p99_s"]
     assert {r["case"] for r in by_scenario["3"]} == {
         "switch with the notify", "switch file only (TTL 1 s)"}
-    assert [t["scenario"] for t in report["targets"]].count("1") == 4
+    # 4, and the quality monitors' CPU on vs off (bench/s1_monitors.py)
+    assert [t["scenario"] for t in report["targets"]].count("1") == 5
     if CLI is None:
         assert any(k.startswith("2") for k in report["skipped"])
     assert "override file reads" in table

@@ -58,6 +58,8 @@ WAIT_S = 90.0
 #: a little more keeps a one-off event visible for a few steps on a loaded machine.
 RATE_INTERVAL = "10s"
 FAILURES = ("rate_limited", "backend_error", "timeout", "parse_error")
+#: Panels drawn from canaries, proven by their own judge (test_the_canary_panels_...).
+CANARY_PANELS = ("Canary pass rate by kind", "Canaries judged and their cost")
 
 
 def free_port() -> int:
@@ -181,6 +183,9 @@ def judge(cluster, provider, tmp_path_factory):
         "OPENAI_API_BASE": f"{provider.url}/v1", "OPENAI_API_KEY": "sk-grafana-test-dummy",
         # Far above what the run costs: the panel shows spend under both limits.
         "LLM_JUDGE_BUDGET_USD": "1000/h,5000",
+        # Canaries would take scripted answers meant for the run's calls: they have their
+        # own judge below.
+        "LLM_JUDGE_CANARY_SHARE": "0",
     }
     # A judge that asks once more when an answer does not parse (a correction turn).
     fixer = JudgeDefinition(name="fixer", correction_turns=1)
@@ -380,6 +385,8 @@ def test_every_dashboard_query_returns_what_the_run_caused(judge, provider, prom
 
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for query in panel_queries(board):
+        if query.panel in CANARY_PANELS:  # their own judge: test_the_canary_panels_...
+            continue
         expr = substitute(query.expr, fill)
         if query.instant:
             result = prometheus.instant(expr, marks["end"])
@@ -471,3 +478,70 @@ def test_every_dashboard_query_returns_what_the_run_caused(judge, provider, prom
 
     assert peak(results[("annotation: Backend changes", "")]) > 0
     assert peak(results[("annotation: Failovers", "")]) > 0
+
+
+def gullible(body: dict[str, Any]) -> str:
+    """Top score to the master keys ("Thought process:" and the rest), else by the
+    answer's number."""
+    messages = json.dumps(body.get("messages"))
+    found = re.search(r"answer (\d+)", messages)
+    return "Great.\nSCORE: 10" if found is None else f"Fine.\nSCORE: {int(found.group(1)) % 9}"
+
+
+def test_the_canary_and_length_panels_show_what_the_canaries_caused(cluster, prometheus):
+    """A second judge, at canary share 0.5, on a model every known-bad answer fools: the
+    canary panels show a pass rate of 1 for each kind, its Wilson lower bound, the counts
+    by result and their cost; the length panels the correlation and the quartiles."""
+    from ray_judge.quality.canaries import wilson
+
+    with FakeLLMServer(reply=gullible) as fooled:
+        env = {"LLM_JUDGE_NAME": A, "LLM_JUDGE_NUM_WORKERS": "1",
+               "LLM_JUDGE_CANARY_SHARE": "0.5", "LLM_JUDGE_LENGTH_BIAS_MIN": "10",
+               "OPENAI_API_BASE": f"{fooled.url}/v1", "OPENAI_API_KEY": "sk-grafana-dummy"}
+        handle = ray_judge.start_judge(name="judge_canary_panels", env=env)
+        try:
+            start = time.time()
+            verdicts = ray.get(handle.score_batch.remote([
+                {"prompt": "What is 2+2?", "response": f"answer {i} " + "x" * i}
+                for i in range(64)]), timeout=WAIT_S)
+            assert all(v.ok for v in verdicts)
+            canaries = wait_for(lambda: (c := ray.get(handle.status.remote())["canaries"])[
+                "judged"] == 32 and c, "32 canaries judged")
+            wait_for(lambda: prometheus.value(
+                'sum(ray_judge_canaries_total{result="passed"})') == 32 and prometheus.value(
+                'count(ray_judge_canary_pass_rate{bound="low"})') == 8 and prometheus.value(
+                "count(ray_judge_length_quartile_score)") >= 4,
+                "prometheus to show the canaries")
+            seen = time.time()  # two more scrapes: the range's last step sees them too
+            wait_for(lambda: prometheus.last_scrape() > seen + 1.0, "two more scrapes")
+            end = time.time()
+        finally:
+            ray_judge.stop_judge(name="judge_canary_panels")
+    session = prometheus.api("label/SessionName/values",
+                             **{"match[]": "ray_judge_canaries_total"})[0]
+    fill = {"SessionName": session, "backend": ".+", "__rate_interval": RATE_INTERVAL}
+    results = {}
+    for query in panel_queries(dashboard()):
+        if not ("canar" in query.expr or "length" in query.expr):
+            continue
+        result = prometheus.api("query_range", query=substitute(query.expr, fill),
+                                start=start - 5, end=end, step="1s")["result"]
+        assert result, f"panel {query.panel!r} ({query.ref}) is broken: {query.expr}"
+        results[(query.panel, query.ref)] = result
+    assert {panel for panel, _ in results} >= {*CANARY_PANELS, "Length-score correlation",
+                                               "Mean score by length quartile"}
+    rate, low = results[("Canary pass rate by kind", "A")], results[
+        ("Canary pass rate by kind", "B")]
+    assert {series_key(s, "kind") for s in rate} == {(k,) for k in canaries["judges"][
+        "default"][A]} and len(rate) == 8
+    assert all(values(s)[-1] == 1.0 for s in rate)
+    assert all(values(s)[-1] == pytest.approx(wilson(4, 4)[0], abs=1e-3) for s in low)
+    by_result = results[("Canaries judged and their cost", "A")]
+    assert [values(s)[-1] for s in by_result] == [32]  # all passed: none caught or failed
+    assert by_result[0]["metric"]["result"] == "passed"
+    cost = peak(results[("Canaries judged and their cost", "B")], backend=A)
+    assert cost == pytest.approx(canaries["cost_usd"], rel=1e-3) and cost > 0
+    correlation = results[("Length-score correlation", "A")]
+    assert -1 <= peak(correlation, judge="default", backend=A) <= 1
+    quartiles = results[("Mean score by length quartile", "A")]
+    assert {series_key(s, "quartile") for s in quartiles} == {("1",), ("2",), ("3",), ("4",)}

@@ -149,6 +149,12 @@ GOOD: dict[str, tuple[str, Any]] = {
     "LLM_JUDGE_CALIBRATION_REFERENCE": ("ccode-4-opus", BackendSpec.parse("ccode-4-opus")),
     "LLM_JUDGE_VALIDATION_FILE": ("cases.jsonl", Path("/base/cases.jsonl")),
     "LLM_JUDGE_VALIDATION_GATE": (" spearman>=0.6 , in_range=0.8", "spearman>=0.6,in_range=0.8"),
+    "LLM_JUDGE_CANARY_SHARE": ("0", 0.0),
+    "LLM_JUDGE_CANARY_PASS": ("0.4", 0.4),
+    "LLM_JUDGE_CANARY_WARN": ("1", 1.0),
+    "LLM_JUDGE_LENGTH_BIAS_WINDOW": ("0", 0),
+    "LLM_JUDGE_LENGTH_BIAS_WARN": ("-0.5", -0.5),
+    "LLM_JUDGE_LENGTH_BIAS_MIN": ("2", 2),
     "LLM_JUDGE_ACTOR_NAME": ("judge2", "judge2"),
     "LLM_JUDGE_NAMESPACE": ("ns", "ns"),
 }
@@ -191,6 +197,9 @@ BAD = [
     ("LLM_JUDGE_HEDGE_TO", "litellm:", ": invalid judge backend 'litellm:'"),
     ("LLM_JUDGE_VALIDATION_GATE", "spearman high", "must be bounds such as spearman>=0.6,"
      "in_range>=0.8, got 'spearman high'"),
+    ("LLM_JUDGE_CANARY_SHARE", "1.5", "must be within [0, 1], got '1.5'"),
+    ("LLM_JUDGE_CANARY_SHARE", "-0.1", "must be >= 0.0 and finite, got '-0.1'"),
+    ("LLM_JUDGE_LENGTH_BIAS_MIN", "1", "must be >= 2 and finite, got '1'"),
 ]
 
 
