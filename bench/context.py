@@ -54,6 +54,7 @@ class Sizes:
     s9_prompts: int = 64  # the tail scenario's GRPO step, and how many steps per mode
     s9_k: int = 8
     s9_steps: int = 5
+    s10_requests: int = 1024  # the panel scenario's batch: all in flight at once
 
     @classmethod
     def smoke(cls) -> Sizes:
@@ -62,7 +63,8 @@ class Sizes:
                    s2_oneshot=2, s2_session=4, s3_reps=1, s3_ttl_s=1.0, s3_in_flight=2,
                    s4_window_s=1.0, s5_idle_s=0.5, s5_requests=4, s6_prompts=4, s6_k=4,
                    s7_verdicts=300, s7_block=100, s7_callers=8, s7_ccode=False,
-                   s8_prompts=2, s8_k=4, s9_prompts=4, s9_k=4, s9_steps=2)
+                   s8_prompts=2, s8_k=4, s9_prompts=4, s9_k=4, s9_steps=2,
+                   s10_requests=16)
 
 
 @dataclass

@@ -48,13 +48,15 @@ SCENARIOS = {
     "7": "bench.s7_soak",
     "8": "bench.s8_cost",
     "9": "bench.s9_tail",
+    "10": "bench.s10_panels",
 }
 OPT_IN = {"7"}
 NAMES = {"1": "LiteLLM path", "2": "Claude Code path", "3": "switch latency",
          "4": "override file cost", "5": "start-up and footprint",
          "6": "GRPO step, pointwise vs grouped", "7": "soak",
          "8": "cost of a GRPO step, prompt caching off and on",
-         "9": "GRPO steps against a heavy latency tail, hedging off and on"}
+         "9": "GRPO steps against a heavy latency tail, hedging off and on",
+         "10": "a judge panel of three against a single judge"}
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:

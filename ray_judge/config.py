@@ -94,6 +94,7 @@ class JudgeConfig:
     cache_size: int = 100_000
     cache_path: Path | None = None
     reservoir_size: int = 300
+    panel_window: int = 1000
     gc_threshold: int = 50_000
     shift_share: float = 0.1
     shift_warn: float = 0.1

@@ -282,6 +282,9 @@ SETTINGS: tuple[Setting, ...] = (
             "SQLite file that keeps verdicts across restarts"),
     Setting("LLM_JUDGE_RESERVOIR_SIZE", "reservoir_size", integer(0), "300",
             "requests per judge kept (uniform sample) to re-judge after a switch (0: off)"),
+    Setting("LLM_JUDGE_PANEL_WINDOW", "panel_window", integer(2), "1000",
+            "latest verdicts per panel judge that its agreement statistics are computed "
+            "over (see [Judge panels](panels.md))"),
     Setting("LLM_JUDGE_SHIFT_SHARE", "shift_share", share, "0.1",
             "share of the new backend's in-flight limit the re-judging may use"),
     Setting("LLM_JUDGE_SHIFT_WARN", "shift_warn", number(0.0), "0.1",

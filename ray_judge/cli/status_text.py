@@ -57,6 +57,8 @@ def format_live_status(status: JudgeStatus | Mapping[str, Any], *, warnings: boo
     if view.hedging:
         lines.append(f"  hedging:  {view.hedging.text()}")
     lines += [f"  validation: {line}" for line in view.validation]
+    for panel in view.panels:
+        lines += [f"  panel:    {panel.text()}", f"            {panel.members_text()}"]
     lines += _shift_text(view.shift, view.calibration)
     lines += [f"  canaries: {line.text}" for line in canary_lines(status)]
     lines += [f"  length:   {line.text}" for line in length_bias_lines(status)]

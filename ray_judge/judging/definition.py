@@ -34,18 +34,20 @@ from typing import Any
 from ..prompt import JudgePrompt
 from ..verdict import JudgeRequest
 from . import rendering
+from .panel import ESCALATIONS, PANEL_KEYS, Panel, check_panel
 from .parsers import Parser, read_value
 from .rubric import Rubric
 from .template import placeholders
 from .validation import AGGREGATES, KINDS, validate
 
-__all__ = ["AGGREGATES", "DEFINITION_KEYS", "KINDS", "JudgeDefinition"]
+__all__ = ["AGGREGATES", "DEFINITION_KEYS", "ESCALATIONS", "KINDS", "JudgeDefinition"]
 
 #: Keys of a judge's table in a judges file (``system_file``/``user_file`` are read there).
 DEFINITION_KEYS = ("system", "system_file", "user", "user_file", "parser", "scale", "labels",
                    "schema", "correction_turns", "samples", "aggregate", "max_input_chars",
                    "temperature", "max_tokens", "frame", "kind", "max_group", "shuffle",
-                   "fallback", "swap", "calibrate", "canaries", "canaries_file")
+                   "fallback", "swap", "calibrate", "canaries", "canaries_file",
+                   *PANEL_KEYS)
 _DATA = ("prompt", "response")
 # Bumped when ray_judge changes how a judge is rendered or read, so versions move too.
 _RENDERING = 2  # 2: look-alike and >>> marker runs neutralised (issue 25)
@@ -95,6 +97,17 @@ class JudgeDefinition:
         canary_answers: the judge's own known-bad answers (texts or message lists), sent
             as canaries beside the built-in ones; a judges file's ``canaries_file`` fills
             it. Not part of the version.
+        panel: backend specs (and ``"@current"``, the serving backend) that each judge
+            every request; their ok scores are combined by ``aggregate``
+            (:mod:`ray_judge.pool.panels`). ``None``: not a panel.
+        min_members: fewest ok members for a panel verdict (default: a majority).
+        escalate_to: a backend spec that judges too when the members disagree.
+        escalate_when: ``"spread > 0.3"``: when the ok members' scores (on [0, 1]) span
+            more than that (with ``aggregate = "majority"``, also a tied vote).
+        escalation: ``"decides"`` (the escalation backend's verdict is the score) or
+            ``"joins"`` (it joins the aggregate).
+            The panel keys are not part of the version: a member's verdict is the same
+            whichever panel asked for it (its cache key names the member's backend).
         source: where it was defined, for messages (not part of the version).
     """
 
@@ -120,15 +133,22 @@ class JudgeDefinition:
     calibrate: str | None = None
     canaries: bool = True
     canary_answers: tuple[Any, ...] = field(default=(), compare=False)
+    panel: tuple[str, ...] | None = None
+    min_members: int | None = None
+    escalate_to: str | None = None
+    escalate_when: str | None = None
+    escalation: str = "decides"
     source: str = field(default="code", compare=False)
     #: the configured rubric, for a judge without ``system`` (set by with_defaults)
     rubric: Rubric | None = field(default=None, repr=False)
     # Computed once: every request asks for them (the cache key, the field check).
     _version: str = field(init=False, repr=False, compare=False, default="")
     _inputs: tuple[str, ...] = field(init=False, repr=False, compare=False, default=())
+    _panel: Panel | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         validate(self)
+        object.__setattr__(self, "_panel", check_panel(self))
         object.__setattr__(self, "_version", self._hash())
         object.__setattr__(self, "_inputs", () if self.user is None else tuple(
             n for n in placeholders(self.user, "user template") if n not in _DATA))
@@ -159,6 +179,11 @@ class JudgeDefinition:
                          fallback=self.fallback, swap=self.swap)
         blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
         return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+    @property
+    def panel_plan(self) -> Panel | None:
+        """The panel this judge convenes (None: a single-backend judge)."""
+        return self._panel
 
     @property
     def parsed(self) -> Parser:

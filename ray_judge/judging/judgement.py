@@ -30,7 +30,7 @@ from ..prompt import JudgePrompt
 from ..verdict import Status, Verdict
 from .definition import JudgeDefinition
 
-__all__ = ["Conversation", "Outcome", "converse", "judge_request"]
+__all__ = ["Conversation", "Outcome", "aggregate_scores", "converse", "judge_request"]
 
 
 @dataclass(frozen=True)
@@ -161,11 +161,12 @@ def _combine(definition: JudgeDefinition, verdicts: list[Verdict]) -> Verdict:
         error = (f"{len(failed)} of {len(verdicts)} samples failed; first: "
                  f"{failed[0].status.value}: {failed[0].error}")
         return Verdict.failure(status, error, raw=last.raw, extra=extra, **total)
-    return Verdict(score=_aggregate(definition.aggregate, scores), status=Status.OK,
+    return Verdict(score=aggregate_scores(definition.aggregate, scores), status=Status.OK,
                    raw=last.raw, extra=extra, **total)
 
 
-def _aggregate(how: str, scores: list[float]) -> float:
+def aggregate_scores(how: str, scores: list[float]) -> float:
+    """``scores`` (ok ones, on [0, 1]) combined by ``how``: mean, median or majority."""
     if how == "median":
         return float(statistics.median(scores))
     if how == "majority":

@@ -156,8 +156,9 @@ class JudgeRunner:
 
         try:
             definition = self.judges.get(request.judge)
-            verdicts = await judge_group(definition, request, transport,
-                                         time_left=lambda: deadline - self._clock())
+            verdicts = await judge_group(  # a panel's members: each its own shuffle
+                definition, request, transport, time_left=lambda: deadline - self._clock(),
+                salt=base["backend"] if definition.panel else "")
         except (RubricError, ValueError, TypeError) as exc:
             failed = Verdict.failure(Status.INVALID_INPUT, str(exc), model=self.backend.model,
                                      **base)

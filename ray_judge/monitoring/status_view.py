@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .panel_view import PanelState, panel_states
+
 if TYPE_CHECKING:
     from ..pool.status import JudgeStatus
 
@@ -229,6 +231,7 @@ class StatusView:
     budget: BudgetState | None  # None: no spend limit is set
     hedging: HedgingState | None  # None: hedging is off, or nothing was ever hedged
     validation: tuple[str, ...]  # lines: each validated backend, a held or refused switch
+    panels: tuple[PanelState, ...] = ()  # judge panels (issue 23), by name
 
 
 def read_status(status: JudgeStatus | Mapping[str, Any]) -> StatusView:
@@ -275,6 +278,7 @@ def read_status(status: JudgeStatus | Mapping[str, Any]) -> StatusView:
         budget=_budget(status.get("budget")),
         hedging=_hedging(status.get("hedging")),
         validation=validation_lines(status.get("validation")),
+        panels=panel_states(status),
     )
 
 

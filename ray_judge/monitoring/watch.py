@@ -188,6 +188,8 @@ def _status_parts(status: JudgeStatus, rate: float | None,
     for line in view.validation:  # the labelled cases, on every switch
         summary.add_row("validation", Text(line, style="bold red" if line.startswith(
             ("refused", "WARNING")) else ""))
+    for panel in view.panels:  # judge panels: agreement, escalation, each member's share
+        summary.add_row("panel", Text(f"{panel.text()}\n{panel.members_text()}"))
     for report in view.shift:
         # How far the reward moved with the latest switch (see Switch-aware rewards).
         name = "" if report.judge is None else f"judge {report.judge}: "

@@ -20,11 +20,15 @@ import sqlite3
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..verdict import GroupRequest, JudgeRequest, Verdict
 
-__all__ = ["Result", "VerdictCache", "as_cached", "cache_key", "group_cache_key", "members"]
+if TYPE_CHECKING:
+    from ..judging.definition import JudgeDefinition
+
+__all__ = ["Result", "VerdictCache", "as_cached", "cache_key", "group_cache_key", "members",
+           "stamped"]
 
 #: What a request gets back: a Verdict, or one per response for a group.
 Result = Verdict | tuple[Verdict, ...]
@@ -42,6 +46,14 @@ _STORED_FIELDS = ("score", "status", "backend", "model", "raw", "input_tokens",
 def members(result: Result) -> tuple[Verdict, ...]:
     """The Verdicts of a result: itself, or a group's members."""
     return result if isinstance(result, tuple) else (result,)
+
+
+def stamped(result: Result, definition: JudgeDefinition) -> tuple[Verdict, ...]:
+    """A group's Verdicts, each naming its judge (a failure the worker could not stamp,
+    such as a lost worker's, too); a fallback Verdict keeps the judge that made it."""
+    return tuple(v if v.judge is not None else
+                 v.with_(judge=definition.name, judge_version=definition.version)
+                 for v in members(result))
 
 
 def cache_key(spec: str, model: str, rubric_id: str, request: JudgeRequest) -> str:

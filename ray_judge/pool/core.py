@@ -38,11 +38,12 @@ from ..shift.monitor import DEFAULT_JUDGE, ShiftMonitor, ShiftReport, judge_of
 from ..spec import BackendSpec
 from ..verdict import GroupRequest, JudgeRequest, Verdict
 from .budget import Budget
-from .cache import Result, VerdictCache, cache_key, group_cache_key, members
+from .cache import Result, VerdictCache, cache_key, group_cache_key, stamped
 from .dispatch import Dispatcher, Request
 from .failover import FailoverChain
 from .hedge_budget import HedgeBudget
 from .metrics import JudgeMetrics
+from .panels import Panels
 from .pinning import Pin, batch_requests, submit_pinned
 from .reward_servers import RewardServers
 from .stats import JudgeStats
@@ -53,14 +54,6 @@ from .worker import Workers
 __all__ = ["JudgeCore", "stamped"]
 
 logger = logging.getLogger(__name__)
-
-
-def stamped(result: Result, definition: JudgeDefinition) -> tuple[Verdict, ...]:
-    """A group's Verdicts, each naming its judge (a failure the worker could not stamp,
-    such as a lost worker's, too); a fallback Verdict keeps the judge that made it."""
-    return tuple(v if v.judge is not None else
-                 v.with_(judge=definition.name, judge_version=definition.version)
-                 for v in members(result))
 
 
 class JudgeCore:
@@ -111,6 +104,7 @@ class JudgeCore:
             charge=self.budget.charge_usd, on_release=metrics.record_hedge,
             on_refuse=metrics.record_hedge_refused)
         workers.use_permits(self.hedges)
+        self.panels = Panels(self.dispatcher.submit, catalog, config.panel_window, metrics.panels)
         reference = config.calibration_reference
         self.shift = ShiftMonitor(
             capacity=config.reservoir_size, share=config.shift_share,
@@ -147,9 +141,8 @@ class JudgeCore:
         judge or a field the judge needs and lacks."""
         request = JudgeRequest(prompt, response, reference, rubric, metadata, judge, fields)
         self.judges_catalog.check(request)
-        pin = Pin.of(backend, sample)
-        (future,) = self.dispatcher.submit([request], pin.backend, pin.sample)
-        return await future if pin.pinned else self._served(request, await future)
+        (verdict,) = await self._serve([request], [Pin.of(backend, sample)])
+        return verdict  # type: ignore[return-value]
 
     async def score_batch(self, items: list[Mapping[str, Any]]) -> list[Verdict | list[Verdict]]:
         """Grade many responses; Verdicts come back in the order of ``items``.
@@ -195,6 +188,8 @@ class JudgeCore:
         first_is_a = first_shown(*(x if isinstance(x, str) else json.dumps(x, sort_keys=True)
                                    for x in (prompt, a, b)), reference)
         calls = pair_requests(pair, swap=options.swap, first_is_a=first_is_a)
+        if self.panels.convenes(pair, pin):  # a pairwise panel
+            return await self.panels.compare(pair, calls, first_is_a=first_is_a, sample=pin.sample)
         results = [stamped(r, options) for r in
                    await asyncio.gather(*self.dispatcher.submit(calls, pin.backend,
                                                                 pin.sample))]
@@ -246,6 +241,7 @@ class JudgeCore:
             hedging=self.hedges.snapshot(),
             validation=None if self.validation is None else self.validation.snapshot(),
             **self.quality.snapshot(),  # type: ignore[typeddict-item]
+            panels=self.panels.snapshot(),
             **self.stats.snapshot(),  # type: ignore[typeddict-item]
         )
 
@@ -317,7 +313,7 @@ class JudgeCore:
         flat_pins: list[Pin] = []
         plans = []
         for request, pin in zip(requests, pins, strict=True):
-            if isinstance(request, GroupRequest):
+            if isinstance(request, GroupRequest) and not self.panels.convenes(request, pin):
                 plan, chunks = chunk_requests(request, self._options(request.judge).max_group)
                 plans.append((request, plan, len(flat), len(chunks)))
                 flat.extend(chunks)
@@ -325,12 +321,13 @@ class JudgeCore:
                 plans.append((request, None, len(flat), 1))
                 flat.append(request)
             flat_pins.extend([pin] * (len(flat) - len(flat_pins)))
-        results: list[Result] = list(await asyncio.gather(
-            *submit_pinned(self.dispatcher, flat, flat_pins)))
+        results: list[Result] = list(await asyncio.gather(*self.panels.submit(
+            flat, flat_pins, lambda r, p: submit_pinned(self.dispatcher, r, p))))
         out: list[Verdict | list[Verdict]] = []
         for request, plan, start, n in plans:
             if plan is None:
-                out.append(results[start] if flat_pins[start].pinned  # type: ignore[arg-type]
+                as_is = self.panels.as_is(request, flat_pins[start])  # pinned, or a panel's
+                out.append(results[start] if as_is  # type: ignore[arg-type]
                            else self._served(request, results[start]))  # type: ignore[arg-type]
                 continue
             saved, judged = self.groups.calls_saved, self.groups.groups

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..judging.hedging import HedgeReport
 from ..verdict import Verdict
+from .panel_metrics import PanelMetrics
 
 __all__ = ["JudgeMetrics"]
 
@@ -159,6 +160,7 @@ class JudgeMetrics:
         self._current: str | None = None
         self._gauges: dict[tuple[int, tuple[tuple[str, str], ...]], tuple[Any, float]] = {}
         self._lock = threading.Lock()
+        self.panels = PanelMetrics(metrics, self._set)  # judge panels (issue 23)
         # A thread, not a task: the actor's event loop is not running yet when this is
         # built, and re-setting a handful of values is not I/O.
         if gauge_refresh_s is not None:

@@ -58,6 +58,9 @@ class JudgeStatus(TypedDict):
     #: judge -> backend -> {"n", "spearman", "quartiles", "warning", "line", ...}
     #: (:meth:`~ray_judge.quality.length_bias.LengthBias.snapshot`)
     length_bias: dict[str, Any]
+    #: judge panels (:meth:`~.panels.Panels.snapshot`): per panel judge, its members,
+    #: verdicts, escalation rate, each member's call and cost share, and agreement
+    panels: dict[str, dict[str, Any]]
     # JudgeStats.snapshot()
     total: int
     counts: dict[str, dict[str, int]]

@@ -141,6 +141,7 @@ GOOD: dict[str, tuple[str, Any]] = {
     "LLM_JUDGE_CACHE_SIZE": ("0", 0),
     "LLM_JUDGE_CACHE_PATH": ("~/cache.db", Path("~/cache.db").expanduser()),
     "LLM_JUDGE_RESERVOIR_SIZE": ("0", 0),
+    "LLM_JUDGE_PANEL_WINDOW": ("50", 50),
     "LLM_JUDGE_SHIFT_SHARE": ("1", 1.0),
     "LLM_JUDGE_SHIFT_WARN": ("0", 0.0),
     "LLM_JUDGE_CALIBRATE": ("Quantile", "quantile"),

@@ -49,13 +49,16 @@ def as_text(request: GroupRequest) -> GroupRequest:
             k: sendable(v, f"fields[{k!r}]") for k, v in request.fields.items()})
 
 
-def group_layout(definition: JudgeDefinition, request: GroupRequest) -> GroupLayout:
-    """How ``request`` (as text) is shown: shuffled, seeded by its content and the
-    judge's version, for a group judge with ``shuffle``; as given for a pair."""
+def group_layout(definition: JudgeDefinition, request: GroupRequest,
+                 salt: str = "") -> GroupLayout:
+    """How ``request`` (as text) is shown: shuffled, seeded by its content, the judge's
+    version and ``salt`` (a panel member's backend: each member its own order), for a
+    group judge with ``shuffle``; as given for a pair."""
     shuffle = definition.kind == "group" and definition.shuffle
     fields = json.dumps(request.fields, sort_keys=True) if request.fields else None
+    salt = f"{definition.version}|{fields}" + (f"|{salt}" if salt else "")
     return GroupLayout.for_group(request.prompt, request.responses, request.reference,
-                                 shuffle=shuffle, salt=f"{definition.version}|{fields}")
+                                 shuffle=shuffle, salt=salt)
 
 
 def render_group_prompt(definition: JudgeDefinition, request: GroupRequest,
@@ -83,15 +86,15 @@ def render_group_prompt(definition: JudgeDefinition, request: GroupRequest,
 
 
 async def judge_group(definition: JudgeDefinition, request: GroupRequest,
-                      transport: Transport, *, time_left: Callable[[], float]
-                      ) -> tuple[Verdict, ...]:
+                      transport: Transport, *, time_left: Callable[[], float],
+                      salt: str = "") -> tuple[Verdict, ...]:
     """One Verdict per response of ``request``, in its order (without backend, model,
-    metadata and latency: the backend adds those).
+    metadata and latency: the backend adds those). ``salt`` varies the shuffle.
 
     Raises ValueError/TypeError (before any call) when the judge cannot take the input.
     """
     request = as_text(request)
-    layout = group_layout(definition, request)
+    layout = group_layout(definition, request, salt)
     prompt = render_group_prompt(definition, request, layout)
     k = len(request.responses)
     talk = await converse(prompt, transport,

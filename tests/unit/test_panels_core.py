@@ -1,0 +1,284 @@
+"""Judge panels through the judge's core and the real LiteLLM transport (issue 23).
+
+:class:`~ray_judge.pool.core.JudgeCore` with in-process workers sends real HTTP requests
+to the fake providers on 127.0.0.1. Each member is a different model name, and the fake's
+``reply`` hook answers with a score that is a known function of the model and of the
+``VALUE-n`` marker in the response, so every aggregate is computed by hand here. A second
+fake server stands behind the ``hosted_vllm`` member so that its failures can be scripted
+without touching the others. No Ray: only the metric instruments are stand-ins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ray_judge.cli.status_text import format_live_status
+from ray_judge.config import JudgeConfig
+from ray_judge.judging.catalog import JudgeCatalog
+from ray_judge.judging.rubric import load_rubric
+from ray_judge.pool.core import JudgeCore
+from ray_judge.pool.metrics import JudgeMetrics
+from ray_judge.pool.worker import JudgeWorker, LocalWorkers
+from ray_judge.selection.override_file import write_override
+from ray_judge.spec import BackendSpec
+from ray_judge.testing import Behaviour, FakeLLMServer
+
+from .test_judge_core import Instruments
+
+pytestmark = pytest.mark.usefixtures("provider_env")
+
+A, B, C = "litellm:openai/gpt-4o-mini", "litellm:openai/gpt-4o", "litellm:hosted_vllm/judge-c"
+X = "litellm:openai/gpt-4.1"  # the escalation backend
+MEMBERS = json.dumps([A, B, C])
+
+
+def score_of(model: str, n: int) -> int:
+    """The SCORE (0-10) each model gives a response marked VALUE-n."""
+    return {"gpt-4o-mini": n, "gpt-4o": min(10, n + 2), "judge-c": 10 - n,
+            "gpt-4.1": 9, "gpt-4.1-mini": 0}[model.rsplit("/", 1)[-1]]
+
+
+def reply(body: dict[str, Any]) -> str:
+    n = int(re.search(r"VALUE-(\d+)", json.dumps(body["messages"])).group(1))
+    return f"Judged.\nSCORE: {score_of(body['model'], n)}"
+
+
+@pytest.fixture
+def vllm(monkeypatch):
+    """The fake behind the hosted_vllm member (judge-c), apart from the others."""
+    with FakeLLMServer(reply=reply) as srv:
+        monkeypatch.setenv("HOSTED_VLLM_API_BASE", f"{srv.url}/v1")
+        yield srv
+
+
+@pytest.fixture
+def fake(server):
+    server.reply = reply
+    yield server
+    server.reply = None
+
+
+def make_core(tmp_path: Path, monkeypatch, judges: str, **env: Any) -> JudgeCore:
+    path = tmp_path / "judges.toml"
+    path.write_text(judges)
+    env = {"LLM_JUDGE_MAX_ATTEMPTS": 1, "LLM_JUDGE_BACKOFF": 0, "LLM_JUDGE_NUM_WORKERS": 2,
+           "LLM_JUDGE_SHIFT_SHARE": 1, "LLM_JUDGE_RESERVOIR_SIZE": 0, "LLM_JUDGE_NAME": A,
+           "LLM_JUDGE_JUDGES_FILE": path,
+           "LLM_JUDGE_BACKEND_FILE": tmp_path / ".judge_backend", **env}
+    for name, value in env.items():
+        monkeypatch.setenv(name, str(value))
+    config = JudgeConfig.from_env()
+    rubric = load_rubric(config)
+    catalog = JudgeCatalog.build(config, rubric=rubric)
+    workers = LocalWorkers([JudgeWorker(i, {}, str(tmp_path), None, list(catalog))
+                            for i in range(config.num_workers)])
+    return JudgeCore(config, catalog, rubric=rubric, workers=workers,
+                     metrics=JudgeMetrics(None, instruments=Instruments()))
+
+
+def calls_to(*servers: FakeLLMServer, model: str) -> int:
+    return sum(1 for s in servers for r in s.requests
+               if r.body is not None and r.body.get("model") == model)
+
+
+PANELS = "".join(f'[judges.{how}]\npanel = {MEMBERS}\naggregate = "{how}"\n'
+                 for how in ("mean", "median", "majority"))
+
+
+def test_mean_median_and_majority_of_three_members(tmp_path, monkeypatch, fake, vllm):
+    fake.latency_s = vllm.latency_s = 0.3
+    walls: list[float] = []
+
+    async def scenario():
+        core = make_core(tmp_path, monkeypatch, PANELS)
+        try:
+            items = [{"prompt": "Grade it.", "response": f"VALUE-{n}", "judge": how}
+                     for how in ("mean", "median", "majority") for n in (1, 4)]
+            batch = await core.score_batch(items)
+            started = time.perf_counter()
+            alone = await core.score("Grade it.", "VALUE-7", judge="mean")
+            walls.append(time.perf_counter() - started)
+            return batch, alone, core.status()["panels"]
+        finally:
+            await core.aclose()
+
+    verdicts, alone, panels = asyncio.run(scenario())
+    # VALUE-1: 1, 3, 9; VALUE-4: 4, 6, 6 (out of 10)
+    expected = [13 / 30, 16 / 30, 0.3, 0.6, 0.1, 0.6]  # majority of 1, 3, 9: a tie, lowest
+    assert [v.score for v in verdicts] == pytest.approx(expected)
+    first = verdicts[0]
+    assert first.ok and first.judge == "mean" and first.backend == "panel:mean"
+    assert [(m["member"], m["backend"], m["score"], m["status"])
+            for m in first.extra["panel"]] == [
+        (A, A, 0.1, "ok"), (B, B, 0.3, "ok"), (C, C, 0.9, "ok")]
+    assert {m["model"] for m in first.extra["panel"]} == {"gpt-4o-mini", "gpt-4o", "judge-c"}
+    assert all(m["cost_usd"] is not None and m["latency_s"] >= 0.3
+               for m in first.extra["panel"][:2])
+    assert first.attempts == 3 and first.extra["spread"] == pytest.approx(0.8)
+    assert first.cost_usd == pytest.approx(sum(m["cost_usd"] or 0
+                                               for m in first.extra["panel"]))
+    # concurrent members: the panel takes its slowest member's time, not the sum (each
+    # member call takes the fake's 0.3 s at least: three in a row would take 0.9 s)
+    assert alone.latency_s == pytest.approx(max(m["latency_s"] for m in alone.extra["panel"]),
+                                            abs=1e-4)
+    assert min(m["latency_s"] for m in alone.extra["panel"]) >= 0.3
+    assert walls[0] < sum(m["latency_s"] for m in alone.extra["panel"])
+    assert "escalated" not in first.extra  # no escalation configured
+    # one call per member, request and panel (a judge's name is part of its cache key)
+    assert fake.model_calls + vllm.model_calls == 18 + 3
+    assert panels["mean"]["members"] == [A, B, C] and panels["mean"]["verdicts"] == 3
+
+
+def test_a_failing_member_is_reported_then_the_quorum_fails(tmp_path, monkeypatch, fake,
+                                                            vllm):
+    async def scenario():
+        core = make_core(tmp_path, monkeypatch, f"[judges.p]\npanel = {MEMBERS}\n"
+                         'aggregate = "mean"\nmin_members = 2\n')
+        try:
+            vllm.script(Behaviour.error(429, "slow down", retry_after=7))
+            limited = await core.score("Grade it.", "VALUE-4", judge="p")
+            vllm.script(Behaviour.usage_limit(2_000_000_000))
+            fake.script(Behaviour.error(429, "slow down", retry_after=3))
+            failed = await core.score("Grade it.", "VALUE-2", judge="p")
+            return limited, failed, core.status()["panels"]["p"]
+        finally:
+            await core.aclose()
+
+    limited, failed, status = asyncio.run(scenario())
+    assert limited.ok and limited.score == pytest.approx(0.5)  # (4 + 6) / 20: C left out
+    assert limited.extra["members_ok"] == 2 and limited.extra["members"] == 3
+    entry = limited.extra["panel"][2]
+    assert (entry["member"], entry["status"], entry["score"]) == (C, "rate_limited", None)
+    assert "slow down" in entry["error"]
+    assert not failed.ok and failed.score is None
+    assert failed.status.value in ("rate_limited", "usage_limited")
+    assert "1 of 3 members ok, fewer than min_members = 2" in failed.error
+    assert C in failed.error and "usage_limited" in failed.error
+    assert failed.retry_after == 3
+    assert [m["status"] for m in failed.extra["panel"]].count("ok") == 1
+    assert (status["verdicts"], status["failed"]) == (2, 1)
+
+
+ESCALATING = (f"[judges.p]\npanel = {MEMBERS}\naggregate = \"median\"\n"
+              f'escalate_to = "{X}"\nescalate_when = "spread > 0.3"\n'
+              f"[judges.j]\npanel = {MEMBERS}\naggregate = \"median\"\n"
+              f'escalate_to = "{X}"\nescalate_when = "spread > 0.3"\nescalation = "joins"\n')
+
+
+def test_escalation_fires_exactly_when_the_spread_exceeds_the_threshold(
+        tmp_path, monkeypatch, fake, vllm):
+    # VALUE-n: n, n+2, 10-n. Spread (on [0, 1]) for n = 4: 0.2, n = 5: 0.2 (5, 7, 5),
+    # n = 6: 0.4 (6, 8, 4), n = 3: 0.4 (3, 5, 7), n = 2: 0.6; X always says 9.
+    values = [4, 5, 6, 3, 2]
+    escalations = []
+
+    async def scenario():
+        core = make_core(tmp_path, monkeypatch, ESCALATING)
+        try:
+            decided = [await core.score("Grade it.", f"VALUE-{n}", judge="p") for n in values]
+            escalations.append(calls_to(fake, model="gpt-4.1"))
+            joined = await core.score("Grade it.", "VALUE-6", judge="j")
+            return decided, joined, core.status(), core.metrics.panels
+        finally:
+            await core.aclose()
+
+    decided, joined, status, metrics = asyncio.run(scenario())
+    panels = status["panels"]
+    assert [v.extra["escalated"] for v in decided] == [False, False, True, True, True]
+    assert escalations == [3]  # once per escalated request, never otherwise
+    assert [v.score for v in decided] == pytest.approx([0.6, 0.5, 0.9, 0.9, 0.9])
+    assert decided[2].extra["escalation"]["backend"] == X
+    assert decided[2].extra["escalation"]["role"] == "decides"
+    assert decided[2].attempts == 4
+    # joins: median of 6, 8, 4 and 9 -> 7
+    assert joined.extra["escalated"] and joined.score == pytest.approx(0.7)
+    assert joined.extra["escalation"]["role"] == "joins"
+    assert calls_to(fake, model="gpt-4.1") == 4
+    assert panels["p"]["escalated"] == 3 and panels["p"]["escalation_rate"] == 0.6
+    assert panels["p"]["calls"]["escalation"] == 3
+    assert sum(panels["p"]["call_share"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert panels["p"]["agreement"]["n"] == 5
+    # B is A + 2 (capped), C is 10 - A: rho(A, B) = 1, rho(A, C) = -1
+    assert panels["p"]["agreement"]["spearman"][f"{A} ~ {B}"] == 1.0
+    assert panels["p"]["agreement"]["spearman"][f"{A} ~ {C}"] == -1.0
+    escalated = [tags["escalated"] for _, tags in metrics.verdicts.points
+                 if tags["judge"] == "p"]
+    assert escalated == ["false", "false", "true", "true", "true"]
+    assert sum(n for n, tags in metrics.calls.points
+               if tags == {"judge": "p", "member": "escalation"}) == 3
+    assert {tags["statistic"] for _, tags in metrics.agreement.points} >= {"mean_spearman"}
+    text = format_live_status(status)
+    assert "panel:    p: 5 verdicts, 0 failed, escalated 3 (60.0%); alpha " in text
+    assert "escalation calls 17% cost " in text  # 3 of 5 * 3 + 3 calls
+
+
+def test_current_follows_a_switch_and_no_old_panel_verdict_is_served(
+        tmp_path, monkeypatch, fake, vllm):
+    judges = f'[judges.p]\npanel = ["@current", "{B}"]\naggregate = "mean"\n'
+
+    async def scenario():
+        core = make_core(tmp_path, monkeypatch, judges)
+        try:
+            before = await core.score("Grade it.", "VALUE-4", judge="p")
+            again = await core.score("Grade it.", "VALUE-4", judge="p")
+            write_override(core.config.backend_file,
+                           BackendSpec.parse("litellm:openai/gpt-4.1-mini"))
+            core.refresh_backend()
+            after = await core.score("Grade it.", "VALUE-4", judge="p")
+            return before, again, after
+        finally:
+            await core.aclose()
+
+    before, again, after = asyncio.run(scenario())
+    assert before.extra["panel"][0]["backend"] == A and before.score == pytest.approx(0.5)
+    assert again.cached and again.score == before.score
+    assert after.extra["panel"][0]["member"] == "@current"
+    assert after.extra["panel"][0]["backend"] == "litellm:openai/gpt-4.1-mini"
+    assert not after.cached and after.extra["panel"][1]["cached"]  # B's verdict stands
+    assert after.score == pytest.approx(0.3)  # (0 + 6) / 20
+    assert calls_to(fake, model="gpt-4.1-mini") == 1
+
+
+def test_a_pinned_request_of_a_panel_judge_asks_that_backend_alone(
+        tmp_path, monkeypatch, fake, vllm):
+    async def scenario():
+        core = make_core(tmp_path, monkeypatch, f"[judges.p]\npanel = {MEMBERS}\n")
+        try:
+            return await core.score("Grade it.", "VALUE-4", judge="p", backend=B)
+        finally:
+            await core.aclose()
+
+    verdict = asyncio.run(scenario())
+    assert verdict.ok and verdict.backend == B and "panel" not in verdict.extra
+    assert verdict.score == pytest.approx(0.6) and fake.model_calls == 1
+
+
+def test_the_current_member_fails_over_like_the_serving_backend(tmp_path, monkeypatch, fake,
+                                                               vllm):
+    """The serving backend (judge-c, behind its own fake) hits its usage limit: the
+    ``@current`` member is answered by the fallback, as training traffic would be, while a
+    pinned member is never rerouted."""
+    judges = f'[judges.p]\npanel = ["@current", "{A}"]\naggregate = "mean"\n'
+
+    async def scenario():
+        core = make_core(tmp_path, monkeypatch, judges, LLM_JUDGE_NAME=C,
+                         LLM_JUDGE_FALLBACK="litellm:openai/gpt-4.1-mini")
+        try:
+            vllm.script(Behaviour.usage_limit(2_000_000_000))
+            return await core.score("Grade it.", "VALUE-4", judge="p")
+        finally:
+            await core.aclose()
+
+    verdict = asyncio.run(scenario())
+    current, pinned = verdict.extra["panel"]
+    assert current["backend"] == "litellm:openai/gpt-4.1-mini" and current["score"] == 0.0
+    assert pinned["backend"] == A and pinned["score"] == pytest.approx(0.4)
+    assert verdict.ok and verdict.score == pytest.approx(0.2)
+    assert calls_to(vllm, model="judge-c") == 1  # tried once, then the fallback served
