@@ -201,16 +201,50 @@ def hedging_judge(cluster, tmp_path_factory):
     cases = tmp_path_factory.mktemp("cases") / "cases.jsonl"
     cases.write_text("".join(json.dumps({"prompt": f"q{i}", "response": f"a{i}",
                                          "pass": i % 2 == 0}) + "\n" for i in range(4)))
-    with FakeLLMServer() as server:
+    with FakeLLMServer(reply=panel_reply) as server:
         env = {"LLM_JUDGE_NAME": D, "LLM_JUDGE_NUM_WORKERS": "1",
                "LLM_JUDGE_VALIDATION_FILE": str(cases),
+               # The panel's priced members answer from the same fake.
+               "OPENAI_API_BASE": f"{server.url}/v1", "OPENAI_API_KEY": "sk-panel-dummy",
                "LLM_JUDGE_BACKEND_FILE": str(tmp_path_factory.mktemp("hedge") / ".jb"),
                "LLM_JUDGE_HEDGE_AFTER": "0.5", "LLM_JUDGE_HEDGE_SHARE": "1",
                "LLM_JUDGE_MAX_IN_FLIGHT_LITELLM": "2", "LLM_JUDGE_MAX_ATTEMPTS": "1",
                "HOSTED_VLLM_API_BASE": f"{server.url}/v1", "HOSTED_VLLM_API_KEY": "dummy"}
-        handle = ray_judge.start_judge(name="judge_hedging", env=env)
+        handle = ray_judge.start_judge(name="judge_hedging", env=env, judges=[TRIO])
         yield handle, server
         ray_judge.stop_judge(name="judge_hedging")
+
+
+#: A panel of three (the serving backend and two priced models) that escalates when they
+#: disagree: its agreement, escalation rate and members' cost and call shares.
+TRIO = JudgeDefinition(name="trio", panel=("@current", "litellm:openai/gpt-4.1",
+                                           "litellm:openai/gpt-4.1-nano"),
+                       escalate_to="litellm:openai/o4-mini", escalate_when="spread > 0.3")
+
+
+def panel_reply(body: dict[str, Any]) -> str:
+    """Default answers, except a panel item's: scores that vary with the item, and a
+    nano member that disagrees on the items marked so."""
+    text = json.dumps(body.get("messages"))
+    found = re.search(r"panel item (\d+)", text)
+    if found is None:
+        return "The response matches the reference.\nSCORE: 8"
+    score = 2 + int(found.group(1)) % 7
+    if body.get("model") == "gpt-4.1-nano" and "disagree" in text:
+        score = 1 if score >= 5 else 9  # at least 0.4 away: past the 0.3 spread
+    return f"Judged.\nSCORE: {score}"
+
+
+def drive_panel(judge: Any) -> None:
+    """Twelve panel verdicts a round, a third of them escalated, in two rounds."""
+    for round_ in (1, 2):
+        items = [{"prompt": "p", "response": f"panel item {i} round {round_}"
+                  + (" disagree" if i % 3 == 0 else ""), "judge": "trio"} for i in range(12)]
+        verdicts = ray.get(judge.score_batch.remote(items), timeout=WAIT_S)
+        assert all(v.ok for v in verdicts), verdicts
+        assert sum(bool(v.extra.get("escalated")) for v in verdicts) == 4, verdicts
+        ray.get(judge.status.remote())  # the agreement gauges are refreshed
+        time.sleep(2.5)  # a scrape between the rounds
 
 
 def drive_hedges(judge: Any, server: FakeLLMServer) -> None:
@@ -344,6 +378,7 @@ def drive(run: Run, judge: Any, path: Path, hedging: tuple[Any, FakeLLMServer]
     status = ray.get(judge.status.remote())
     assert [s["why"] for s in status["recent_switches"]] == ["switch", "failover"], status
     drive_hedges(*hedging)
+    drive_panel(hedging[0])
     run.two_scrapes()
     marks["end"] = time.time()
     return marks
@@ -470,6 +505,16 @@ def test_every_dashboard_query_returns_what_the_run_caused(judge, provider, prom
     assert peak(results[("Hedged calls per minute", "B")], reason="in_flight") > 0
     assert 0 < peak(results[("Hedge share and what losing calls cost", "A")]) <= 1
     assert peak(results[("Hedge share and what losing calls cost", "B")]) >= 0
+    # The trio panel: agreement, a third escalated, members' cost and call shares.
+    agreement = results[("Panel agreement", "A")]
+    assert {series_key(s, "statistic") for s in agreement} >= {("alpha",),
+                                                               ("effective_judges",)}
+    assert 0 < peak(results[("Panel verdicts and escalation rate", "B")], judge="trio") < 1
+    shares = results[("Panel members' share of cost and calls", "B")]
+    assert {series_key(s, "member") for s in shares} >= {("litellm:openai/gpt-4.1",),
+                                                         ("escalation",)}
+    assert 0 < peak(results[("Panel members' share of cost and calls", "A")],
+                    judge="trio") <= 1
     # D's validation on the labelled cases when it started (the fake passes every case).
     figures = results[("Validation figures by backend", "A")]
     assert peak(figures, backend=D, metric="ok") == 1
