@@ -213,8 +213,10 @@ def test_watch_in_a_real_terminal(cluster, tmp_path):
             after = pane.wait_for(lambda s: C in backend_line(s), "the switch to C")
             assert redraw(after) - before <= 2, (before, after)
 
-            # The judge re-judges a sample of A's requests on C meanwhile (the shift after
-            # a switch): some of the scripted 429s may go to those calls.
+            # The first request on C starts the re-judging of a sample of A's requests on
+            # C (the shift after a switch): let it finish, or the scripted 429s go to it.
+            assert all(v.ok and v.backend == C for v in batch(1, "on C"))
+            shift_done(judge, C)
             # A 429 storm on C, then C's key is refused: failover to B.
             provider.script(*[Behaviour.error(429, "slow down")] * 15)
             storm = [v.status.value for v in batch(15, "storm")]
@@ -251,6 +253,17 @@ def test_watch_in_a_real_terminal(cluster, tmp_path):
         finally:
             pane.close()
             ray_judge.stop_judge()
+
+
+def shift_done(judge, new: str) -> None:
+    """Wait until the shift measurement on ``new`` has re-judged its sample."""
+    give_up = time.monotonic() + WAIT_S
+    while time.monotonic() < give_up:
+        report = ray.get(judge.status.remote())["shift"].get("default")
+        if report and report["new"] == new and report["done"]:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the shift measurement on {new} did not finish: {report}")
 
 
 def screenshot(ansi: str, png: Path) -> None:
