@@ -13,28 +13,13 @@ import math
 import statistics
 from collections.abc import Sequence
 
-from ..shift.stats import spearman
+from ..shift.stats import pearson, spearman
 
 __all__ = ["cohen_kappa", "kendall_tau", "mean", "pearson", "percentile", "spearman"]
 
 
 def mean(values: Sequence[float]) -> float | None:
     return statistics.fmean(values) if values else None
-
-
-def pearson(xs: Sequence[float], ys: Sequence[float]) -> float | None:
-    """Pearson's correlation; None for fewer than two pairs or a constant side."""
-    if len(xs) != len(ys):
-        raise ValueError(f"xs and ys differ in length: {len(xs)} != {len(ys)}")
-    if len(xs) < 2:
-        return None
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    cov = sum((a - mx) * (b - my) for a, b in zip(xs, ys, strict=True))
-    vx = sum((a - mx) ** 2 for a in xs)
-    vy = sum((b - my) ** 2 for b in ys)
-    if vx == 0 or vy == 0:
-        return None
-    return max(-1.0, min(1.0, cov / math.sqrt(vx * vy)))
 
 
 def kendall_tau(xs: Sequence[float], ys: Sequence[float]) -> float | None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["ShiftStats", "average_ranks", "discordant_share", "spearman"]
+__all__ = ["ShiftStats", "average_ranks", "discordant_share", "pearson", "spearman"]
 
 
 def average_ranks(values: Sequence[float]) -> list[float]:
@@ -30,21 +30,27 @@ def average_ranks(values: Sequence[float]) -> list[float]:
     return ranks
 
 
+def pearson(xs: Sequence[float], ys: Sequence[float]) -> float | None:
+    """Pearson's correlation; None for fewer than two pairs or a constant side."""
+    if len(xs) != len(ys):
+        raise ValueError(f"xs and ys differ in length: {len(xs)} != {len(ys)}")
+    if len(xs) < 2:
+        return None
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    cov = sum((a - mx) * (b - my) for a, b in zip(xs, ys, strict=True))
+    vx = sum((a - mx) ** 2 for a in xs)
+    vy = sum((b - my) ** 2 for b in ys)
+    if vx == 0 or vy == 0:
+        return None
+    return max(-1.0, min(1.0, cov / math.sqrt(vx * vy)))
+
+
 def spearman(xs: Sequence[float], ys: Sequence[float]) -> float | None:
     """Spearman's rank correlation (Pearson's on average ranks); None when it is not
     defined (fewer than two pairs, or one side constant)."""
     if len(xs) != len(ys):
         raise ValueError(f"xs and ys differ in length: {len(xs)} != {len(ys)}")
-    if len(xs) < 2:
-        return None
-    rx, ry = average_ranks(xs), average_ranks(ys)
-    mx, my = statistics.fmean(rx), statistics.fmean(ry)
-    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
-    vx = sum((a - mx) ** 2 for a in rx)
-    vy = sum((b - my) ** 2 for b in ry)
-    if vx == 0 or vy == 0:
-        return None
-    return max(-1.0, min(1.0, cov / math.sqrt(vx * vy)))
+    return pearson(average_ranks(xs), average_ranks(ys))
 
 
 def discordant_share(xs: Sequence[float], ys: Sequence[float]) -> float | None:
