@@ -20,17 +20,12 @@ from typing import Any
 import pytest
 
 from ray_judge.cli.status_text import format_live_status
-from ray_judge.config import JudgeConfig
-from ray_judge.judging.catalog import JudgeCatalog
-from ray_judge.judging.rubric import load_rubric
 from ray_judge.pool.core import JudgeCore
-from ray_judge.pool.metrics import JudgeMetrics
-from ray_judge.pool.worker import JudgeWorker, LocalWorkers
 from ray_judge.selection.override_file import write_override
 from ray_judge.spec import BackendSpec
 from ray_judge.testing import Behaviour, FakeLLMServer
 
-from .test_judge_core import Instruments
+from .test_judge_core import core_from_env
 
 pytestmark = pytest.mark.usefixtures("provider_env")
 
@@ -72,15 +67,7 @@ def make_core(tmp_path: Path, monkeypatch, judges: str, **env: Any) -> JudgeCore
            "LLM_JUDGE_SHIFT_SHARE": 1, "LLM_JUDGE_RESERVOIR_SIZE": 0, "LLM_JUDGE_NAME": A,
            "LLM_JUDGE_JUDGES_FILE": path,
            "LLM_JUDGE_BACKEND_FILE": tmp_path / ".judge_backend", **env}
-    for name, value in env.items():
-        monkeypatch.setenv(name, str(value))
-    config = JudgeConfig.from_env()
-    rubric = load_rubric(config)
-    catalog = JudgeCatalog.build(config, rubric=rubric)
-    workers = LocalWorkers([JudgeWorker(i, {}, str(tmp_path), None, list(catalog))
-                            for i in range(config.num_workers)])
-    return JudgeCore(config, catalog, rubric=rubric, workers=workers,
-                     metrics=JudgeMetrics(None, instruments=Instruments()))
+    return core_from_env(tmp_path, monkeypatch, env)
 
 
 def calls_to(*servers: FakeLLMServer, model: str) -> int:
