@@ -42,6 +42,7 @@ def judge_env(tmp_path_factory):
         # switch (that has its own tests in test_shift_pool.py).
         "LLM_JUDGE_RESERVOIR_SIZE": "0",
         "LLM_JUDGE_HEDGE": "off",  # nor hedged calls (tests/pool/test_hedging_ray.py)
+        "LLM_JUDGE_CANARY_SHARE": "0",  # nor canaries (tests/pool/test_quality_pool.py)
         "LLM_JUDGE_BACKEND_TTL": "5",
         "LITELLM_OFFLINE_MODE": "true",
     }

@@ -156,6 +156,7 @@ def judge_env(providers, backend_file: Path, **extra: str) -> dict[str, str]:
         "LLM_JUDGE_NUM_WORKERS": "1",
         "LLM_JUDGE_MAX_ATTEMPTS": "1",
         "LLM_JUDGE_HEDGE": "off",  # provider calls are counted: no hedged calls
+        "LLM_JUDGE_CANARY_SHARE": "0",  # ...and no canaries
         "ANTHROPIC_API_BASE": old.url,
         "ANTHROPIC_API_KEY": "sk-ant-test-old",
         "OPENAI_API_BASE": f"{new.url}/v1",

@@ -391,6 +391,9 @@ def test_thousands_of_requests_through_every_fault(cluster, servers, tmp_path) -
         # A hang costs its timeout and a retry here: a hedge would answer it sooner (and
         # take the next scripted fault); hedged calls have their own tests.
         "LLM_JUDGE_HEDGE": "off",
+        # Nor canaries: a background canary call would draw a scripted fault (a hang)
+        # meant for a caller's request (tests/pool/test_quality_pool.py has them).
+        "LLM_JUDGE_CANARY_SHARE": "0",
         "LLM_JUDGE_MAX_IN_FLIGHT_CCODE": "2",
         "CLAUDE_CLI_PATH": CLI,
         "ANTHROPIC_BASE_URL": messages.url,  # the CLI

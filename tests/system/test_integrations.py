@@ -106,6 +106,7 @@ def judge_env(server, tmp_path_factory) -> dict[str, str]:
         "LLM_JUDGE_NUM_WORKERS": "2",
         "LLM_JUDGE_CACHE_SIZE": "0",  # every test sees its own requests reach the model
         "LLM_JUDGE_HEDGE": "off",  # ...once each
+        "LLM_JUDGE_CANARY_SHARE": "0",  # ...and only theirs
         "OPENAI_API_BASE": f"{server.url}/v1",
         "OPENAI_API_KEY": "sk-test-integrations",
         "LITELLM_OFFLINE_MODE": "true",

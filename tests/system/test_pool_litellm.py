@@ -270,6 +270,7 @@ def judge_env(server: FakeLLMServer, backend_file: Path, **extra: str) -> dict[s
         # ...and each request reaches the provider exactly once: no hedged calls (they
         # have their own tests in test_hedging_pool.py).
         "LLM_JUDGE_HEDGE": "off",
+        "LLM_JUDGE_CANARY_SHARE": "0",  # nor canary calls (test_quality_pool.py)
         "OPENAI_API_BASE": f"{server.url}/v1",
         "OPENAI_API_KEY": KEY,
         "LITELLM_OFFLINE_MODE": "true",

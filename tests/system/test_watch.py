@@ -187,7 +187,9 @@ def test_watch_in_a_real_terminal(cluster, tmp_path):
     env = {"LLM_JUDGE_NAME": A, "LLM_JUDGE_FALLBACK": B,
            "LLM_JUDGE_BACKEND_FILE": str(backend_file), "LLM_JUDGE_NUM_WORKERS": "1",
            "LLM_JUDGE_MAX_ATTEMPTS": "1", "LLM_JUDGE_PROBE_INTERVAL": "600",
-           "LLM_JUDGE_FAILOVER_RATE_LIMITED": "1000000", "OPENAI_API_KEY": "sk-watch-dummy"}
+           "LLM_JUDGE_FAILOVER_RATE_LIMITED": "1000000", "OPENAI_API_KEY": "sk-watch-dummy",
+           # The scripted 429s and 401 are for callers' requests, not a canary call.
+           "LLM_JUDGE_CANARY_SHARE": "0"}
     shell_env = {"RAY_ADDRESS": cluster, "LLM_JUDGE_BACKEND_FILE": str(backend_file),
                  "TERM": "xterm-256color", "COLUMNS": "118", "LINES": "44"}
     with FakeLLMServer() as provider:
