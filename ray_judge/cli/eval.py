@@ -7,6 +7,10 @@ anything is judged (and before Ray is imported): the whole file is read
 ``--plot`` asks for a picture. Then each backend judges every case through the running
 judge, or a judge in this process when none runs (:mod:`.eval_judge`); the table, the
 worst cases, the JSON and the picture follow, and ``--min`` decides the exit code.
+
+Cases of a panel judge are judged by the panel (``@panel``, the default when any case
+names one), and when every case names the same panel its members appear beside it,
+read from the panel's own verdicts (:func:`ray_judge.quality.run.member_columns`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import typer
 
 from ..quality.cases import CasesError, read_cases
 from ..quality.gate import Bound, shortfalls
+from ..quality.run import PANEL
 from ..spec import BackendSpec
 from .common import fail, load_config, user_errors
 
@@ -35,8 +40,9 @@ def eval_command(
         "--judge", help="The judge of the cases that name none (default: the built-in "
         "judge of their kind).")] = None,
     backends: Annotated[list[str] | None, typer.Option(
-        "--backend", help="A backend to evaluate (repeat for several, side by side); "
-        "default: the one the judge serves now.", show_default=False)] = None,
+        "--backend", help="A backend to evaluate (repeat for several, side by side), or "
+        "@panel: panel judges' cases by their panels; default: what the judge serves now "
+        "(@panel when a case names a panel judge).", show_default=False)] = None,
     samples: Annotated[int, typer.Option(
         "--samples", min=1, max=100,
         help="Judge each case K times; reports self_consistency.")] = 1,
@@ -69,7 +75,8 @@ def eval_command(
     except ValueError as exc:
         fail(f"--min: {exc}")
     try:
-        specs = [str(BackendSpec.parse(text)) for text in backends or []]
+        specs = [text if text == PANEL else str(BackendSpec.parse(text))
+                 for text in backends or []]
     except ValueError as exc:  # InvalidSpecError
         fail(f"--backend: {exc}")
     if plot is not None:
@@ -84,13 +91,18 @@ def eval_command(
             typer.echo(f"error: {line}" if line == str(exc).splitlines()[0] else f"  {line}",
                        err=True)
         raise typer.Exit(code=1) from None
+    panels = {c.judge: catalog.get(c.judge).panel_plan.labels for c in cases  # type: ignore[union-attr]
+              if catalog.get(c.judge).panel_plan is not None}
+    if PANEL in specs and not panels:
+        fail(f"--backend {PANEL}: no case names a panel judge (they name "
+             f"{', '.join(sorted({str(c.judge) for c in cases}))})")
     results, where = asyncio.run(_judge(config, catalog, cases, specs=specs, samples=samples,
-                                        threshold=threshold))
+                                        threshold=threshold, panels=panels))
     _report(results, where, samples=samples, threshold=threshold, json_out=json_out,
             plot=plot, bounds=bounds, worst=worst, show_raw=show_raw)
 
 
-async def _judge(config, catalog, cases, *, specs, samples, threshold):  # type: ignore[no-untyped-def]
+async def _judge(config, catalog, cases, *, specs, samples, threshold, panels):  # type: ignore[no-untyped-def]
     from ..quality.run import judge_cases
     from .eval_judge import local_judge, running_judge_or_none
 
@@ -105,11 +117,12 @@ async def _judge(config, catalog, cases, *, specs, samples, threshold):  # type:
         fail(f"the judge judging here has other definitions of {', '.join(differ)} than this "
              f"shell's judges file (restart the judge, or point LLM_JUDGE_JUDGES_FILE at its "
              f"file); it knows {judge.versions}")
-    specs = specs or [judge.serving]
+    specs = specs or [PANEL if panels else judge.serving]
     typer.echo(f"Judging {len(cases)} cases x {samples} sample(s) on {', '.join(specs)} "
                f"with {judge.where}.", err=True)
     try:
-        results = await judge_cases(judge, cases, specs, samples=samples, threshold=threshold)
+        results = await judge_cases(judge, cases, specs, samples=samples, threshold=threshold,
+                                    panels=panels, serving=judge.serving)
     finally:
         await judge.aclose()
     return results, judge.where

@@ -18,7 +18,7 @@ from ..quality.metrics import LOWER_IS_BETTER, METRICS, Judged, as_json
 
 __all__ = ["metrics_table", "report_json", "worst_lines"]
 
-_SHARES = {"ok", "in_range", "accuracy", "tpr", "tnr", "position_consistency"}
+_SHARES = {"ok", "in_range", "accuracy", "tpr", "tnr", "position_consistency", "escalated"}
 #: always shown, even when no backend has a value
 _ALWAYS = {"cases", "ok", "parse_failures", "cost_usd", "tokens", "latency_p50_s",
            "latency_p95_s"}

@@ -26,7 +26,8 @@ def entry(label: str, verdict: Verdict) -> dict[str, Any]:
     """A member's line in ``extra["panel"]``."""
     return {"member": label, "backend": verdict.backend, "model": verdict.model,
             "score": verdict.score, "status": verdict.status.value, "error": verdict.error,
-            "cost_usd": verdict.cost_usd, "latency_s": round(verdict.latency_s, 4),
+            "cost_usd": verdict.cost_usd, "input_tokens": verdict.input_tokens,
+            "output_tokens": verdict.output_tokens, "latency_s": round(verdict.latency_s, 4),
             "cached": verdict.cached}
 
 

@@ -17,6 +17,7 @@ writes to JSON and gates on (:data:`METRICS`):
 * ``position_consistency``: the share of comparisons whose two orders agreed;
 * ``kendall_tau``: mean tau-b between a group's expected ranking and its scores;
 * ``self_consistency``: mean standard deviation of a case's scores over its samples;
+* ``escalated``: for a panel, the share of judgements its escalation backend joined;
 * ``cost_usd``, ``tokens``, ``latency_p50_s``, ``latency_p95_s`` (calls made, cache
   hits left out).
 
@@ -41,11 +42,12 @@ __all__ = ["LOWER_IS_BETTER", "METRICS", "TIE_MARGIN", "Judged", "summarize"]
 #: Every figure, in the order the table shows them.
 METRICS = ("cases", "ok", "parse_failures", "mae", "spearman", "pearson", "in_range",
            "outside_distance", "accuracy", "kappa", "tpr", "tnr", "position_consistency",
-           "kendall_tau", "self_consistency", "cost_usd", "tokens", "latency_p50_s",
-           "latency_p95_s")
+           "kendall_tau", "self_consistency", "escalated", "cost_usd", "tokens",
+           "latency_p50_s", "latency_p95_s")
 #: Figures where less is better: a bound on them (``--min mae=1.5``) is a maximum.
 LOWER_IS_BETTER = frozenset(("parse_failures", "mae", "outside_distance", "self_consistency",
-                             "cost_usd", "tokens", "latency_p50_s", "latency_p95_s"))
+                             "escalated", "cost_usd", "tokens", "latency_p50_s",
+                             "latency_p95_s"))
 #: A comparison's preference within this of 0.5 reads as a tie.
 TIE_MARGIN = 0.1
 
@@ -162,6 +164,9 @@ def summarize(judged: Sequence[Judged]) -> dict[str, float | int | None]:
             for j in oks if j.case.label == "ranking"]
     out["kendall_tau"] = mean([t for t in taus if t is not None])
     out["self_consistency"] = mean([s for s in map(_spread, judged) if s is not None])
+    escalations = [any(v.extra["escalated"] for v in _members(s) if "escalated" in v.extra)
+                   for s in calls if any("escalated" in v.extra for v in _members(s))]
+    out["escalated"] = mean([float(e) for e in escalations])
     out.update(_spend(calls))
     return out
 

@@ -18,9 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from ray_judge.cli import app
 from ray_judge.cli.status_text import format_live_status
 from ray_judge.pool.core import JudgeCore
+from ray_judge.quality.cases import parse_cases
+from ray_judge.quality.metrics import summarize
+from ray_judge.quality.run import PANEL, judge_cases
 from ray_judge.selection.override_file import write_override
 from ray_judge.spec import BackendSpec
 from ray_judge.testing import Behaviour, FakeLLMServer
@@ -269,3 +274,75 @@ def test_the_current_member_fails_over_like_the_serving_backend(tmp_path, monkey
     assert pinned["backend"] == A and pinned["score"] == pytest.approx(0.4)
     assert verdict.ok and verdict.score == pytest.approx(0.2)
     assert calls_to(vllm, model="judge-c") == 1  # tried once, then the fallback served
+
+
+def test_an_eval_of_a_panel_judge_shows_the_panel_beside_its_members(
+        tmp_path, monkeypatch, fake, vllm):
+    """``ray-judge eval``'s default for a panel judge's cases: the panel's column and one
+    per member, the members' read from the panel's own verdicts (no call of their own)."""
+    labels = [{"prompt": "Grade it.", "response": f"VALUE-{n}", "judge": "p", "label": n}
+              for n in (4, 5, 6, 3, 2)]
+
+    async def scenario():
+        core = make_core(tmp_path, monkeypatch, ESCALATING)
+        try:
+            cases = parse_cases([json.dumps(x) for x in labels], core.judges_catalog)
+            plan = core.judges_catalog.get("p").panel_plan
+            return await judge_cases(core, cases, [PANEL], panels={"p": plan.labels},
+                                     serving=A)
+        finally:
+            await core.aclose()
+
+    results = asyncio.run(scenario())
+    assert list(results) == [PANEL, A, B, C]
+    figures = {name: summarize(judged) for name, judged in results.items()}
+    got = {name: [j.got for j in judged] for name, judged in results.items()}
+    assert got[A] == [4, 5, 6, 3, 2]
+    assert got[B] == [6, 7, 8, 5, 4]
+    assert got[C] == [6, 5, 4, 7, 8]
+    assert got[PANEL] == pytest.approx([6, 5, 9, 9, 9])  # as in the escalation test above
+    assert figures[A]["mae"] == 0 and figures[B]["mae"] == 2
+    assert figures[C]["mae"] == pytest.approx((2 + 0 + 2 + 4 + 6) / 5)
+    assert figures[PANEL]["escalated"] == pytest.approx(0.6)
+    assert all(figures[m]["escalated"] is None for m in (A, B, C))
+    # every call was the panel's: 3 members x 5 cases and 3 escalations, none again
+    assert fake.model_calls + vllm.model_calls == 18
+    members_cost = sum(figures[m]["cost_usd"] for m in (A, B, C))
+    assert 0 < members_cost < figures[PANEL]["cost_usd"]  # the escalations cost the rest
+    assert all(figures[m]["tokens"] > 0 and figures[m]["latency_p50_s"] is not None
+               for m in (A, B, C))
+
+
+def test_ray_judge_eval_of_a_panel_judge_through_the_command(tmp_path, monkeypatch, fake,
+                                                           vllm):
+    """The command, with no cluster to find: a judge in this process, the panel's column
+    first, a column per member (``@current`` named with the backend it stood for)."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "no-ray"))
+    monkeypatch.setenv("LLM_JUDGE_BACKEND_FILE", str(tmp_path / ".judge_backend"))
+    monkeypatch.setenv("LLM_JUDGE_NAME", A)
+    judges = tmp_path / "judges.toml"
+    judges.write_text(f'[judges.p]\npanel = ["@current", "{B}", "{C}"]\naggregate = "median"\n')
+    monkeypatch.setenv("LLM_JUDGE_JUDGES_FILE", str(judges))
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text("".join(json.dumps({"prompt": "Grade it.", "response": f"VALUE-{n}",
+                                         "range": [n - 1, n + 1]}) + "\n" for n in range(1, 9)))
+    out = tmp_path / "out.json"
+    result = CliRunner().invoke(app, ["eval", str(cases), "--judge", "p", "--json", str(out),
+                                      "--min", "in_range=0.9"])
+    assert result.exit_code == 1, result.output
+    assert "on @panel with a judge in this process" in result.stderr
+    assert "@panel" in result.stdout and "Worst cases on @panel:" in result.stdout
+    figures = json.loads(out.read_text())["backends"]
+    assert list(figures) == [PANEL, f"@current ({A})", B, C]
+    # n is faithful; n + 2 always out of [n - 1, n + 1]; 10 - n in it for n = 5 only; the
+    # median of the three is n + 2 for n <= 4 and n from 5 on
+    assert [figures[name]["in_range"] for name in figures] == [0.5, 1.0, 0.0, 0.125]
+    missed = [line for line in result.stderr.splitlines() if line.startswith("FAILED")]
+    assert missed == [f"FAILED --min: {PANEL}: in_range 0.5 < 0.9, short by 0.4",
+                      f"FAILED --min: {B}: in_range 0 < 0.9, short by 0.9",
+                      f"FAILED --min: {C}: in_range 0.125 < 0.9, short by 0.775"], missed
+    assert fake.model_calls + vllm.model_calls == 8 * 3
+    missing = CliRunner().invoke(app, ["eval", str(cases), "--backend", PANEL])
+    assert missing.exit_code == 1
+    assert "--backend @panel: no case names a panel judge (they name default)" in missing.stderr
