@@ -194,6 +194,7 @@ def judge(cluster, server, backend_file):
         # These tests switch backends and script each call's answer: the re-judging that
         # measures a switch's score shift would take scripted answers meant for them.
         "LLM_JUDGE_RESERVOIR_SIZE": "0",
+        "LLM_JUDGE_CANARY_SHARE": "0",  # ...and so would a canary
         "OPENAI_API_BASE": f"{server.url}/v1",
         "ANTHROPIC_API_BASE": server.url,  # LiteLLM's anthropic/ route
         "ANTHROPIC_BASE_URL": server.url,  # the CLI
