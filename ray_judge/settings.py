@@ -305,8 +305,8 @@ SETTINGS: tuple[Setting, ...] = (
             "override file waits until the new backend meets them, and is refused when it "
             "falls short (a failover proceeds, flagged)"),
     Setting("LLM_JUDGE_CANARY_SHARE", "canary_share", fraction, "0.01",
-            "share of pointwise requests copied with a known-bad answer and judged in the "
-            "background on spare capacity (0: off); see [Trust](trust.md)"),
+            "share of requests (pointwise, and group calls) copied with a known-bad answer "
+            "and judged in the background on spare capacity (0: off); see [Trust](trust.md)"),
     Setting("LLM_JUDGE_CANARY_PASS", "canary_pass", fraction, "0.2",
             "a canary whose score (on [0, 1]) is above this fooled the judge: the bottom "
             "fifth of the judge's scale"),

@@ -146,9 +146,9 @@ def _canaries(judge: JudgeDefinition) -> None:
     if isinstance(answers, (str, bytes)) or not isinstance(answers, (list, tuple)):
         _fail(judge, "canary_answers", answers, "must be a list of answers (texts or "
               "message lists)")
-    if answers and judge.kind != "pointwise":
-        _fail(judge, "canaries_file", answers, f"is for pointwise judges; a {judge.kind} "
-              "judge gets no canaries")
+    if answers and judge.kind == "pairwise":
+        _fail(judge, "canaries_file", answers, "is for pointwise and group judges; a "
+              "pairwise judge gets no canaries")
     for i, answer in enumerate(answers):
         if isinstance(answer, str):
             continue

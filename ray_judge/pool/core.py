@@ -334,6 +334,9 @@ class JudgeCore:
             definition = self._options(request.judge)
             chunks = [stamped(r, definition) for r in results[start:start + n]]
             out.append(assemble(request, plan, chunks, self.groups))
+            if not flat_pins[start].pinned:  # a caller's group: canaries, length bias
+                for call, verdicts in zip(flat[start:start + n], chunks, strict=True):
+                    self.quality.observe_group(call, verdicts)  # type: ignore[arg-type]
             if self.groups.groups != judged:  # not all from the cache
                 try:
                     self.metrics.record_group(saved=self.groups.calls_saved - saved,

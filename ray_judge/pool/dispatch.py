@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from ..spec import BackendSpec
-from ..verdict import JudgeRequest, Status, Verdict
+from ..verdict import Status, Verdict
 from .cache import Result, VerdictCache, as_cached, members
 from .coalescing import Coalescing
 from .failure import failure
@@ -153,13 +153,14 @@ class Dispatcher:
         return self.limits.in_flight()
 
     async def send_spare(self, spec: BackendSpec,
-                         requests: Sequence[JudgeRequest]) -> list[Verdict]:
+                         requests: Sequence[Request]) -> list[Result]:
         """Serve the first k of ``requests`` outside the queue, on spare capacity only.
 
         k is what ``spec`` can start now without a queued request waiting for it: 0 while
         anything is queued, else bounded by free slots, the rate and the token budget.
         The slots are held while the call runs (so the global limit holds) and given
-        back after. Returns k Verdicts, in order; they bypass the cache and ``on_verdict``.
+        back after. Returns k results in order (a group's: a Verdict per response; one
+        failed Verdict when its call failed); they bypass the cache and ``on_verdict``.
         """
         if self.queued or not requests:
             return []
@@ -178,19 +179,20 @@ class Dispatcher:
         self._load[worker] += n
         batch = list(requests[:n])
         try:
-            verdicts = list(await self.send(worker, str(spec), batch))
-            if len(verdicts) != n:
-                raise RuntimeError(f"worker {worker} returned {len(verdicts)} verdicts for {n}")
+            results = list(await self.send(worker, str(spec), batch))
+            if len(results) != n:
+                raise RuntimeError(f"worker {worker} returned {len(results)} verdicts for {n}")
         except Exception as exc:  # WorkerLost too: background work is not re-queued
-            verdicts = [Verdict.failure(Status.BACKEND_ERROR, f"background call failed: {exc!r}",
-                                        backend=str(spec)) for _ in batch]
+            results = [Verdict.failure(Status.BACKEND_ERROR, f"background call failed: {exc!r}",
+                                       backend=str(spec)) for _ in batch]
         finally:
             self._load[worker] -= n
             slots.give_back(n)
             self._wake_up()
-        for verdict in verdicts:
-            budget.debit((verdict.input_tokens or 0) + (verdict.output_tokens or 0))
-        return verdicts
+        for result in results:
+            for verdict in members(result):
+                budget.debit((verdict.input_tokens or 0) + (verdict.output_tokens or 0))
+        return results
 
     # -- the loop ----------------------------------------------------------------------
 

@@ -3,11 +3,17 @@
 A policy under RL pressure finds answers that fool its judge. Zhao et al., "One Token to
 Fool LLM-as-a-Judge" (arXiv 2507.08794), measured "master keys" such as ":" or "Thought
 process:" getting false-positive rates up to 80-90% from strong judges. So, at a small
-share of real pointwise requests (``LLM_JUDGE_CANARY_SHARE``, at most one canary per
-request), the judge sends the current backend a copy of the request whose response is
-replaced by a known-bad answer (:data:`MASTER_KEYS`, an empty answer, the prompt echoed
-back, an instruction aimed at the grader, and the judge's own ``canaries_file``). The
-kinds take turns, so each gets its share.
+share of real requests (``LLM_JUDGE_CANARY_SHARE``, at most one canary per request),
+the judge sends the current backend a copy of the request whose response is replaced by
+a known-bad answer (:data:`MASTER_KEYS`, an empty answer, the prompt echoed back, an
+instruction aimed at the grader, and the judge's own ``canaries_file``). The kinds take
+turns, so each gets its share.
+
+A group judge's canary is a copy of a served group call (a GRPO group, or its chunk of
+``max_group``) with one response, at a seeded random position, replaced by the known-bad
+answer: the judge meets the canary beside real answers, as a padded or gamed response
+would be, and the caller's own group is never touched. The canary's score is the
+verdict at its position.
 
 A canary *passes* (the judge was fooled) when it scores above ``pass_above`` on [0, 1]:
 the bottom fifth of the judge's scale by default. Per judge, backend and kind the monitor
@@ -26,15 +32,17 @@ import asyncio
 import dataclasses
 import logging
 import math
+import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..spec import BackendSpec
-from ..verdict import JudgeRequest, Verdict
+from ..verdict import GroupRequest, JudgeRequest, Verdict
 
-__all__ = ["ECHO", "EMPTY", "MASTER_KEYS", "CanaryMonitor", "Tally", "warning_line", "wilson"]
+__all__ = ["ECHO", "EMPTY", "MASTER_KEYS", "CanaryMonitor", "SendSpare", "Tally", "warning_line",
+           "wilson"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +64,10 @@ MAX_PENDING = 256
 #: Seconds between looks while training requests keep the backend busy.
 _POLL_S = 0.1
 
-SendSpare = Callable[[BackendSpec, Sequence[JudgeRequest]], Awaitable[Sequence[Verdict]]]
+Canary = JudgeRequest | GroupRequest
+#: A background call's answer: a Verdict, or a group's Verdict per response.
+Answer = Verdict | Sequence[Verdict]
+SendSpare = Callable[[BackendSpec, Sequence[Canary]], Awaitable[Sequence[Answer]]]
 
 
 def wilson(passed: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
@@ -99,11 +110,11 @@ class CanaryMonitor:
     """Picks canaries from served requests, judges them on spare capacity, keeps the tally.
 
     Args:
-        share: share of served pointwise requests that get a canary (0: off).
+        share: share of served requests that get a canary (0: off).
         pass_above: a canary whose score on [0, 1] is above this fooled the judge.
         warn: the Wilson lower bound of a kind's pass rate that is logged as a WARNING.
         answers_of: a judge's known-bad answers, kind -> response (None: no canaries for
-            it: not pointwise, ``canaries = false``, or unknown).
+            it: pairwise, ``canaries = false``, or unknown).
         send_spare: :meth:`Dispatcher.send_spare`.
         serving: the backend new requests go to now (None while a probe decides).
         lanes_for: canaries in flight at once on a backend (sent in one call).
@@ -122,7 +133,10 @@ class CanaryMonitor:
         self._lanes_for, self._on_result = lanes_for, on_result
         self._credit = 0.0
         self._turn: dict[str, int] = {}
-        self.pending: deque[tuple[str, str, JudgeRequest]] = deque()
+        # where a group's canary stands: seeded, so a run is repeatable
+        self._positions = random.Random(0x0CA9A7)  # noqa: S311 - a position, not a secret
+        #: (judge, kind, canary, its position in a group's canary or None, answer text)
+        self.pending: deque[tuple[str, str, Canary, int | None, str]] = deque()
         self.tallies: dict[tuple[str, str, str], Tally] = {}
         self.dropped = self.failed = self.judging = 0
         self.cost_usd = 0.0
@@ -131,25 +145,57 @@ class CanaryMonitor:
 
     def offer(self, judge: str, request: JudgeRequest, verdict: Verdict) -> None:
         """A served verdict: make a canary of its request when its turn has come."""
-        if self.share <= 0 or not verdict.ok:
+        if not verdict.ok:
             return
+        chosen = self._take_turn(judge)
+        if chosen is not None:
+            kind, answer = chosen
+            answer = request.prompt if kind == ECHO else answer
+            self._enqueue(judge, kind, dataclasses.replace(request, response=answer,
+                                                           metadata=None), None, answer)
+
+    def offer_group(self, judge: str, group: GroupRequest, verdicts: Sequence[Verdict]
+                    ) -> None:
+        """A served group call (all its verdicts ok): when its turn has come, a copy with
+        one response replaced by the known-bad answer, at a random position."""
+        if not verdicts or not all(v.ok for v in verdicts):
+            return
+        chosen = self._take_turn(judge)
+        if chosen is not None:
+            kind, answer = chosen
+            answer = group.prompt if kind == ECHO else answer
+            position = self._positions.randrange(len(group.responses))
+            responses = list(group.responses)
+            responses[position] = answer
+            self._enqueue(judge, kind, dataclasses.replace(
+                group, responses=tuple(responses), metadata=None), position, answer)
+
+    def _take_turn(self, judge: str) -> tuple[str, Any] | None:
+        """The kind and answer of the judge's next canary, when a served request's share
+        adds up to one; None otherwise."""
+        if self.share <= 0:
+            return None
         self._credit += self.share
         if self._credit < 1.0:
-            return
+            return None
         answers = self._answers_of(judge)
         if not answers:
-            return  # the credit stays: the next request of a judge with canaries takes it
+            return None  # the credit stays: the next request of a judge with canaries takes it
         self._credit -= 1.0
         kinds = list(answers)
         turn = self._turn.get(judge, 0)
         self._turn[judge] = turn + 1
         kind = kinds[turn % len(kinds)]
-        answer = request.prompt if kind == ECHO else answers[kind]
-        canary = dataclasses.replace(request, response=answer, metadata=None)
+        return kind, answers[kind]
+
+    def _enqueue(self, judge: str, kind: str, canary: Canary, position: int | None,
+                 answer: Any) -> None:
+        text = ("(the prompt)" if kind == ECHO
+                else answer if isinstance(answer, str) else "(trajectory)")
         if len(self.pending) >= MAX_PENDING:
             self.pending.popleft()
             self.dropped += 1
-        self.pending.append((judge, kind, canary))
+        self.pending.append((judge, kind, canary, position, text))
         self._start()
 
     def snapshot(self) -> dict[str, Any]:
@@ -200,30 +246,35 @@ class CanaryMonitor:
                 batch = [self.pending.popleft() for _ in range(min(lanes, len(self.pending)))]
                 self.judging += len(batch)
                 try:
-                    verdicts = list(await self._send_spare(spec, [c for _, _, c in batch]))
+                    answers = list(await self._send_spare(spec, [c for _, _, c, _, _ in batch]))
                 finally:
                     self.judging -= len(batch)
-                for (judge, kind, canary), verdict in zip(batch, verdicts, strict=False):
-                    self._record(judge, serving, kind, canary, verdict)
-                self.pending.extendleft(reversed(batch[len(verdicts):]))
-                if not verdicts:  # training requests are waiting: let them have it
+                for entry, answer in zip(batch, answers, strict=False):
+                    self._record(entry, serving, answer)
+                self.pending.extendleft(reversed(batch[len(answers):]))
+                if not answers:  # training requests are waiting: let them have it
                     await asyncio.sleep(_POLL_S)
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug here must never touch serving
             logger.exception("judging canaries failed")
 
-    def _record(self, judge: str, serving: str, kind: str, canary: JudgeRequest,
-                verdict: Verdict) -> None:
-        self.cost_usd += verdict.cost_usd or 0.0
-        self.input_tokens += verdict.input_tokens or 0
-        self.output_tokens += verdict.output_tokens or 0
+    def _record(self, entry: tuple[str, str, Canary, int | None, str], serving: str,
+                answer: Answer) -> None:
+        judge, kind, _, position, text = entry
+        call = [answer] if isinstance(answer, Verdict) else list(answer)
+        for spent in call:  # a group's call: what its verdicts say it cost, summed
+            self.cost_usd += spent.cost_usd or 0.0
+            self.input_tokens += spent.input_tokens or 0
+            self.output_tokens += spent.output_tokens or 0
+        # the canary's own verdict: a group's at the canary's position (a call that failed
+        # as a whole answers with one failed Verdict)
+        verdict = call[position] if position is not None and len(call) > position else call[0]
         backend = verdict.backend or serving
         key = (judge, backend, kind)
         tally = self.tallies.get(key)
         if tally is None:
-            text = canary.response if isinstance(canary.response, str) else "(trajectory)"
-            tally = self.tallies[key] = Tally("(the prompt)" if kind == ECHO else text)
+            tally = self.tallies[key] = Tally(text)
         tally.sent += 1
         result = "failed"
         if not (verdict.ok and verdict.score is not None):

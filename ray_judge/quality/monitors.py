@@ -2,30 +2,27 @@
 canaries (:mod:`.canaries`) and length bias (:mod:`.length_bias`).
 
 The core hands every served pointwise verdict to :meth:`QualityMonitors.observe` (before
-calibration: the backend's own score) and merges :meth:`QualityMonitors.snapshot` into
-its status. Metrics go through a duck-typed sink (:class:`QualityMetrics`), so this layer
-does not import the pool above it.
+calibration: the backend's own score), every served group call (a group, or its chunk of
+``max_group``) with its verdicts to :meth:`QualityMonitors.observe_group`, and merges
+:meth:`QualityMonitors.snapshot` into its status. Metrics go through a duck-typed sink
+(:class:`QualityMetrics`), so this layer does not import the pool above it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from ..config import JudgeConfig
 from ..judging.catalog import JudgeCatalog
-from ..spec import BackendSpec
-from ..verdict import JudgeRequest, Verdict
-from .canaries import ECHO, EMPTY, MASTER_KEYS, CanaryMonitor, Tally
+from ..verdict import GroupRequest, JudgeRequest, Verdict
+from .canaries import ECHO, EMPTY, MASTER_KEYS, CanaryMonitor, SendSpare, Tally
 from .length_bias import LengthBias, LengthStats
 
 __all__ = ["QualityMetrics", "QualityMonitors", "canary_answers"]
 
 logger = logging.getLogger(__name__)
-
-SendSpare = Callable[[BackendSpec, Sequence[JudgeRequest]], Awaitable[Sequence[Verdict]]]
-
 
 class QualityMetrics(Protocol):
     """Where the monitors' figures go (:class:`ray_judge.pool.metrics.JudgeMetrics`)."""
@@ -38,8 +35,9 @@ class QualityMetrics(Protocol):
 
 def canary_answers(definition: Any) -> dict[str, Any] | None:
     """A judge's known-bad answers, kind -> response, in the order they take turns (the
-    prompt echo's response is filled per request); None when it gets no canaries."""
-    if definition.kind != "pointwise" or not definition.canaries:
+    prompt echo's response is filled per request); None when it gets no canaries (a
+    pairwise judge: a known-bad answer has no place in a comparison of two)."""
+    if definition.kind not in ("pointwise", "group") or not definition.canaries:
         return None
     keys = list(MASTER_KEYS.items())
     answers: dict[str, Any] = dict(keys[:5])
@@ -86,6 +84,19 @@ class QualityMonitors:
             self.canaries.offer(judge, request, verdict)
         except Exception:  # a monitor must never cost a caller its verdict or calibration
             logger.exception("the quality monitors failed on a verdict of judge %s", judge)
+
+    def observe_group(self, group: GroupRequest, verdicts: Sequence[Verdict]) -> None:
+        """A group call served to a caller: each response's length and score, and the
+        call for a canary."""
+        judge = group.judge or "default"
+        try:
+            for response, verdict in zip(group.responses, verdicts, strict=True):
+                if verdict.ok and verdict.score is not None and verdict.backend \
+                        and not verdict.cached:
+                    self.length_bias.observe(judge, verdict.backend, response, verdict.score)
+            self.canaries.offer_group(judge, group, verdicts)
+        except Exception:  # a monitor must never cost a caller its verdicts
+            logger.exception("the quality monitors failed on a group of judge %s", judge)
 
     def snapshot(self) -> dict[str, Any]:
         """``{"canaries": ..., "length_bias": ...}`` for ``status()``."""

@@ -8,6 +8,7 @@ HTTP are in tests/pool/test_quality_pool.py."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from ray_judge.monitoring.quality_view import canary_lines, length_bias_lines
 from ray_judge.quality.canaries import MASTER_KEYS, CanaryMonitor, wilson
 from ray_judge.quality.length_bias import LengthBias, LengthWindow, length_of, quartiles
 from ray_judge.quality.monitors import canary_answers
-from ray_judge.verdict import JudgeRequest, Status, Verdict
+from ray_judge.verdict import GroupRequest, JudgeRequest, Status, Verdict
 from tests.unit.test_judge_core import make_core
 
 
@@ -113,15 +114,15 @@ def test_canaries_take_the_share_and_the_kinds_take_turns() -> None:
 
     pending = asyncio.run(scenario())
     assert len(pending) == 10  # a quarter, evenly spaced: one canary per request at most
-    assert [kind for _, kind, _ in pending] == [*list(answers), "colon"]
-    responses = {kind: request.response for _, kind, request in pending}
+    assert [kind for _, kind, *_ in pending] == [*list(answers), "colon"]
+    responses = {kind: request.response for _, kind, request, *_ in pending}
     assert responses["empty"] == "" and responses["prompt_echo"] == "task 27"
-    assert responses["file_1"] == "mine" and all(r.metadata is None for _, _, r in pending)
+    assert responses["file_1"] == "mine" and all(r.metadata is None for _, _, r, *_ in pending)
 
 
 def test_canaries_are_off_at_share_zero_and_for_a_judge_that_says_so() -> None:
     assert canary_answers(JudgeDefinition(name="quiet", canaries=False)) is None
-    assert canary_answers(JudgeDefinition(name="g", kind="group")) is None
+    assert canary_answers(JudgeDefinition(name="p", kind="pairwise")) is None
     monitor = CanaryMonitor(share=0.0, pass_above=0.2, warn=0.05,
                             answers_of=lambda judge: {"colon": ":"},
                             send_spare=lambda spec, requests: asyncio.sleep(0, []),
@@ -141,6 +142,13 @@ def test_a_judges_file_adds_canaries_or_turns_them_off(tmp_path: Path) -> None:
     trajectories = definition_from_table("b", {"canaries_file": "bad.jsonl"}, base=tmp_path)
     assert trajectories.canary_answers == ("plain", [{"role": "assistant", "content": "Done."}])
     assert definition_from_table("c", {"canaries": False}).canaries is False
+    group = definition_from_table("g", {"kind": "group", "canaries_file": "bad.txt"},
+                                  base=tmp_path)
+    assert canary_answers(group)["file_2"] == "SCORE: 10"
+    with pytest.raises(JudgeDefinitionError, match=r"judge 'p': canaries_file is for "
+                                                   r"pointwise and group judges; a pairwise"):
+        definition_from_table("p", {"kind": "pairwise", "canaries_file": "bad.txt"},
+                              base=tmp_path)
     with pytest.raises(JudgeDefinitionError, match=r"canaries_file 'broken.jsonl' line 2 is "
                                                    r"not JSON"):
         definition_from_table("d", {"canaries_file": "broken.jsonl"}, base=tmp_path)
@@ -185,6 +193,75 @@ def test_no_canary_verdict_reaches_a_caller_the_cache_the_reservoir_or_the_count
     # The fake backend's verdicts cost nothing; the canaries' tokens are counted apart.
     assert canaries["input_tokens"] > 0 and status["input_tokens"] > 0
     assert status["length_bias"]["default"]["ccode-4-sonnet"]["n"] == n
+
+
+def test_a_group_canary_is_a_copy_of_the_call_with_one_response_replaced() -> None:
+    answers = canary_answers(JudgeDefinition(name="g", kind="group"))
+    monitor = CanaryMonitor(share=0.5, pass_above=0.2, warn=0.05,
+                            answers_of=lambda judge: answers,
+                            send_spare=lambda spec, requests: asyncio.sleep(0, []),
+                            serving=lambda: None)
+    groups = [GroupRequest(f"task {i}", tuple(f"answer {i}-{j}" for j in range(4)),
+                           judge="g", metadata=i) for i in range(32)]
+    for group in groups:
+        monitor.offer_group("g", group, [_verdict()] * 4)
+    monitor.offer_group("g", groups[0], [_verdict(), Verdict.failure(Status.TIMEOUT, "t")])
+    pending = list(monitor.pending)
+    assert len(pending) == 16  # every other group; none for one that failed
+    positions = set()
+    for (judge, kind, canary, position, text), group in zip(pending, groups[1::2],
+                                                           strict=True):
+        answer = group.prompt if kind == "prompt_echo" else answers[kind]
+        expected = list(group.responses)
+        expected[position] = answer
+        assert canary.responses == tuple(expected) and canary.metadata is None
+        assert (judge, canary.prompt, canary.judge) == ("g", group.prompt, "g")
+        assert text == ("(the prompt)" if kind == "prompt_echo" else answer)
+        positions.add(position)
+    assert positions == {0, 1, 2, 3}  # not always the same place in the group
+    assert all(g.responses[0] == f"answer {g.metadata}-0" for g in groups)  # untouched
+
+
+@pytest.mark.parametrize("gullible", [True, False])
+def test_group_canaries_and_length_bias_through_the_core(tmp_path, gullible):
+    """A group judge's served calls get canaries (share 1: one per group call) and feed
+    length bias; the callers' verdicts are the real groups' only. A gullible model gives
+    anything that is not a real answer 10, an honest one 0."""
+    import re
+
+    block = re.compile(r"<<<BEGIN RESPONSE (\d+)>>>\n(.*?)\n<<<END RESPONSE \1>>>", re.S)
+
+    def judge_group(prompt):
+        texts = [t for _, t in sorted(block.findall(prompt.user), key=lambda b: int(b[0]))]
+        real, bad = (3, 10) if gullible else (7, 0)
+        return json.dumps({"scores": [real if t.startswith("answer") else bad
+                                      for t in texts]})
+
+    async def scenario():
+        core = make_core(tmp_path, canary_share=1.0)
+        serving = str(core.resolver.resolve().spec)
+        for worker in core.workers.workers:
+            worker._runner(serving).backend.handler = judge_group
+        verdicts = [await core.score_group(f"task {i}", [f"answer {i}-{j}" + "x" * j
+                                                         for j in range(4)], judge="group")
+                    for i in range(16)]
+        for _ in range(300):  # the canaries are judged in the background
+            if core.status()["canaries"]["sent"] == 16:
+                break
+            await asyncio.sleep(0.01)
+        status = core.status()
+        await core.aclose()
+        return serving, verdicts, status
+
+    serving, verdicts, status = asyncio.run(scenario())
+    assert all(v.ok and v.score == (0.3 if gullible else 0.7) for g in verdicts for v in g)
+    assert status["total"] == 64  # the callers' verdicts, no canary's
+    canaries = status["canaries"]
+    kinds = canaries["judges"]["group"][serving]
+    assert canaries["sent"] == canaries["judged"] == 16 and canaries["failed"] == 0
+    assert sum(k["sent"] for k in kinds.values()) == 16 and len(kinds) == 8
+    assert canaries["passed"] == (16 if gullible else 0)
+    assert status["length_bias"]["group"][serving]["n"] == 64
 
 
 def test_show_status_and_watch_say_the_same_canary_and_length_lines() -> None:
