@@ -83,6 +83,8 @@ def llm_judge(cluster, server, backend_file):
            "LLM_JUDGE_BACKEND_FILE": str(backend_file), "LLM_JUDGE_MAX_ATTEMPTS": "2",
            "LLM_JUDGE_BACKOFF": "0.01",
            "LLM_JUDGE_TIMEOUT": "60", "LLM_JUDGE_CACHE_SIZE": "0",
+           # the model calls and scripted answers here are the tests' own: no canary calls
+           "LLM_JUDGE_CANARY_SHARE": "0",
            "OPENAI_API_BASE": f"{server.url}/v1", "OPENAI_API_KEY": "sk-test-groups",
            "ANTHROPIC_BASE_URL": server.url, "ANTHROPIC_API_KEY": "sk-test-groups",
            "LITELLM_OFFLINE_MODE": "true", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
