@@ -28,10 +28,13 @@ from ..spec import BackendSpec
 if TYPE_CHECKING:
     from .definition import JudgeDefinition
 
-__all__ = ["CURRENT", "ESCALATIONS", "PANEL_KEYS", "Panel", "check_panel", "spread"]
+__all__ = ["CURRENT", "ESCALATIONS", "PANEL", "PANEL_KEYS", "Panel", "check_panel", "spread"]
 
 #: The member that is whatever backend the override file and failover serve right now.
 CURRENT = "@current"
+#: ``backend=`` of a panel judge's request that an eval sends: judged by the panel, each
+#: member in a lane of its own (:mod:`ray_judge.pool.pinning`).
+PANEL = "@panel"
 #: What the escalation backend's verdict does: it decides, or joins the aggregate.
 ESCALATIONS = ("decides", "joins")
 #: The definition keys of a panel (all but ``panel`` need ``panel``).

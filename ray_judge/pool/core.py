@@ -104,7 +104,8 @@ class JudgeCore:
             charge=self.budget.charge_usd, on_release=metrics.record_hedge,
             on_refuse=metrics.record_hedge_refused)
         workers.use_permits(self.hedges)
-        self.panels = Panels(self.dispatcher.submit, catalog, config.panel_window, metrics.panels)
+        self.panels = Panels(self.dispatcher.submit, catalog, config.panel_window,
+                             metrics.panels, serving=lambda: self.history.settled)
         reference = config.calibration_reference
         self.shift = ShiftMonitor(
             capacity=config.reservoir_size, share=config.shift_share,
@@ -189,7 +190,7 @@ class JudgeCore:
                                    for x in (prompt, a, b)), reference)
         calls = pair_requests(pair, swap=options.swap, first_is_a=first_is_a)
         if self.panels.convenes(pair, pin):  # a pairwise panel
-            return await self.panels.compare(pair, calls, first_is_a=first_is_a, sample=pin.sample)
+            return await self.panels.compare(pair, calls, first_is_a=first_is_a, pin=pin)
         results = [stamped(r, options) for r in
                    await asyncio.gather(*self.dispatcher.submit(calls, pin.backend,
                                                                 pin.sample))]

@@ -27,7 +27,10 @@ The panel's Verdict:
 No panel verdict is cached as a whole: it is assembled from member verdicts whose cache
 keys name each member's backend as resolved (``@current`` included), so after a switch
 the ``@current`` member is asked afresh and no panel verdict of the old membership is
-served. A request with ``backend=`` of a panel judge is judged by that one backend.
+served. A request with ``backend=`` of a panel judge is judged by that one backend;
+with ``backend="@panel"`` (an eval) by the panel, each member in a lane of its own
+(``@current`` as the backend serving at that moment), so it never queues ahead of
+training requests.
 
 A *group* panel (a ``kind = "group"`` judge with ``panel``) has each member judge the
 whole group (split per ``max_group`` as usual, shown in a shuffle of its own: the
@@ -47,6 +50,7 @@ from typing import Any
 
 from ..judging.catalog import JudgeCatalog
 from ..judging.groups.planning import assemble, chunk_requests, compare_verdict
+from ..judging.panel import PANEL
 from ..spec import BackendSpec
 from ..verdict import GroupRequest, JudgeRequest, Verdict
 from .cache import Result, stamped
@@ -54,7 +58,7 @@ from .items import Request
 from .panel_metrics import AGREEMENT_EVERY, PanelMetrics
 from .panel_verdict import combine
 from .panel_window import ESCALATION, WINDOW, PanelWindow
-from .pinning import Pin
+from .pinning import NONE, Pin
 
 __all__ = ["Panels"]
 
@@ -74,18 +78,26 @@ class Panels:
         catalog: the judges, to tell a panel judge's request from another.
         window: verdicts per panel judge that agreement is computed over.
         metrics: the panel instruments (None: none).
+        serving: the backend serving now, for ``@current`` in lanes of their own (None:
+            not known yet; the member then goes where training requests go).
     """
 
     def __init__(self, submit: Submit, catalog: JudgeCatalog, window: int = WINDOW,
-                 metrics: PanelMetrics | None = None) -> None:
+                 metrics: PanelMetrics | None = None,
+                 serving: Callable[[], str | None] = lambda: None) -> None:
         self._submit = submit
         self._catalog = catalog
         self._metrics = metrics
+        self._serving = serving
         self._windows = {d.name: PanelWindow(d.panel_plan, window) for d in catalog
                          if d.panel_plan is not None}
 
     def convenes(self, request: Request, pin: Pin) -> bool:
-        """Whether ``request`` is judged by a panel (a panel judge's, not pinned)."""
+        """Whether ``request`` is judged by a panel (a panel judge's, not pinned);
+        ValueError for ``backend="@panel"`` on another judge's request."""
+        if pin.panel and request.judge not in self._windows:
+            raise ValueError(f"backend={PANEL!r} is for the requests of panel judges; judge "
+                             f"{request.judge or 'default'!r} is not one")
         return not pin.pinned and request.judge in self._windows
 
     def as_is(self, request: Request, pin: Pin) -> bool:
@@ -102,49 +114,59 @@ class Panels:
             if not self.convenes(request, pin):
                 rest.append(i)
             elif isinstance(request, GroupRequest):
-                out[i] = asyncio.ensure_future(self.judge_group(request, pin.sample))
+                out[i] = asyncio.ensure_future(self.judge_group(request, pin))
             else:
-                out[i] = asyncio.ensure_future(self.judge(request, pin.sample))
+                out[i] = asyncio.ensure_future(self.judge(request, pin))
         for i, future in zip(rest, others([requests[i] for i in rest],
                                           [pins[i] for i in rest]), strict=True):
             out[i] = future
         return out  # type: ignore[return-value]
 
-    async def judge(self, request: JudgeRequest, sample: int = 0) -> Verdict:
+    async def judge(self, request: JudgeRequest, pin: Pin = NONE) -> Verdict:
         """The panel verdict of ``request`` (its judge must be a panel judge)."""
         async def ask(member: BackendSpec | None) -> list[Verdict]:
-            (future,) = self._submit([request], member, sample)
+            (future,) = self._submit([request], self._lane(member, pin), pin.sample)
             return [await future]  # type: ignore[list-item]
 
         (verdict,) = await self._convene(request.judge, ask, [request.metadata])
         return verdict
 
-    async def judge_group(self, group: GroupRequest, sample: int = 0) -> list[Verdict]:
+    async def judge_group(self, group: GroupRequest, pin: Pin = NONE) -> list[Verdict]:
         """One panel verdict per response of ``group``: each member judges the group
         (split per ``max_group`` as usual) and each response's scores are combined."""
         definition = self._catalog.get(group.judge)
         split, chunks = chunk_requests(group, definition.max_group)
 
         async def ask(member: BackendSpec | None) -> list[Verdict]:
-            results = await asyncio.gather(*self._submit(chunks, member, sample))
+            results = await asyncio.gather(*self._submit(chunks, self._lane(member, pin),
+                                                         pin.sample))
             return assemble(group, split, [stamped(r, definition) for r in results])
 
         return await self._convene(group.judge, ask, [group.metadata] * len(group.responses))
 
     async def compare(self, pair: GroupRequest, calls: list[GroupRequest], *,
-                      first_is_a: bool, sample: int = 0) -> Verdict:
+                      first_is_a: bool, pin: Pin = NONE) -> Verdict:
         """The panel's preference for ``a``: each member's (both orders when the judge
         swaps) combined like scores."""
         definition = self._catalog.get(pair.judge)
 
         async def ask(member: BackendSpec | None) -> list[Verdict]:
-            results = await asyncio.gather(*self._submit(calls, member, sample))
+            results = await asyncio.gather(*self._submit(calls, self._lane(member, pin),
+                                                         pin.sample))
             return [compare_verdict([stamped(r, definition) for r in results],
                                     swap=definition.swap, first_is_a=first_is_a,
                                     metadata=pair.metadata)]
 
         (verdict,) = await self._convene(pair.judge, ask, [pair.metadata])
         return verdict
+
+    def _lane(self, member: BackendSpec | None, pin: Pin) -> BackendSpec | None:
+        """Where a member's request goes: its own backend's lane; ``@current`` with the
+        training requests, or, for ``backend="@panel"``, in the serving backend's lane."""
+        if member is not None or not pin.panel:
+            return member
+        serving = self._serving()
+        return None if serving is None else BackendSpec.parse(serving)
 
     async def _convene(self, judge: str | None, ask: Ask, metadata: list[Any]
                        ) -> list[Verdict]:

@@ -8,6 +8,11 @@ beside a training run. It shares the backend's global limits and the verdict cac
 (:mod:`.lanes` says why). Its verdict is the backend's own: no calibration onto a
 reference scale, no shift sampling, no score histogram of served rewards.
 
+``backend="@panel"`` on a panel judge's request judges it with its panel as it serves,
+but with every member in a lane of its own (``@current`` as the backend serving at that
+moment, never rerouted): how ``ray-judge eval`` measures a panel beside a training run
+without queueing ahead of it. On another judge's request it is an error.
+
 ``sample=k`` (k >= 1) asks for the k-th independent judgement of the same request: it
 is cached under a key of its own, so ``--samples K`` measures how consistent a judge is
 instead of reading one cached verdict K times. 0 (the default) is the ordinary one.
@@ -22,6 +27,7 @@ from typing import Any
 
 from ..errors import InvalidSpecError, shown
 from ..judging.catalog import JudgeCatalog
+from ..judging.panel import PANEL
 from ..spec import BackendSpec
 from ..verdict import GroupRequest, JudgeRequest
 from .cache import Result
@@ -37,17 +43,19 @@ _MAX_SAMPLE = 1000
 
 @dataclass(frozen=True)
 class Pin:
-    """Where one request goes: its own backend (None: the serving one) and sample."""
+    """Where one request goes: its own backend (None: the serving one) and sample;
+    ``panel``: a panel judge's request judged by its panel in lanes of its own."""
 
     backend: BackendSpec | None = None
     sample: int = 0
+    panel: bool = False
 
     @classmethod
     def of(cls, backend: object = None, sample: object = 0, where: str = "request") -> Pin:
         """Validate ``backend=`` (a spec string) and ``sample=``; ValueError/TypeError
         naming ``where`` and showing the bad value."""
         spec = None
-        if backend is not None:
+        if backend is not None and backend != PANEL:
             try:
                 spec = (backend if isinstance(backend, BackendSpec)
                         else BackendSpec.parse(backend))
@@ -59,7 +67,7 @@ class Pin:
         if not 0 <= sample <= _MAX_SAMPLE:
             raise ValueError(f"{where}.sample must be an integer in [0, {_MAX_SAMPLE}], "
                              f"got {sample!r}")
-        return cls(spec, sample)
+        return cls(spec, sample, backend == PANEL)
 
     @property
     def pinned(self) -> bool:

@@ -11,7 +11,8 @@ cache decide the pace. A call that raises does not stop the eval: its cases get 
 verdicts saying why (never a score).
 
 The column :data:`PANEL` is the judge as it serves: a panel judge's cases go to their
-panel (no ``backend=``), the other cases to the serving backend. When every case names a
+panel (``backend="@panel"``: every member in a lane of its own, as any eval request),
+the other cases to the serving backend. When every case names a
 panel judge with the same members, each member gets a column of its own beside the
 panel, read from the panel verdicts' ``extra["panel"]``: the very judgements the panel
 combined, at no extra call (members asked again would answer from the cache, at no
@@ -24,7 +25,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from ..judging.panel import CURRENT
+from ..judging.panel import CURRENT, PANEL
 from ..verdict import Status, Verdict
 from .cases import Case
 from .metrics import Judged, thresholds
@@ -35,8 +36,6 @@ __all__ = ["CHUNK", "MAX_CALLS", "PANEL", "CaseJudge", "judge_cases", "member_co
 CHUNK = 64
 #: Most calls in flight at once, over every backend and sample.
 MAX_CALLS = 8
-#: The column of the judge as it serves: panel judges' cases judged by their panels.
-PANEL = "@panel"
 
 
 class CaseJudge(Protocol):
@@ -129,7 +128,7 @@ def _pins(backend: str, sample: int, panels: Mapping[str, Sequence[str]],
         if backend != PANEL:
             return {"backend": backend, "sample": sample}
         if case.judge in panels:
-            return {"sample": sample}  # the panel, as it serves
+            return {"backend": PANEL, "sample": sample}  # the panel, in lanes of its own
         return {"backend": serving, "sample": sample}
 
     return pinned

@@ -52,6 +52,13 @@ def test_a_panel_judges_through_the_judge_actor(cluster, server, judge_name,
             timeout=120)
         split = ray.get(judge.score.remote("p", "SPLIT", judge="trio"), timeout=60)
         status = ray.get(judge.status.remote())
+        # what ray-judge eval sends: the panel, each member in a lane of its own (the
+        # lanes are checked in tests/unit/test_panels_core.py); a bad one is refused
+        evaluated = ray.get(judge.score_batch.remote(
+            [{"prompt": "p", "response": "r0", "judge": "trio", "backend": "@panel",
+              "sample": 1}]), timeout=60)
+        with pytest.raises(ValueError, match="judge 'default' is not one"):
+            ray.get(judge.score.remote("p", "r0", backend="@panel"), timeout=60)
     finally:
         ray_judge.stop_judge(name=judge_name)
     # 2, 4, 3 out of 10: median 0.3, spread 0.2, no escalation
@@ -61,8 +68,9 @@ def test_a_panel_judges_through_the_judge_actor(cluster, server, judge_name,
         "litellm:openai/judge-a", *MEMBERS[1:]]
     # 2, 4, 9: spread 0.7 > 0.3, judge-x decides 0.7
     assert split.extra["escalated"] and split.score == pytest.approx(0.7)
+    assert evaluated[0].score == pytest.approx(0.3) and not evaluated[0].cached
     calls = [r.body["model"] for r in server.requests if r.body]
-    assert calls.count("judge-x") == 1 and len(calls) == 5 * 3 + 1
+    assert calls.count("judge-x") == 1 and len(calls) == 6 * 3 + 1
     trio = status["panels"]["trio"]
     assert (trio["verdicts"], trio["escalated"], trio["calls"]["escalation"]) == (5, 1, 1)
     assert trio["agreement"]["n"] == 5

@@ -283,17 +283,29 @@ def test_an_eval_of_a_panel_judge_shows_the_panel_beside_its_members(
     labels = [{"prompt": "Grade it.", "response": f"VALUE-{n}", "judge": "p", "label": n}
               for n in (4, 5, 6, 3, 2)]
 
+    lanes = []
+
     async def scenario():
         core = make_core(tmp_path, monkeypatch, ESCALATING)
         try:
+            await core.score("Grade it.", "VALUE-1")  # training traffic: A serves
+            lanes.append(set(core.dispatcher.lanes.pinned))
             cases = parse_cases([json.dumps(x) for x in labels], core.judges_catalog)
             plan = core.judges_catalog.get("p").panel_plan
-            return await judge_cases(core, cases, [PANEL], panels={"p": plan.labels},
-                                     serving=A)
+            results = await judge_cases(core, cases, [PANEL], panels={"p": plan.labels},
+                                        serving=A)
+            lanes.append(set(core.dispatcher.lanes.pinned))
+            with pytest.raises(ValueError, match=r"backend='@panel' is for the requests of "
+                                                 r"panel judges; judge 'default' is not one"):
+                await core.score("Grade it.", "VALUE-1", backend=PANEL)
+            return results
         finally:
             await core.aclose()
 
     results = asyncio.run(scenario())
+    # every member in a lane of its own, @current too: the eval never queues in the main
+    # lane ahead of training requests
+    assert lanes[0] == set() and lanes[1] == {BackendSpec.parse(m) for m in (A, B, C, X)}
     assert list(results) == [PANEL, A, B, C]
     figures = {name: summarize(judged) for name, judged in results.items()}
     got = {name: [j.got for j in judged] for name, judged in results.items()}
@@ -305,8 +317,9 @@ def test_an_eval_of_a_panel_judge_shows_the_panel_beside_its_members(
     assert figures[C]["mae"] == pytest.approx((2 + 0 + 2 + 4 + 6) / 5)
     assert figures[PANEL]["escalated"] == pytest.approx(0.6)
     assert all(figures[m]["escalated"] is None for m in (A, B, C))
-    # every call was the panel's: 3 members x 5 cases and 3 escalations, none again
-    assert fake.model_calls + vllm.model_calls == 18
+    # every call was the panel's: 3 members x 5 cases and 3 escalations, none again (and
+    # the one training request)
+    assert fake.model_calls + vllm.model_calls == 18 + 1
     members_cost = sum(figures[m]["cost_usd"] for m in (A, B, C))
     assert 0 < members_cost < figures[PANEL]["cost_usd"]  # the escalations cost the rest
     assert all(figures[m]["tokens"] > 0 and figures[m]["latency_p50_s"] is not None
