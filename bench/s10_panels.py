@@ -40,7 +40,10 @@ def run(ctx: Context) -> None:
     env = litellm_env(fake.url, ctx.work, "openai/panel-a",
                       LLM_JUDGE_NUM_WORKERS=str(ctx.workers), LLM_JUDGE_CACHE_SIZE="0",
                       LLM_JUDGE_JUDGES_FILE=str(judges),
-                      LLM_JUDGE_MAX_IN_FLIGHT_LITELLM=str(2 * n))
+                      LLM_JUDGE_MAX_IN_FLIGHT_LITELLM=str(2 * n),
+                      # calls per verdict are counted: a panel judge gets no canaries and
+                      # the single judge none either (scenario 1 measures them)
+                      LLM_JUDGE_CANARY_SHARE="0")
     judge = ctx.ray().start_judge(env, warm=_items(4, "warm", "trio"))
     try:
         for size in sorted({min(LIGHT, n), n}):

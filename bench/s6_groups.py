@@ -34,12 +34,14 @@ def run(ctx: Context) -> None:
     fake = ctx.fake(0.0)
     fake.set_default(Behaviour.ok(_answer(k)))
     try:
+        # the judge calls are counted: no canary calls among them (scenario 1 has those)
         cases = [("LiteLLM", litellm_env(fake.url, ctx.work, "openai/bench-judge",
-                                         LLM_JUDGE_NUM_WORKERS=str(ctx.workers)))]
+                                         LLM_JUDGE_NUM_WORKERS=str(ctx.workers),
+                                         LLM_JUDGE_CANARY_SHARE="0"))]
         if ctx.cli is not None:
             cases.append(("Claude Code CLI", ccode_env(
                 fake.url, ctx.work, ctx.cli, LLM_JUDGE_NUM_WORKERS=str(ctx.workers),
-                LLM_JUDGE_TIMEOUT="120", LLM_JUDGE_DEADLINE="900")))
+                LLM_JUDGE_TIMEOUT="120", LLM_JUDGE_DEADLINE="900", LLM_JUDGE_CANARY_SHARE="0")))
         else:
             ctx.report.skipped["6: Claude Code CLI"] = "no Claude Code CLI"
         for name, env in cases:

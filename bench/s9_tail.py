@@ -39,7 +39,10 @@ def run(ctx: Context) -> None:
             env = litellm_env(fake.url, ctx.work, "openai/tail-judge",
                               LLM_JUDGE_NUM_WORKERS=str(ctx.workers), LLM_JUDGE_HEDGE=hedge,
                               LLM_JUDGE_MAX_IN_FLIGHT_LITELLM=str(2 * n_prompts * k),
-                              LLM_JUDGE_CACHE_SIZE="0")
+                              LLM_JUDGE_CACHE_SIZE="0",
+                              # provider calls are counted: none of them canaries (about
+                              # 1% more calls; scenario 1 measures them)
+                              LLM_JUDGE_CANARY_SHARE="0")
             judge = ctx.ray().start_judge(env, warm=_step(4, 8, f"warm-{hedge}"))
             rows.append(ctx.report.add(_measure(ctx, fake, judge, hedge, n_prompts, k, steps)))
             ctx.ray().stop_judge()
