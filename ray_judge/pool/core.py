@@ -104,8 +104,6 @@ class JudgeCore:
             charge=self.budget.charge_usd, on_release=metrics.record_hedge,
             on_refuse=metrics.record_hedge_refused)
         workers.use_permits(self.hedges)
-        self.panels = Panels(self.dispatcher.submit, catalog, config.panel_window,
-                             metrics.panels, serving=lambda: self.history.settled)
         reference = config.calibration_reference
         self.shift = ShiftMonitor(
             capacity=config.reservoir_size, share=config.shift_share,
@@ -124,6 +122,9 @@ class JudgeCore:
             self.history.on_settled(self.validation.settled, initial=True)
         self.quality = QualityMonitors(config, catalog, send_spare=self.dispatcher.send_spare,
                                        serving=lambda: self.history.settled, metrics=metrics)
+        self.panels = Panels(self.dispatcher.submit, catalog, config.panel_window,
+                             metrics=metrics.panels, serving=lambda: self.history.settled,
+                             on_served=self.quality.observe_panel)
         self.route()
 
     def __repr__(self) -> str:

@@ -80,15 +80,21 @@ class Panels:
         metrics: the panel instruments (None: none).
         serving: the backend serving now, for ``@current`` in lanes of their own (None:
             not known yet; the member then goes where training requests go).
+        on_served: called with a caller's request and its panel verdicts (one per
+            response) as they are served (not an eval's: ``backend="@panel"``); the
+            quality monitors' length bias.
     """
 
-    def __init__(self, submit: Submit, catalog: JudgeCatalog, window: int = WINDOW,
+    def __init__(self, submit: Submit, catalog: JudgeCatalog, window: int = WINDOW, *,
                  metrics: PanelMetrics | None = None,
-                 serving: Callable[[], str | None] = lambda: None) -> None:
+                 serving: Callable[[], str | None] = lambda: None,
+                 on_served: Callable[[Request, list[Verdict]], None] = lambda r, v: None
+                 ) -> None:
         self._submit = submit
         self._catalog = catalog
         self._metrics = metrics
         self._serving = serving
+        self._on_served = on_served
         self._windows = {d.name: PanelWindow(d.panel_plan, window) for d in catalog
                          if d.panel_plan is not None}
 
@@ -128,8 +134,10 @@ class Panels:
             (future,) = self._submit([request], self._lane(member, pin), pin.sample)
             return [await future]  # type: ignore[list-item]
 
-        (verdict,) = await self._convene(request.judge, ask, [request.metadata])
-        return verdict
+        verdicts = await self._convene(request.judge, ask, [request.metadata])
+        if not pin.panel:
+            self._on_served(request, verdicts)
+        return verdicts[0]
 
     async def judge_group(self, group: GroupRequest, pin: Pin = NONE) -> list[Verdict]:
         """One panel verdict per response of ``group``: each member judges the group
@@ -142,7 +150,10 @@ class Panels:
                                                          pin.sample))
             return assemble(group, split, [stamped(r, definition) for r in results])
 
-        return await self._convene(group.judge, ask, [group.metadata] * len(group.responses))
+        verdicts = await self._convene(group.judge, ask, [group.metadata] * len(group.responses))
+        if not pin.panel:
+            self._on_served(group, verdicts)
+        return verdicts
 
     async def compare(self, pair: GroupRequest, calls: list[GroupRequest], *,
                       first_is_a: bool, pin: Pin = NONE) -> Verdict:

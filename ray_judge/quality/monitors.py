@@ -77,10 +77,7 @@ class QualityMonitors:
         """A pointwise verdict served to a caller (as its backend gave it)."""
         judge = request.judge or "default"
         try:
-            if verdict.ok and verdict.score is not None and verdict.backend \
-                    and not verdict.cached:
-                self.length_bias.observe(judge, verdict.backend, request.response,
-                                         verdict.score)
+            self._lengths(judge, [request.response], [verdict])
             self.canaries.offer(judge, request, verdict)
         except Exception:  # a monitor must never cost a caller its verdict or calibration
             logger.exception("the quality monitors failed on a verdict of judge %s", judge)
@@ -90,13 +87,30 @@ class QualityMonitors:
         call for a canary."""
         judge = group.judge or "default"
         try:
-            for response, verdict in zip(group.responses, verdicts, strict=True):
-                if verdict.ok and verdict.score is not None and verdict.backend \
-                        and not verdict.cached:
-                    self.length_bias.observe(judge, verdict.backend, response, verdict.score)
+            self._lengths(judge, group.responses, verdicts)
             self.canaries.offer_group(judge, group, verdicts)
         except Exception:  # a monitor must never cost a caller its verdicts
             logger.exception("the quality monitors failed on a group of judge %s", judge)
+
+    def observe_panel(self, request: JudgeRequest | GroupRequest,
+                      verdicts: Sequence[Verdict]) -> None:
+        """A panel's verdicts served to a caller (backend ``panel:<judge>``): lengths and
+        scores only. No canary: one would need every member's spare capacity at once, and
+        each member's own judgements of a canary are what the members' judges show."""
+        judge = request.judge or "default"
+        responses = (request.responses if isinstance(request, GroupRequest)
+                     else [request.response])
+        try:
+            self._lengths(judge, responses, verdicts)
+        except Exception:  # a monitor must never cost a caller its verdicts
+            logger.exception("the quality monitors failed on a panel of judge %s", judge)
+
+    def _lengths(self, judge: str, responses: Sequence[Any],
+                 verdicts: Sequence[Verdict]) -> None:
+        for response, verdict in zip(responses, verdicts, strict=True):
+            if verdict.ok and verdict.score is not None and verdict.backend \
+                    and not verdict.cached:
+                self.length_bias.observe(judge, verdict.backend, response, verdict.score)
 
     def snapshot(self) -> dict[str, Any]:
         """``{"canaries": ..., "length_bias": ...}`` for ``status()``."""

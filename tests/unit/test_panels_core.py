@@ -298,6 +298,8 @@ def test_an_eval_of_a_panel_judge_shows_the_panel_beside_its_members(
             with pytest.raises(ValueError, match=r"backend='@panel' is for the requests of "
                                                  r"panel judges; judge 'default' is not one"):
                 await core.score("Grade it.", "VALUE-1", backend=PANEL)
+            await core.score("Grade it.", "VALUE-7", judge="p")  # a caller's panel reward
+            lanes.append(core.status()["length_bias"])
             return results
         finally:
             await core.aclose()
@@ -306,6 +308,8 @@ def test_an_eval_of_a_panel_judge_shows_the_panel_beside_its_members(
     # every member in a lane of its own, @current too: the eval never queues in the main
     # lane ahead of training requests
     assert lanes[0] == set() and lanes[1] == {BackendSpec.parse(m) for m in (A, B, C, X)}
+    # a caller's panel verdicts feed length bias under the panel's name; the eval's do not
+    assert lanes[2]["p"]["panel:p"]["n"] == 1 and set(lanes[2]["p"]) == {"panel:p"}
     assert list(results) == [PANEL, A, B, C]
     figures = {name: summarize(judged) for name, judged in results.items()}
     got = {name: [j.got for j in judged] for name, judged in results.items()}
@@ -318,8 +322,8 @@ def test_an_eval_of_a_panel_judge_shows_the_panel_beside_its_members(
     assert figures[PANEL]["escalated"] == pytest.approx(0.6)
     assert all(figures[m]["escalated"] is None for m in (A, B, C))
     # every call was the panel's: 3 members x 5 cases and 3 escalations, none again (and
-    # the one training request)
-    assert fake.model_calls + vllm.model_calls == 18 + 1
+    # the training request, and the caller's panel request: 3 members and an escalation)
+    assert fake.model_calls + vllm.model_calls == 18 + 1 + 4
     members_cost = sum(figures[m]["cost_usd"] for m in (A, B, C))
     assert 0 < members_cost < figures[PANEL]["cost_usd"]  # the escalations cost the rest
     assert all(figures[m]["tokens"] > 0 and figures[m]["latency_p50_s"] is not None
