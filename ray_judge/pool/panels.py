@@ -30,7 +30,8 @@ the ``@current`` member is asked afresh and no panel verdict of the old membersh
 served. A request with ``backend=`` of a panel judge is judged by that one backend;
 with ``backend="@panel"`` (an eval) by the panel, each member in a lane of its own
 (``@current`` as the backend serving at that moment), so it never queues ahead of
-training requests.
+training requests; its verdicts stay out of the panel's window and metrics, which
+describe what training got.
 
 A *group* panel (a ``kind = "group"`` judge with ``panel``) has each member judge the
 whole group (split per ``max_group`` as usual, shown in a shuffle of its own: the
@@ -116,8 +117,10 @@ class Panels:
         """Each request's result: a panel's for panel requests, ``others``' for the rest."""
         out: list[Awaitable[Result] | None] = [None] * len(requests)
         rest = []
+        # every request checked before any is started: a bad one fails the call, unspent
+        convened = [self.convenes(r, p) for r, p in zip(requests, pins, strict=True)]
         for i, (request, pin) in enumerate(zip(requests, pins, strict=True)):
-            if not self.convenes(request, pin):
+            if not convened[i]:
                 rest.append(i)
             elif isinstance(request, GroupRequest):
                 out[i] = asyncio.ensure_future(self.judge_group(request, pin))
@@ -134,7 +137,7 @@ class Panels:
             (future,) = self._submit([request], self._lane(member, pin), pin.sample)
             return [await future]  # type: ignore[list-item]
 
-        verdicts = await self._convene(request.judge, ask, [request.metadata])
+        verdicts = await self._convene(request.judge, ask, [request.metadata], pin)
         if not pin.panel:
             self._on_served(request, verdicts)
         return verdicts[0]
@@ -150,7 +153,8 @@ class Panels:
                                                          pin.sample))
             return assemble(group, split, [stamped(r, definition) for r in results])
 
-        verdicts = await self._convene(group.judge, ask, [group.metadata] * len(group.responses))
+        verdicts = await self._convene(group.judge, ask, [group.metadata] * len(group.responses),
+                                       pin)
         if not pin.panel:
             self._on_served(group, verdicts)
         return verdicts
@@ -168,7 +172,7 @@ class Panels:
                                     swap=definition.swap, first_is_a=first_is_a,
                                     metadata=pair.metadata)]
 
-        (verdict,) = await self._convene(pair.judge, ask, [pair.metadata])
+        (verdict,) = await self._convene(pair.judge, ask, [pair.metadata], pin)
         return verdict
 
     def _lane(self, member: BackendSpec | None, pin: Pin) -> BackendSpec | None:
@@ -179,7 +183,7 @@ class Panels:
         serving = self._serving()
         return None if serving is None else BackendSpec.parse(serving)
 
-    async def _convene(self, judge: str | None, ask: Ask, metadata: list[Any]
+    async def _convene(self, judge: str | None, ask: Ask, metadata: list[Any], pin: Pin
                        ) -> list[Verdict]:
         """Ask every member at once, escalate when they disagree, combine per position.
         A group escalates as a whole when any response's scores spread too far."""
@@ -202,7 +206,8 @@ class Panels:
                 0.0 if escalated is None else escalated.latency_s)
             verdict = combine(definition, plan, column, escalated, latency_s=latency_s,
                               metadata=metadata[i], extra=extra)
-            self._record(definition.name, column, escalated, verdict)
+            if not pin.panel:  # an eval's verdicts stay out of the window and the metrics
+                self._record(definition.name, column, escalated, verdict)
             out.append(verdict)
         return out
 

@@ -71,7 +71,7 @@ async def judge_cases(judge: CaseJudge, cases: Sequence[Case], backends: Sequenc
         by_sample = [r for (b, _), r in zip(passes, results, strict=True) if b == backend]
         columns = {backend: by_sample}
         if backend == PANEL:
-            columns.update(member_columns(cases, by_sample, panels))
+            columns.update(member_columns(cases, by_sample, panels, taken=backends))
         for name, runs in columns.items():
             out[name] = [Judged(case, [run[i] for run in runs], thresholds(case, threshold))
                          for i, case in enumerate(cases)]
@@ -79,10 +79,12 @@ async def judge_cases(judge: CaseJudge, cases: Sequence[Case], backends: Sequenc
 
 
 def member_columns(cases: Sequence[Case], runs: Sequence[Sequence[Any]],
-                   panels: Mapping[str, Sequence[str]]) -> dict[str, list[list[Any]]]:
+                   panels: Mapping[str, Sequence[str]], taken: Sequence[str] = ()
+                   ) -> dict[str, list[list[Any]]]:
     """Each panel member's results (per sample, per case) read from the panel verdicts
     in ``runs``, when every case names a panel judge with the same members; else none.
-    A member's column is named by its label, ``@current`` with the backend it stood for."""
+    A member's column is named by its label, ``@current`` with the backend it stood for;
+    a name in ``taken`` (a backend judged on its own too) gets `` (in @panel)``."""
     labels = {tuple(panels.get(c.judge, ())) for c in cases}
     if len(labels) != 1 or not next(iter(labels)):
         return {}
@@ -93,7 +95,7 @@ def member_columns(cases: Sequence[Case], runs: Sequence[Sequence[Any]],
                     for v in (r if isinstance(r, list) else [r]) if v.ok}
         name = (f"{label} ({backends.pop()})" if label == CURRENT and len(backends) == 1
                 else label)
-        out[name] = column
+        out[f"{name} (in {PANEL})" if name in taken else name] = column
     return out
 
 

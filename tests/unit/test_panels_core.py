@@ -295,11 +295,23 @@ def test_an_eval_of_a_panel_judge_shows_the_panel_beside_its_members(
             results = await judge_cases(core, cases, [PANEL], panels={"p": plan.labels},
                                         serving=A)
             lanes.append(set(core.dispatcher.lanes.pinned))
+            # B judged on its own too: the member column read from the panel is named apart
+            again = await judge_cases(core, cases, [B, PANEL], panels={"p": plan.labels},
+                                      serving=A)
+            lanes.append(list(again))
+            calls = fake.model_calls + vllm.model_calls
+            with pytest.raises(ValueError, match="judge 'default' is not one"):
+                await core.score_batch([
+                    {"prompt": "Grade it.", "response": "VALUE-9", "judge": "p",
+                     "backend": PANEL},
+                    {"prompt": "Grade it.", "response": "VALUE-9", "backend": PANEL}])
+            await asyncio.sleep(0.2)
+            lanes.append(fake.model_calls + vllm.model_calls - calls)  # none started
             with pytest.raises(ValueError, match=r"backend='@panel' is for the requests of "
                                                  r"panel judges; judge 'default' is not one"):
                 await core.score("Grade it.", "VALUE-1", backend=PANEL)
             await core.score("Grade it.", "VALUE-7", judge="p")  # a caller's panel reward
-            lanes.append(core.status()["length_bias"])
+            lanes.append(core.status())
             return results
         finally:
             await core.aclose()
@@ -308,8 +320,12 @@ def test_an_eval_of_a_panel_judge_shows_the_panel_beside_its_members(
     # every member in a lane of its own, @current too: the eval never queues in the main
     # lane ahead of training requests
     assert lanes[0] == set() and lanes[1] == {BackendSpec.parse(m) for m in (A, B, C, X)}
-    # a caller's panel verdicts feed length bias under the panel's name; the eval's do not
-    assert lanes[2]["p"]["panel:p"]["n"] == 1 and set(lanes[2]["p"]) == {"panel:p"}
+    assert lanes[2] == [B, PANEL, A, f"{B} (in {PANEL})", C] and lanes[3] == 0
+    # a caller's panel verdicts feed length bias under the panel's name and the panel's
+    # window; the eval's do neither
+    assert lanes[4]["length_bias"]["p"]["panel:p"]["n"] == 1
+    assert set(lanes[4]["length_bias"]["p"]) == {"panel:p"}
+    assert lanes[4]["panels"]["p"]["verdicts"] == 1
     assert list(results) == [PANEL, A, B, C]
     figures = {name: summarize(judged) for name, judged in results.items()}
     got = {name: [j.got for j in judged] for name, judged in results.items()}
@@ -363,3 +379,7 @@ def test_ray_judge_eval_of_a_panel_judge_through_the_command(tmp_path, monkeypat
     missing = CliRunner().invoke(app, ["eval", str(cases), "--backend", PANEL])
     assert missing.exit_code == 1
     assert "--backend @panel: no case names a panel judge (they name default)" in missing.stderr
+    no_panel = CliRunner().invoke(app, ["eval", str(cases), "--min", "escalated=0.5"])
+    assert no_panel.exit_code == 1
+    assert ("--min: escalated is a panel's figure and no case names a panel judge"
+            in no_panel.stderr)
