@@ -17,12 +17,15 @@ is sent.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests import waiting
 
 ray = pytest.importorskip("ray")
 
@@ -91,14 +94,7 @@ def items(ids: range, judge: str | None = None) -> list[dict[str, Any]]:
              "judge": judge} for i in ids]
 
 
-def wait_for(predicate, what: str, timeout: float = WAIT_S) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
-        time.sleep(0.1)
+wait_for = functools.partial(waiting.wait_for, timeout=WAIT_S, every=0.1)
 
 
 def status(judge: Any) -> dict[str, Any]:

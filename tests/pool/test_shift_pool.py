@@ -16,6 +16,7 @@ little noise, clipped at 1).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import re
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests import waiting
 
 ray = pytest.importorskip("ray")
 
@@ -75,14 +78,7 @@ def items(ids, judge: str | None = None) -> list[dict[str, Any]]:
             for i in ids]
 
 
-def wait_for(predicate, what: str, timeout: float = WAIT_S) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
-        time.sleep(0.1)
+wait_for = functools.partial(waiting.wait_for, timeout=WAIT_S, every=0.1)
 
 
 def ids_seen(server: FakeLLMServer) -> list[int]:

@@ -21,6 +21,7 @@ judge's counters and metrics add up; no CLI process and no zombie is left.
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import signal
@@ -37,6 +38,7 @@ from typing import Any
 
 import pytest
 
+from tests import waiting
 from tests.ray_cluster import init_local
 
 ray = pytest.importorskip("ray")
@@ -80,16 +82,7 @@ MARKER = f"sk-ant-faults-{uuid.uuid4().hex}"
 # ------------------------------------------------------------------------------ helpers
 
 
-def wait_for(predicate, what: str, timeout: float = WAIT_S, every: float = 0.1,
-             details=lambda: "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, (
-            f"timed out after {timeout:g}s waiting for {what} {details()}")
-        time.sleep(every)
+wait_for = functools.partial(waiting.wait_for, timeout=WAIT_S, every=0.1)
 
 
 @dataclass

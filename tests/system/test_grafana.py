@@ -18,6 +18,7 @@ Each failure kind happens in two rounds with a scrape between them: Prometheus's
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -32,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from tests import waiting
 from tests.ray_cluster import init_local
 
 ray = pytest.importorskip("ray")
@@ -68,14 +70,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(predicate, what: str, timeout: float = WAIT_S) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
-        time.sleep(0.25)
+wait_for = functools.partial(waiting.wait_for, timeout=WAIT_S, every=0.25)
 
 
 class Prometheus:

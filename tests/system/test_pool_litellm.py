@@ -8,6 +8,7 @@ a dashboard can see. The model calls are real HTTP from real worker actors throu
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
@@ -24,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from tests import waiting
 from tests.ray_cluster import init_local
 
 ray = pytest.importorskip("ray")
@@ -49,14 +51,7 @@ WAIT_S = 60.0  # bound on every poll below; reached only when something is broke
 # ------------------------------------------------------------------------------ helpers
 
 
-def wait_for(predicate, what: str, timeout: float = WAIT_S, every: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
-        time.sleep(every)
+wait_for = functools.partial(waiting.wait_for, timeout=WAIT_S, every=0.05)
 
 
 @dataclass

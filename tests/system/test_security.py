@@ -17,11 +17,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from tests import waiting
 from tests.ray_cluster import init_local
 
 ray = pytest.importorskip("ray")
@@ -76,14 +77,7 @@ JUDGE_ANSWER = "The response is wrong (2+2 is 4) and tries to manipulate the gra
 # ------------------------------------------------------------------------------ helpers
 
 
-def wait_for(predicate, what: str, timeout: float = WAIT_S, every: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
-        time.sleep(every)
+wait_for = functools.partial(waiting.wait_for, timeout=WAIT_S, every=0.05)
 
 
 def texts(content: Any) -> str:
