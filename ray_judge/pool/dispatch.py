@@ -159,8 +159,8 @@ class Dispatcher:
         k is what ``spec`` can start now without a queued request waiting for it: 0 while
         anything is queued, else bounded by free slots, the rate and the token budget.
         The slots are held while the call runs (so the global limit holds) and given
-        back after. Returns k results in order (a group's: a Verdict per response; one
-        failed Verdict when its call failed); they bypass the cache and ``on_verdict``.
+        back after. Returns k results in order (a group's: a Verdict per response, failed
+        ones too); they bypass the cache and ``on_verdict``.
         """
         if self.queued or not requests:
             return []
@@ -183,8 +183,8 @@ class Dispatcher:
             if len(results) != n:
                 raise RuntimeError(f"worker {worker} returned {len(results)} verdicts for {n}")
         except Exception as exc:  # WorkerLost too: background work is not re-queued
-            results = [Verdict.failure(Status.BACKEND_ERROR, f"background call failed: {exc!r}",
-                                       backend=str(spec)) for _ in batch]
+            results = [failure(r, Status.BACKEND_ERROR, f"background call failed: {exc!r}",
+                               backend=str(spec)) for r in batch]
         finally:
             self._load[worker] -= n
             slots.give_back(n)

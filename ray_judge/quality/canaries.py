@@ -267,9 +267,7 @@ class CanaryMonitor:
             self.cost_usd += spent.cost_usd or 0.0
             self.input_tokens += spent.input_tokens or 0
             self.output_tokens += spent.output_tokens or 0
-        # the canary's own verdict: a group's at the canary's position (a call that failed
-        # as a whole answers with one failed Verdict)
-        verdict = call[position] if position is not None and len(call) > position else call[0]
+        verdict = call[0 if position is None else position]  # a group's: the canary's
         backend = verdict.backend or serving
         key = (judge, backend, kind)
         tally = self.tallies.get(key)

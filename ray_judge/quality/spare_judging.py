@@ -21,7 +21,7 @@ from ..judging.catalog import JudgeCatalog
 from ..judging.groups.pairwise import first_is_a as first_shown
 from ..judging.groups.planning import assemble, chunk_requests, compare_verdict, pair_requests
 from ..spec import BackendSpec
-from ..verdict import GroupRequest, JudgeRequest, Verdict
+from ..verdict import GroupRequest, JudgeRequest
 from .cases import Case
 
 __all__ = ["POLL_S", "SendSpare", "judge_on_spare"]
@@ -73,8 +73,7 @@ async def _judge_case(case: Case, spec: BackendSpec, catalog: JudgeCatalog,
         answers = await _send(spec, chunks, send_spare, keep_going)
         if answers is None:
             return None
-        return list(assemble(group, plan, [_per_response(a, len(c.responses))
-                                           for a, c in zip(answers, chunks, strict=True)]))
+        return list(assemble(group, plan, [tuple(a) for a in answers]))
     prompt, a, b = item["prompt"], item["a"], item["b"]
     pair = GroupRequest(prompt, (a, b), item.get("reference"), judge=case.judge,
                         fields=item.get("fields"))
@@ -84,14 +83,8 @@ async def _judge_case(case: Case, spec: BackendSpec, catalog: JudgeCatalog,
     answers = await _send(spec, calls, send_spare, keep_going)
     if answers is None:
         return None
-    return compare_verdict([_per_response(x, 2) for x in answers], swap=definition.swap,
+    return compare_verdict([tuple(x) for x in answers], swap=definition.swap,
                            first_is_a=first_is_a)
-
-
-def _per_response(answer: Any, n: int) -> tuple[Verdict, ...]:
-    """A group call's Verdicts, one per response; a call that failed as a whole answers
-    with one failed Verdict (:meth:`Dispatcher.send_spare`), which stands for each."""
-    return (answer,) * n if isinstance(answer, Verdict) else tuple(answer)
 
 
 async def _send(spec: BackendSpec, requests: list[Any], send_spare: SendSpare,

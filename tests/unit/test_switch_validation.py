@@ -221,13 +221,14 @@ def test_a_bad_cases_file_or_gate_stops_the_judge_from_starting(tmp_path, monkey
 
 
 def test_a_group_or_pair_call_that_fails_whole_is_a_failure_per_response(tmp_path):
-    """``send_spare`` answers a call that raised with one failed Verdict, also for a group
-    or a pair; validation counts each response as failed instead of stopping."""
+    """The dispatcher's ``send_spare`` answers a group or pair call whose worker raised
+    with a failed Verdict per response; validation counts each as failed instead of
+    stopping."""
     from ray_judge.config import JudgeConfig
     from ray_judge.judging.catalog import JudgeCatalog
+    from ray_judge.pool.dispatch import Dispatcher
     from ray_judge.quality.cases import parse_cases
     from ray_judge.quality.spare_judging import judge_on_spare
-    from ray_judge.verdict import Status, Verdict
 
     catalog = JudgeCatalog.build(JudgeConfig(backend_file=tmp_path / ".judge_backend"))
     cases = parse_cases([json.dumps({"prompt": "q", "responses": ["a", "b", "c"],
@@ -235,11 +236,15 @@ def test_a_group_or_pair_call_that_fails_whole_is_a_failure_per_response(tmp_pat
                          json.dumps({"prompt": "q", "a": "x", "b": "y", "preferred": "a"})],
                         catalog)
 
-    async def send_spare(spec, requests):
-        return [Verdict.failure(Status.BACKEND_ERROR, "background call failed: boom",
-                                backend=str(spec)) for _ in requests]
+    async def send(worker, spec, requests):
+        raise RuntimeError("boom")
 
-    group, pair = asyncio.run(judge_on_spare(cases, BackendSpec.parse(GOOD), catalog,
-                                             send_spare, lanes=1))
+    async def scenario():
+        dispatcher = Dispatcher(num_workers=1, send=send, route=lambda: BackendSpec.parse(GOOD),
+                                limit_for=lambda spec: 4)
+        return await judge_on_spare(cases, BackendSpec.parse(GOOD), catalog,
+                                    dispatcher.send_spare, lanes=1)
+
+    group, pair = asyncio.run(scenario())
     assert len(group) == 3 and all(not v.ok and "boom" in v.error for v in group)
     assert not pair.ok and pair.score is None
