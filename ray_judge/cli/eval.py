@@ -94,8 +94,8 @@ def eval_command(
             typer.echo(f"error: {line}" if line == str(exc).splitlines()[0] else f"  {line}",
                        err=True)
         raise typer.Exit(code=1) from None
-    panels = {c.judge: catalog.get(c.judge).panel_plan.labels for c in cases  # type: ignore[union-attr]
-              if catalog.get(c.judge).panel_plan is not None}
+    plans = {c.judge: catalog.get(c.judge).panel_plan for c in cases}
+    panels = {judge: plan.labels for judge, plan in plans.items() if plan is not None}
     if PANEL in specs and not panels:
         fail(f"--backend {PANEL}: no case names a panel judge (they name "
              f"{', '.join(sorted({str(c.judge) for c in cases}))})")
